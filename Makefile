@@ -1,0 +1,48 @@
+# usage-gateway — `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test check lint format typecheck schema schema-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package with its dev tools
+
+run: $(STAMP) ## start the demo: every vendor emulator and the gateway (GraphiQL on :8000)
+	$(BIN)/usage-gateway demo
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/python -m pytest
+
+check: lint typecheck schema-check ## lint, type-check and check schema.graphql
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check gateway providers tests
+	$(BIN)/ruff format --check gateway providers tests
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix gateway providers tests
+	$(BIN)/ruff format gateway providers tests
+
+typecheck: $(STAMP) ## mypy --strict on gateway and providers
+	$(BIN)/mypy gateway providers
+
+schema: $(STAMP) ## regenerate schema.graphql from the code
+	$(BIN)/python -m strawberry export-schema gateway.graphql.schema:schema --output schema.graphql
+
+schema-check: $(STAMP) ## fail when schema.graphql is stale
+	@$(BIN)/python -m strawberry export-schema gateway.graphql.schema:schema | diff -u schema.graphql - \
+		&& echo "schema.graphql is current" || (echo "schema.graphql is stale: run make schema"; exit 1)
+
+clean: ## remove .venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

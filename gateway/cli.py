@@ -1,0 +1,155 @@
+"""The ``usage-gateway`` command: ``serve``, ``demo`` and ``emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.app import create_app, install_redaction
+from gateway.errors import ConfigError
+from gateway.servers import Served, bind, serve_all
+from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings, parse_settings
+from providers import registry
+
+log = logging.getLogger("usage-gateway")
+CONFIG_ENV = "USAGE_GATEWAY_CONFIG"
+DEMO_SEED = 42
+
+
+def _setup_logging(level: str) -> None:
+    formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _bind_or_exit(host: str, port: int) -> Any:
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        print(f"usage-gateway: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    path = args.config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"usage-gateway: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level)
+    install_redaction(settings.secret_values)
+    gateway = Served(create_app(settings), _bind_or_exit(args.host, args.port))
+    print(f"usage-gateway: {len(settings.accounts)} accounts from {path}", flush=True)
+    print(f"GraphiQL: {gateway.url}/graphql", flush=True)
+    asyncio.run(serve_all([gateway], log_level=args.log_level))
+    return 0
+
+
+def demo_settings(emulators: dict[str, str]) -> Settings:
+    """A config with every emulator's demo accounts; ``emulators`` maps provider id -> base URL."""
+    accounts: list[dict[str, Any]] = []
+    for provider, entry in registry().items():
+        for account in entry.emulator.accounts:
+            accounts.append(
+                {"provider": provider.value, "base_url": emulators[provider.value], **account}
+            )
+    return parse_settings({"accounts": accounts}, source="<demo>", env={})
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    served: list[Served] = []
+    urls: dict[str, str] = {}
+    for provider, entry in sorted(registry().items(), key=lambda item: item[0].value):
+        emulator = Served(entry.emulator.factory(seed=args.seed), bind(args.host, 0))
+        served.append(emulator)
+        urls[provider.value] = emulator.url
+        print(f"emulator {provider.value}: {emulator.url}", flush=True)
+    settings = demo_settings(urls)
+    gateway = Served(create_app(settings), _bind_or_exit(args.host, args.port))
+    served.append(gateway)
+    names = ", ".join(a.id for a in settings.accounts)
+    print(f"usage-gateway demo: {len(settings.accounts)} accounts ({names})", flush=True)
+    print(f"GraphiQL: {gateway.url}/graphql", flush=True)
+    asyncio.run(serve_all(served, log_level=args.log_level))
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    known = {p.value: entry for p, entry in registry().items()}
+    entry = known.get(args.provider)
+    if entry is None:
+        print(
+            f"usage-gateway: unknown provider {args.provider!r} "
+            f"(expected one of: {', '.join(sorted(known))})",
+            file=sys.stderr,
+        )
+        return 2
+    _setup_logging(args.log_level)
+    emulator = Served(entry.emulator.factory(seed=args.seed), _bind_or_exit(args.host, args.port))
+    print(f"emulator {args.provider}: {emulator.url} (seed {args.seed})", flush=True)
+    for account in entry.emulator.accounts:
+        fields = {k: v for k, v in account.items() if k not in ("id", "name")}
+        print(f"  accepts: {fields}", flush=True)
+    asyncio.run(serve_all([emulator], log_level=args.log_level))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="usage-gateway",
+        description="One GraphQL graph over the usage and quota APIs of your vendors.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser, port: int) -> None:
+        sub.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        sub.add_argument("--port", type=int, default=port, help=f"port (default {port}; 0: free)")
+        sub.add_argument(
+            "--log-level",
+            default="info",
+            choices=["debug", "info", "warning", "error"],
+            help="log level (default info)",
+        )
+
+    serve = commands.add_parser("serve", help="serve the graph for the accounts in a config")
+    serve.add_argument(
+        "--config", help=f"config file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})"
+    )
+    common(serve, 8000)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser("demo", help="start every emulator and a gateway against them")
+    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="data seed of the emulators")
+    common(demo, 8000)
+    demo.set_defaults(func=cmd_demo)
+
+    emulator = commands.add_parser("emulator", help="run one vendor emulator alone")
+    emulator.add_argument("provider", help="provider id, e.g. reputeapi")
+    emulator.add_argument("--seed", type=int, default=DEMO_SEED, help="data seed")
+    common(emulator, 0)
+    emulator.set_defaults(func=cmd_emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,273 @@
+"""Vendor-neutral domain objects: what every provider produces and the graph shows.
+
+All values are frozen. Times are timezone-aware UTC ``datetime`` objects; days are ``date``
+objects meant as UTC days. Counts and byte sizes are plain Python ``int`` (unbounded).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+
+class ProviderId(enum.Enum):
+    """The vendors the gateway speaks to; the value is the config's ``provider`` string."""
+
+    VIRUSTOTAL = "virustotal"
+    REVERSINGLABS = "reversinglabs"
+    ZKSCORE = "zkscore"
+    REPUTEAPI = "reputeapi"
+
+
+class AccountScope(enum.Enum):
+    """Whose usage an account reports."""
+
+    USER = "user"
+    GROUP = "group"
+    COMPANY = "company"
+    API_KEY = "api_key"
+
+
+class Granularity(enum.Enum):
+    """Bucket size of a usage series."""
+
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class QuotaWindow(enum.Enum):
+    """The period after which a quota or rate limit starts again."""
+
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+    MONTH = "month"
+    FIXED_TERM = "fixed_term"
+
+
+class QuotaUnit(enum.Enum):
+    """What a quota counts."""
+
+    REQUESTS = "requests"
+    BYTES = "bytes"
+
+
+class SourceState(enum.Enum):
+    """How trustworthy an account's data is in one answer."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    RATE_LIMITED = "rate_limited"
+    AUTH_FAILED = "auth_failed"
+    UNAVAILABLE = "unavailable"
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def day_start(day: date) -> datetime:
+    """00:00:00 UTC of ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def days_between(start: date, end: date) -> Iterator[date]:
+    """Every day from ``start`` to ``end``, both inclusive."""
+    for offset in range((end - start).days + 1):
+        yield start + timedelta(days=offset)
+
+
+def first_of_next_month(day: date) -> date:
+    """The 1st of the month after ``day``'s month."""
+    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+def bucket_start(moment: datetime, granularity: Granularity) -> datetime:
+    """The start of the bucket holding ``moment``: weeks start on Monday, months on the 1st."""
+    moment = moment.astimezone(UTC)
+    if granularity is Granularity.MINUTE:
+        return moment.replace(second=0, microsecond=0)
+    if granularity is Granularity.HOUR:
+        return moment.replace(minute=0, second=0, microsecond=0)
+    day = moment.date()
+    if granularity is Granularity.WEEK:
+        day -= timedelta(days=day.weekday())
+    elif granularity is Granularity.MONTH:
+        day = day.replace(day=1)
+    return day_start(day)
+
+
+class Secret:
+    """A credential. Its ``repr`` and ``str`` never show the value; ``reveal()`` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One validated ``[[accounts]]`` entry.
+
+    ``options`` holds the provider's own plain fields (``group``, ``scope``, ``key_id`` ...) and
+    ``secrets`` its credentials, already resolved from ``${VAR}`` references.
+    """
+
+    id: str
+    provider: ProviderId
+    name: str
+    base_url: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+
+    def secret(self, name: str) -> str:
+        return self.secrets[name].reveal()
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A vendor allowance: how much may be used in a window, and how much was."""
+
+    id: str
+    account_id: str
+    name: str
+    window: QuotaWindow
+    unit: QuotaUnit
+    limit: int | None
+    used: int | None
+    resets_at: datetime | None = None
+    starts_on: date | None = None
+    ends_on: date | None = None
+    products: tuple[str, ...] = ()
+    vendor_exceeded: bool | None = None
+
+    @property
+    def remaining(self) -> int | None:
+        """What is left, never below zero; unknown when the limit or the use is."""
+        if self.limit is None or self.used is None:
+            return None
+        return max(self.limit - self.used, 0)
+
+    @property
+    def utilization(self) -> float | None:
+        """``used / limit`` as a fraction, not clipped at 1; unknown without both numbers."""
+        if self.limit is None or self.used is None or self.limit <= 0:
+            return None
+        return self.used / self.limit
+
+    @property
+    def exceeded(self) -> bool:
+        """The vendor's own verdict where it gives one, else whether the allowance is used up."""
+        if self.vendor_exceeded is not None:
+            return self.vendor_exceeded
+        return self.limit is not None and self.used is not None and self.used >= self.limit
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A short-window request-rate limit."""
+
+    name: str
+    window: QuotaWindow
+    limit: int
+    used: int | None = None
+    resets_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UsagePoint:
+    """The usage in one bucket starting at ``start``."""
+
+    start: datetime
+    requests: int
+    quota_requests: int
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class EndpointUsage:
+    """One endpoint's (or product's) total over a range."""
+
+    endpoint: str
+    requests: int
+    consumes_quota: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a provider reports about an account apart from usage."""
+
+    quotas: tuple[Quota, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()
+    plan: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """A provider's raw answer for a range, before the service rolls it up.
+
+    ``points`` are in the provider's native ``granularity`` (DAY, HOUR or MINUTE). ``known_days``
+    lists every day of the range for which the vendor gave an answer (zero or not); the service
+    derives ``missingDays`` from it.
+    """
+
+    granularity: Granularity
+    points: tuple[UsagePoint, ...]
+    endpoints: tuple[EndpointUsage, ...]
+    known_days: frozenset[date]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Usage over ``[from_, to]`` in buckets of ``granularity``."""
+
+    from_: date
+    to: date
+    granularity: Granularity
+    requests: int
+    quota_requests: int
+    bytes: int | None
+    series: tuple[UsagePoint, ...]
+    endpoints: tuple[EndpointUsage, ...]
+    missing_days: tuple[date, ...]
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """How fresh one account's data is in an answer, and why not."""
+
+    state: SourceState
+    fetched_at: datetime | None = None
+    message: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as the graph shows it (configuration without secrets)."""
+
+    id: str
+    provider: ProviderId
+    name: str
+    scope: AccountScope

@@ -1,0 +1,1 @@
+"""The GraphQL layer: described types (``types``) and thin resolvers (``schema``)."""

@@ -1,0 +1,91 @@
+"""The schema: the ``Query`` root, hostile-query limits and error masking.
+
+``schema`` at module level is what ``make schema`` exports to ``schema.graphql``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from gateway import domain
+from gateway.errors import InputError
+from gateway.graphql.types import SCALARS, Account, Provider, Quota, scope_of
+
+MAX_TOKENS = 2_000
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+
+
+def _provider(value: Provider | None) -> domain.ProviderId | None:
+    return None if value is None else domain.ProviderId[value.name]
+
+
+@strawberry.type(description="Usage, quotas and rate limits of every configured vendor account.")
+class Query:
+    @strawberry.field(description="Every configured account, optionally of one provider.")
+    def accounts(
+        self,
+        info: strawberry.Info,
+        provider: Annotated[
+            Provider | None, strawberry.argument(description="Only this provider's accounts.")
+        ] = None,
+    ) -> list[Account]:
+        service = scope_of(info).service
+        return [Account.from_domain(a) for a in service.accounts(_provider(provider))]
+
+    @strawberry.field(description="One account by its config id; null when there is none.")
+    def account(
+        self,
+        info: strawberry.Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The account's id.")],
+    ) -> Account | None:
+        found = scope_of(info).service.account(str(id))
+        return None if found is None else Account.from_domain(found)
+
+    @strawberry.field(description="Every account's quotas, highest utilization first.")
+    async def quotas(
+        self,
+        info: strawberry.Info,
+        provider: Annotated[
+            Provider | None, strawberry.argument(description="Only this provider's quotas.")
+        ] = None,
+        min_utilization: Annotated[
+            float | None,
+            strawberry.argument(description="Only quotas used at least this much (0.8 = 80%)."),
+        ] = None,
+    ) -> list[Quota]:
+        if min_utilization is not None and not 0 <= min_utilization <= 10:
+            raise InputError(
+                f"minUtilization must be a fraction such as 0.8, not {min_utilization}",
+                argument="minUtilization",
+            )
+        quotas = await scope_of(info).quotas(_provider(provider), min_utilization)
+        return [Quota.from_domain(q) for q in quotas]
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    """Mask what was not raised on purpose for the caller (validation and input errors show)."""
+    original = error.original_error
+    return original is not None and not isinstance(original, InputError)
+
+
+schema = strawberry.Schema(
+    query=Query,
+    config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
+    extensions=[
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        MaskErrors(should_mask_error=_should_mask, error_message="Internal error; see the gateway log."),
+    ],
+)

@@ -1,0 +1,367 @@
+"""The public graph: every type and field described, mirroring ``gateway.domain``.
+
+Resolvers here are thin: they read the per-request :class:`~gateway.service.RequestScope` from
+the context and convert domain objects with the ``from_domain`` constructors.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Annotated, NewType, TypeVar
+
+import strawberry
+from strawberry.litestar import BaseContext
+
+from gateway import domain
+
+if TYPE_CHECKING:
+    from gateway.service import RequestScope
+
+BigInt = NewType("BigInt", int)
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _serialize_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_datetime(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("DateTime must be an ISO 8601 string")
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _parse_date(value: object) -> date:
+    if not isinstance(value, str):
+        raise ValueError("Date must be a string YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date of the form YYYY-MM-DD") from None
+
+
+def _parse_bigint(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("BigInt must be an integer")
+    return int(value)
+
+
+SCALARS = {
+    BigInt: strawberry.scalar(
+        name="BigInt",
+        description="An integer of any size (counts and byte sizes reach past 2^31); "
+        "a JSON number.",
+        serialize=int,
+        parse_value=_parse_bigint,
+    ),
+    datetime: strawberry.scalar(
+        name="DateTime",
+        description="A moment in ISO 8601, always UTC, e.g. 2026-01-31T23:59:59Z.",
+        serialize=_serialize_datetime,
+        parse_value=_parse_datetime,
+    ),
+    date: strawberry.scalar(
+        name="Date",
+        description="A UTC calendar day, YYYY-MM-DD.",
+        serialize=date.isoformat,
+        parse_value=_parse_date,
+    ),
+}
+
+
+@strawberry.enum(description="A vendor the gateway reads usage from.")
+class Provider(enum.Enum):
+    VIRUSTOTAL = strawberry.enum_value("virustotal", description="VirusTotal API v3.")
+    REVERSINGLABS = strawberry.enum_value(
+        "reversinglabs", description="ReversingLabs Spectra Intelligence."
+    )
+    ZKSCORE = strawberry.enum_value("zkscore", description="ZKScore developer API.")
+    REPUTEAPI = strawberry.enum_value("reputeapi", description="ReputeAPI.")
+
+
+@strawberry.enum(description="Whose usage an account reports.")
+class AccountScope(enum.Enum):
+    USER = strawberry.enum_value("user", description="One user of the vendor.")
+    GROUP = strawberry.enum_value("group", description="A group of users (VirusTotal).")
+    COMPANY = strawberry.enum_value("company", description="Every user of a company.")
+    API_KEY = strawberry.enum_value("api_key", description="One API key.")
+
+
+@strawberry.enum(description="Bucket size of a usage series.")
+class Granularity(enum.Enum):
+    MINUTE = strawberry.enum_value("minute", description="Minutes (where the vendor has them).")
+    HOUR = strawberry.enum_value("hour", description="Hours (where the vendor has them).")
+    DAY = strawberry.enum_value("day", description="UTC days.")
+    WEEK = strawberry.enum_value("week", description="Weeks starting on Monday (UTC).")
+    MONTH = strawberry.enum_value("month", description="Calendar months (UTC).")
+
+
+@strawberry.enum(description="The period after which a quota or rate limit starts again.")
+class QuotaWindow(enum.Enum):
+    MINUTE = strawberry.enum_value("minute", description="Resets every minute.")
+    HOUR = strawberry.enum_value("hour", description="Resets every hour.")
+    DAY = strawberry.enum_value("day", description="Resets every day at 00:00 UTC.")
+    MONTH = strawberry.enum_value("month", description="Resets on the 1st at 00:00 UTC.")
+    FIXED_TERM = strawberry.enum_value(
+        "fixed_term", description="Does not reset: an allowance for a license term."
+    )
+
+
+@strawberry.enum(description="What a quota counts.")
+class QuotaUnit(enum.Enum):
+    REQUESTS = strawberry.enum_value("requests", description="API requests.")
+    BYTES = strawberry.enum_value("bytes", description="Bytes (decimal units: 1 GB = 10^9).")
+
+
+@strawberry.enum(description="How trustworthy an account's data is in this answer.")
+class SourceState(enum.Enum):
+    FRESH = strawberry.enum_value("fresh", description="Read from the vendor for this answer.")
+    STALE = strawberry.enum_value(
+        "stale", description="An earlier answer, served because a fresh one is not at hand."
+    )
+    RATE_LIMITED = strawberry.enum_value(
+        "rate_limited", description="The vendor asked us to wait; see retryAt."
+    )
+    AUTH_FAILED = strawberry.enum_value(
+        "auth_failed", description="The vendor rejected the account's credentials."
+    )
+    UNAVAILABLE = strawberry.enum_value(
+        "unavailable", description="The vendor could not be reached or failed."
+    )
+
+
+def _enum(target: type[E], value: enum.Enum) -> E:
+    return target[value.name]
+
+
+@strawberry.type(description="How fresh an account's data is in this answer, and why not.")
+class SourceStatus:
+    state: SourceState = strawberry.field(description="The data's state.")
+    fetched_at: datetime | None = strawberry.field(
+        description="When the data was read from the vendor; null when there is none."
+    )
+    message: str | None = strawberry.field(
+        description="Why the state is not FRESH, in words (never contains secrets)."
+    )
+    retry_at: datetime | None = strawberry.field(
+        description="When the vendor allows the next call (RATE_LIMITED)."
+    )
+
+    @classmethod
+    def from_domain(cls, status: domain.SourceStatus) -> SourceStatus:
+        return cls(
+            state=_enum(SourceState, status.state),
+            fetched_at=status.fetched_at,
+            message=status.message,
+            retry_at=status.retry_at,
+        )
+
+
+@strawberry.type(description="A vendor allowance: how much may be used in a window, and how much was.")
+class Quota:
+    id: strawberry.ID = strawberry.field(description="Stable id: account id and quota name.")
+    account_id: strawberry.ID = strawberry.field(description="The account the quota belongs to.")
+    name: str = strawberry.field(description="The quota's name.")
+    window: QuotaWindow = strawberry.field(description="When the quota starts again.")
+    unit: QuotaUnit = strawberry.field(description="What the quota counts.")
+    limit: BigInt | None = strawberry.field(description="The allowance; null when unknown.")
+    used: BigInt | None = strawberry.field(
+        description="Used in the current window (may exceed limit); null when unknown."
+    )
+    remaining: BigInt | None = strawberry.field(
+        description="limit - used, never below 0; null when either is unknown."
+    )
+    utilization: float | None = strawberry.field(
+        description="used / limit as a fraction (0.2469), not clipped at 1; null when unknown."
+    )
+    exceeded: bool = strawberry.field(
+        description="The vendor's verdict where it gives one, else whether used >= limit."
+    )
+    resets_at: datetime | None = strawberry.field(
+        description="The next reset; null for FIXED_TERM."
+    )
+    starts_on: date | None = strawberry.field(description="First day of the license term.")
+    ends_on: date | None = strawberry.field(description="Last day of the license term.")
+    products: list[str] = strawberry.field(
+        description="Vendor product names the quota covers (empty when it covers everything)."
+    )
+
+    @classmethod
+    def from_domain(cls, quota: domain.Quota) -> Quota:
+        return cls(
+            id=strawberry.ID(quota.id),
+            account_id=strawberry.ID(quota.account_id),
+            name=quota.name,
+            window=_enum(QuotaWindow, quota.window),
+            unit=_enum(QuotaUnit, quota.unit),
+            limit=_big(quota.limit),
+            used=_big(quota.used),
+            remaining=_big(quota.remaining),
+            utilization=quota.utilization,
+            exceeded=quota.exceeded,
+            resets_at=quota.resets_at,
+            starts_on=quota.starts_on,
+            ends_on=quota.ends_on,
+            products=list(quota.products),
+        )
+
+
+@strawberry.type(description="A short-window request-rate limit.")
+class RateLimit:
+    name: str = strawberry.field(description="What the limit applies to.")
+    window: QuotaWindow = strawberry.field(description="The window the limit counts in.")
+    limit: BigInt = strawberry.field(description="Requests allowed per window.")
+    used: BigInt | None = strawberry.field(description="Requests in the current window.")
+    resets_at: datetime | None = strawberry.field(description="When the current window ends.")
+
+    @classmethod
+    def from_domain(cls, rate: domain.RateLimit) -> RateLimit:
+        return cls(
+            name=rate.name,
+            window=_enum(QuotaWindow, rate.window),
+            limit=BigInt(rate.limit),
+            used=_big(rate.used),
+            resets_at=rate.resets_at,
+        )
+
+
+@strawberry.type(description="Usage in one bucket of a series.")
+class UsagePoint:
+    start: datetime = strawberry.field(description="Start of the bucket (UTC).")
+    requests: BigInt = strawberry.field(description="Requests the vendor counted in the bucket.")
+    quota_requests: BigInt = strawberry.field(description="Those that consume quota.")
+    bytes: BigInt | None = strawberry.field(description="Bytes, where the vendor meters them.")
+
+    @classmethod
+    def from_domain(cls, point: domain.UsagePoint) -> UsagePoint:
+        return cls(
+            start=point.start,
+            requests=BigInt(point.requests),
+            quota_requests=BigInt(point.quota_requests),
+            bytes=_big(point.bytes),
+        )
+
+
+@strawberry.type(description="One endpoint's (or product's) total over the range.")
+class EndpointUsage:
+    endpoint: str = strawberry.field(
+        description="The vendor's own path (/api/v1/check) or product name."
+    )
+    requests: BigInt = strawberry.field(description="Requests over the range.")
+    consumes_quota: bool = strawberry.field(description="Whether these requests spend quota.")
+
+    @classmethod
+    def from_domain(cls, item: domain.EndpointUsage) -> EndpointUsage:
+        return cls(
+            endpoint=item.endpoint,
+            requests=BigInt(item.requests),
+            consumes_quota=item.consumes_quota,
+        )
+
+
+@strawberry.type(description="Usage over a range of days.")
+class Usage:
+    from_: date = strawberry.field(name="from", description="First day of the range (UTC).")
+    to: date = strawberry.field(description="Last day of the range (UTC).")
+    granularity: Granularity = strawberry.field(description="Bucket size of the series.")
+    requests: BigInt = strawberry.field(
+        description="Every request the vendor counted on the known days of the range."
+    )
+    quota_requests: BigInt = strawberry.field(description="Those that consume quota.")
+    bytes: BigInt | None = strawberry.field(description="Bytes, where the vendor meters them.")
+    series: list[UsagePoint] = strawberry.field(
+        description="One point per bucket with data, ascending; buckets of only missing days "
+        "are left out."
+    )
+    endpoints: list[EndpointUsage] = strawberry.field(
+        description="Totals per endpoint over the range, requests descending."
+    )
+    missing_days: list[date] = strawberry.field(
+        description="Days up to today with no data from vendor or history: unknown, not zero."
+    )
+
+    @classmethod
+    def from_domain(cls, usage: domain.Usage) -> Usage:
+        return cls(
+            from_=usage.from_,
+            to=usage.to,
+            granularity=_enum(Granularity, usage.granularity),
+            requests=BigInt(usage.requests),
+            quota_requests=BigInt(usage.quota_requests),
+            bytes=_big(usage.bytes),
+            series=[UsagePoint.from_domain(p) for p in usage.series],
+            endpoints=[EndpointUsage.from_domain(e) for e in usage.endpoints],
+            missing_days=list(usage.missing_days),
+        )
+
+
+class GatewayContext(BaseContext, kw_only=True):
+    """Per-request context: the service scope that memoizes vendor calls for this request."""
+
+    scope: RequestScope
+
+
+def scope_of(info: strawberry.Info) -> RequestScope:
+    context = info.context
+    assert isinstance(context, GatewayContext)
+    return context.scope
+
+
+@strawberry.type(description="A vendor account the gateway reads: a key, user, group or company.")
+class Account:
+    id: strawberry.ID = strawberry.field(description="Stable id from the config.")
+    provider: Provider = strawberry.field(description="The vendor.")
+    name: str = strawberry.field(description="Display name from the config.")
+    scope: AccountScope = strawberry.field(description="Whose usage the account reports.")
+
+    @classmethod
+    def from_domain(cls, account: domain.Account) -> Account:
+        return cls(
+            id=strawberry.ID(account.id),
+            provider=_enum(Provider, account.provider),
+            name=account.name,
+            scope=_enum(AccountScope, account.scope),
+        )
+
+    @strawberry.field(description="How fresh this account's data is in this answer, and why not.")
+    async def source(self, info: strawberry.Info) -> SourceStatus:
+        return SourceStatus.from_domain(await scope_of(info).source(self.id))
+
+    @strawberry.field(description="The vendor's plan or tier name for the account, if it says.")
+    async def plan(self, info: strawberry.Info) -> str | None:
+        return (await scope_of(info).limits(self.id)).plan
+
+    @strawberry.field(description="The account's quotas; empty when the vendor failed (see source).")
+    async def quotas(self, info: strawberry.Info) -> list[Quota]:
+        limits = await scope_of(info).limits(self.id)
+        return [Quota.from_domain(q) for q in limits.quotas]
+
+    @strawberry.field(description="The account's rate limits; empty when the vendor failed.")
+    async def rate_limits(self, info: strawberry.Info) -> list[RateLimit]:
+        limits = await scope_of(info).limits(self.id)
+        return [RateLimit.from_domain(r) for r in limits.rate_limits]
+
+    @strawberry.field(
+        description="Usage from `from` to `to` (UTC days, inclusive) in buckets of granularity."
+    )
+    async def usage(
+        self,
+        info: strawberry.Info,
+        from_: Annotated[
+            date, strawberry.argument(name="from", description="First day (UTC), inclusive.")
+        ],
+        to: Annotated[date, strawberry.argument(description="Last day (UTC), inclusive.")],
+        granularity: Annotated[
+            Granularity, strawberry.argument(description="Bucket size of the series.")
+        ] = Granularity.DAY,
+    ) -> Usage:
+        usage = await scope_of(info).usage(
+            self.id, from_, to, domain.Granularity[granularity.name]
+        )
+        return Usage.from_domain(usage)
+
+
+def _big(value: int | None) -> BigInt | None:
+    return None if value is None else BigInt(value)

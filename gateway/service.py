@@ -1,0 +1,320 @@
+"""The service: fan-out over accounts, range planning, roll-ups, and each account's status.
+
+The graph calls one :class:`RequestScope` per GraphQL request. A scope runs each distinct vendor
+fetch once (every resolver that needs the same data awaits the same task), never lets an expected
+vendor failure escape (it becomes the account's :class:`SourceStatus`), and answers usage with
+unknown days listed as missing rather than counted as zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import TypeVar
+
+from gateway.domain import (
+    Account,
+    AccountConfig,
+    Granularity,
+    Limits,
+    ProviderId,
+    Quota,
+    SourceState,
+    SourceStatus,
+    Usage,
+    UsagePoint,
+    UsageReport,
+    bucket_start,
+    days_between,
+    utc_now,
+)
+from gateway.errors import InputError, UpstreamError
+from providers.base import BaseProvider
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EARLIEST_DAY = date(2000, 1, 1)
+MAX_RANGE_DAYS = {Granularity.MINUTE: 2, Granularity.HOUR: 62}
+"""Longest range per granularity finer than a day (longer ones would be huge series)."""
+MAX_FUTURE_DAYS = 366
+_SEVERITY = {
+    SourceState.FRESH: 0,
+    SourceState.STALE: 1,
+    SourceState.UNAVAILABLE: 2,
+    SourceState.RATE_LIMITED: 3,
+    SourceState.AUTH_FAILED: 4,
+}
+
+
+@dataclass(frozen=True)
+class ConfiguredAccount:
+    """An account and the provider client that serves it."""
+
+    config: AccountConfig
+    provider: BaseProvider
+
+    @property
+    def account(self) -> Account:
+        return Account(
+            id=self.config.id,
+            provider=self.config.provider,
+            name=self.config.name,
+            scope=self.provider.scope,
+        )
+
+
+class GatewayService:
+    """Long-lived: the configured accounts and their provider clients."""
+
+    def __init__(
+        self,
+        accounts: Iterable[ConfiguredAccount],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._accounts = {a.config.id: a for a in accounts}
+        self.clock = clock
+
+    def accounts(self, provider: ProviderId | None = None) -> list[Account]:
+        return [
+            a.account
+            for a in self._accounts.values()
+            if provider is None or a.config.provider is provider
+        ]
+
+    def account(self, account_id: str) -> Account | None:
+        found = self._accounts.get(account_id)
+        return found.account if found else None
+
+    def configured(self, account_id: str) -> ConfiguredAccount:
+        return self._accounts[account_id]
+
+    def request(self) -> RequestScope:
+        """A scope for one GraphQL request."""
+        return RequestScope(self)
+
+
+class RequestScope:
+    """Per-request memo of vendor fetches and per-account status."""
+
+    def __init__(self, service: GatewayService) -> None:
+        self.service = service
+        self._tasks: dict[tuple[object, ...], asyncio.Task[object]] = {}
+        self._by_account: dict[str, list[asyncio.Task[object]]] = {}
+        self._status: dict[str, SourceStatus] = {}
+
+    # -- public reads ----------------------------------------------------------------------
+
+    async def limits(self, account_id: str) -> Limits:
+        """The account's quotas and rate limits; empty when the vendor failed."""
+        configured = self.service.configured(account_id)
+        result = await self._once(
+            (account_id, "limits"), account_id, configured.provider.limits, Limits()
+        )
+        assert isinstance(result, Limits)
+        return result
+
+    async def quotas(
+        self, provider: ProviderId | None = None, min_utilization: float | None = None
+    ) -> list[Quota]:
+        """Every account's quotas, fetched concurrently, by utilization, highest first."""
+        accounts = self.service.accounts(provider)
+        results = await asyncio.gather(*(self.limits(a.id) for a in accounts))
+        quotas = [q for limits in results for q in limits.quotas]
+        if min_utilization is not None:
+            quotas = [
+                q for q in quotas if q.utilization is not None and q.utilization >= min_utilization
+            ]
+        return sorted(
+            quotas,
+            key=lambda q: (
+                q.utilization is None,
+                -(q.utilization or 0.0),
+                q.account_id,
+                q.name,
+            ),
+        )
+
+    async def usage(
+        self, account_id: str, start: date, end: date, granularity: Granularity
+    ) -> Usage:
+        """Usage for ``start``..``end`` in buckets of ``granularity``."""
+        configured = self.service.configured(account_id)
+        provider = configured.provider
+        today = self.service.clock().date()
+        native = self._plan(provider, start, end, granularity, today)
+        last = min(end, today)
+        if start > last:
+            return _empty_usage(start, end, granularity)
+        report = await self._once(
+            (account_id, "usage", start, last, native),
+            account_id,
+            lambda: provider.usage(start, last, native),
+            None,
+        )
+        assert report is None or isinstance(report, UsageReport)
+        return build_usage(report, start, end, last, granularity)
+
+    async def source(self, account_id: str) -> SourceStatus:
+        """How fresh this account's data is, over everything this request fetched for it."""
+        await self.limits(account_id)
+        # Let sibling resolvers of the same account (started in the same gather) register.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await asyncio.gather(*self._by_account.get(account_id, []), return_exceptions=True)
+        return self._status.get(account_id, SourceStatus(SourceState.FRESH))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _plan(
+        self,
+        provider: BaseProvider,
+        start: date,
+        end: date,
+        granularity: Granularity,
+        today: date,
+    ) -> Granularity:
+        """Check the range and choose the granularity to ask the vendor for."""
+        if start > end:
+            raise InputError(
+                f"`from` ({start.isoformat()}) is after `to` ({end.isoformat()})", argument="from"
+            )
+        if start < EARLIEST_DAY:
+            raise InputError(
+                f"`from` ({start.isoformat()}) is before {EARLIEST_DAY.isoformat()}",
+                argument="from",
+            )
+        if end > today + timedelta(days=MAX_FUTURE_DAYS):
+            raise InputError(
+                f"`to` ({end.isoformat()}) is more than {MAX_FUTURE_DAYS} days in the future",
+                argument="to",
+            )
+        if granularity in (Granularity.DAY, Granularity.WEEK, Granularity.MONTH):
+            return Granularity.DAY
+        if granularity not in provider.native_granularities:
+            finest = min(provider.native_granularities, key=list(Granularity).index)
+            raise InputError(
+                f"{provider.display_name} reports usage per {finest.value}, not per "
+                f"{granularity.value}; ask for {finest.name} or coarser",
+                argument="granularity",
+            )
+        span = (end - start).days + 1
+        limit = MAX_RANGE_DAYS[granularity]
+        if span > limit:
+            raise InputError(
+                f"granularity {granularity.name} allows at most {limit} days; "
+                f"this range has {span}",
+                argument="granularity",
+            )
+        return granularity
+
+    async def _once(
+        self,
+        key: tuple[object, ...],
+        account_id: str,
+        fetch: Callable[[], Awaitable[T]],
+        fallback: T,
+    ) -> T | object:
+        task = self._tasks.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._guarded(account_id, fetch, fallback))
+            self._tasks[key] = task
+            self._by_account.setdefault(account_id, []).append(task)
+        return await asyncio.shield(task)
+
+    async def _guarded(
+        self, account_id: str, fetch: Callable[[], Awaitable[T]], fallback: T
+    ) -> T:
+        configured = self.service.configured(account_id)
+        vendor = configured.provider.display_name
+        try:
+            result = await fetch()
+        except UpstreamError as exc:
+            retry_at = getattr(exc, "retry_at", None)
+            self._note(account_id, SourceStatus(exc.state, None, exc.message, retry_at))
+            log.warning("account %s: %s", account_id, exc.message)
+            return fallback
+        except Exception:
+            log.exception("account %s: unexpected error while reading %s", account_id, vendor)
+            self._note(
+                account_id,
+                SourceStatus(
+                    SourceState.UNAVAILABLE,
+                    None,
+                    f"internal error while reading {vendor}; see the gateway log",
+                ),
+            )
+            return fallback
+        self._note(account_id, SourceStatus(SourceState.FRESH, self.service.clock()))
+        return result
+
+    def _note(self, account_id: str, status: SourceStatus) -> None:
+        current = self._status.get(account_id)
+        if current is None or _SEVERITY[status.state] > _SEVERITY[current.state]:
+            self._status[account_id] = status
+        elif (
+            status.state is current.state is SourceState.FRESH
+            and status.fetched_at
+            and current.fetched_at
+            and status.fetched_at < current.fetched_at
+        ):
+            self._status[account_id] = replace(current, fetched_at=status.fetched_at)
+
+
+def _empty_usage(start: date, end: date, granularity: Granularity) -> Usage:
+    return Usage(start, end, granularity, 0, 0, None, (), (), ())
+
+
+def build_usage(
+    report: UsageReport | None,
+    start: date,
+    end: date,
+    last: date,
+    granularity: Granularity,
+) -> Usage:
+    """Roll a provider report up into ``granularity`` buckets and list unknown days.
+
+    ``last`` is the last day that can have data (``end`` or today, whichever is earlier); days
+    after it are in the future, neither counted nor missing. With no report at all, every day up
+    to ``last`` is missing.
+    """
+    days = list(days_between(start, last))
+    if report is None:
+        return Usage(start, end, granularity, 0, 0, None, (), (), tuple(days))
+    series = rollup(report.points, granularity)
+    has_bytes = any(p.bytes is not None for p in series)
+    return Usage(
+        from_=start,
+        to=end,
+        granularity=granularity,
+        requests=sum(p.requests for p in series),
+        quota_requests=sum(p.quota_requests for p in series),
+        bytes=sum(p.bytes or 0 for p in series) if has_bytes else None,
+        series=series,
+        endpoints=tuple(sorted(report.endpoints, key=lambda e: (-e.requests, e.endpoint))),
+        missing_days=tuple(d for d in days if d not in report.known_days),
+    )
+
+
+def rollup(points: Sequence[UsagePoint], granularity: Granularity) -> tuple[UsagePoint, ...]:
+    """Sum points into buckets of ``granularity`` (weeks from Monday, months from the 1st)."""
+    buckets: dict[datetime, list[UsagePoint]] = {}
+    for point in points:
+        buckets.setdefault(bucket_start(point.start, granularity), []).append(point)
+    result = []
+    for moment in sorted(buckets):
+        group = buckets[moment]
+        byte_values = [p.bytes for p in group if p.bytes is not None]
+        result.append(
+            UsagePoint(
+                start=moment,
+                requests=sum(p.requests for p in group),
+                quota_requests=sum(p.quota_requests for p in group),
+                bytes=sum(byte_values) if byte_values else None,
+            )
+        )
+    return tuple(result)

@@ -1,0 +1,251 @@
+"""The config file: ``gateway.toml`` -> frozen :class:`Settings`.
+
+``${VAR}`` references are resolved here, from the mapping the caller passes (the process
+environment by default), and nowhere else. Every account is validated before anything starts; the
+first problem raises :class:`~gateway.errors.ConfigError`, whose text is one line naming the file,
+the account and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.domain import AccountConfig, ProviderId, Secret
+from gateway.errors import ConfigError
+from providers import registry
+
+DEFAULT_HISTORY_PATH = "usage-history.sqlite"
+DEFAULT_CACHE_URL = "memory://"
+DEFAULT_CONFIG_PATH = "gateway.toml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_COMMON_FIELDS = {"id", "provider", "name", "base_url"}
+_GATEWAY_FIELDS = {"history_path", "cache_url"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway needs from its config file."""
+
+    accounts: tuple[AccountConfig, ...] = ()
+    history_path: str = DEFAULT_HISTORY_PATH
+    cache_url: str = DEFAULT_CACHE_URL
+    source: str = "<built in>"
+    secret_values: frozenset[str] = field(default=frozenset(), repr=False)
+    """Every resolved secret, so logs can redact them."""
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a config file."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(name, f"cannot read the file ({type(exc).__name__})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, f"invalid TOML: {exc}") from None
+    return parse_settings(data, source=name, env=os.environ if env is None else env)
+
+
+def parse_settings(
+    data: Mapping[str, Any], *, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate an already-parsed config mapping."""
+    env = os.environ if env is None else env
+    unknown = sorted(set(data) - {"gateway", "accounts"})
+    if unknown:
+        raise ConfigError(source, f"unknown section {unknown[0]!r} (expected gateway, accounts)")
+
+    gateway = data.get("gateway", {})
+    if not isinstance(gateway, Mapping):
+        raise ConfigError(source, "[gateway] must be a table")
+    for key in sorted(set(gateway) - _GATEWAY_FIELDS):
+        raise ConfigError(source, f"[gateway] has an unknown field {key!r}")
+    history_path = _string(gateway, "history_path", source, "[gateway]", DEFAULT_HISTORY_PATH)
+    cache_url = _string(gateway, "cache_url", source, "[gateway]", DEFAULT_CACHE_URL)
+    scheme = urlsplit(cache_url).scheme
+    if scheme not in ("memory", "redis", "rediss"):
+        raise ConfigError(
+            source, f"[gateway] field 'cache_url': {cache_url!r} is not memory:// or redis://"
+        )
+
+    raw_accounts = data.get("accounts", [])
+    if not isinstance(raw_accounts, list):
+        raise ConfigError(source, "accounts must be an array of tables ([[accounts]])")
+    accounts: list[AccountConfig] = []
+    secrets: set[str] = set()
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_accounts, start=1):
+        account = _parse_account(raw, index, source, env)
+        if account.id in seen:
+            raise ConfigError(
+                source,
+                f"duplicate account id (also account #{seen[account.id]})",
+                account=account.id,
+                field="id",
+            )
+        seen[account.id] = index
+        accounts.append(account)
+        secrets.update(s.reveal() for s in account.secrets.values() if s.reveal())
+    return Settings(
+        accounts=tuple(accounts),
+        history_path=history_path,
+        cache_url=cache_url,
+        source=source,
+        secret_values=frozenset(secrets),
+    )
+
+
+def _string(table: Mapping[str, Any], key: str, source: str, where: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(source, f"{where} field {key!r} must be a non-empty string")
+    return value
+
+
+def _parse_account(
+    raw: object, index: int, source: str, env: Mapping[str, str]
+) -> AccountConfig:
+    label = f"#{index}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, "must be a table", account=label)
+    account_id = raw.get("id")
+    if account_id is None:
+        raise ConfigError(source, "missing (every account needs an id)", account=label, field="id")
+    if not isinstance(account_id, str) or not _ID.match(account_id):
+        raise ConfigError(
+            source,
+            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            account=label,
+            field="id",
+        )
+    label = account_id
+
+    provider_name = raw.get("provider")
+    if provider_name is None:
+        raise ConfigError(source, "missing", account=label, field="provider")
+    known = {p.value: p for p in registry()}
+    if provider_name not in known:
+        choices = ", ".join(sorted(known))
+        raise ConfigError(
+            source,
+            f"unknown provider {provider_name!r} (expected one of: {choices})",
+            account=label,
+            field="provider",
+        )
+    provider = known[provider_name]
+    client = registry()[provider].client
+    specs = {f.name: f for f in client.fields}
+
+    for key in raw:
+        if key not in _COMMON_FIELDS and key not in specs:
+            allowed = ", ".join(sorted(_COMMON_FIELDS | set(specs)))
+            raise ConfigError(
+                source,
+                f"unknown field for provider {provider_name!r} (allowed: {allowed})",
+                account=label,
+                field=key,
+            )
+
+    name = raw.get("name", account_id)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(source, "must be a non-empty string", account=label, field="name")
+
+    base_url = raw.get("base_url")
+    if base_url is not None:
+        base_url = _check_base_url(base_url, source, label)
+
+    options: dict[str, str] = {}
+    secrets: dict[str, Secret] = {}
+    for spec in client.fields:
+        value = raw.get(spec.name)
+        if value is None:
+            if spec.required:
+                raise ConfigError(source, "missing", account=label, field=spec.name)
+            continue
+        if not isinstance(value, str):
+            raise ConfigError(source, "must be a string", account=label, field=spec.name)
+        resolved = _resolve(value, env, source, label, spec.name)
+        if not resolved:
+            raise ConfigError(source, "is empty", account=label, field=spec.name)
+        if spec.choices and resolved not in spec.choices:
+            raise ConfigError(
+                source,
+                f"{resolved!r} is not one of: {', '.join(spec.choices)}",
+                account=label,
+                field=spec.name,
+            )
+        if spec.secret:
+            secrets[spec.name] = Secret(resolved)
+        else:
+            options[spec.name] = resolved
+    problem = client.validate_options(options)
+    if problem is not None:
+        raise ConfigError(source, problem[1], account=label, field=problem[0])
+    return AccountConfig(
+        id=account_id,
+        provider=provider,
+        name=name.strip(),
+        base_url=base_url,
+        options=options,
+        secrets=secrets,
+    )
+
+
+def _resolve(value: str, env: Mapping[str, str], source: str, account: str, field: str) -> str:
+    def lookup(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var not in env:
+            raise ConfigError(
+                source, f"environment variable {var} is not set", account=account, field=field
+            )
+        return env[var]
+
+    resolved = _VAR.sub(lookup, value)
+    if "${" in _VAR.sub("", value):
+        raise ConfigError(
+            source, "has a malformed ${VAR} reference", account=account, field=field
+        )
+    return resolved
+
+
+def _check_base_url(value: object, source: str, account: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(source, "must be a string", account=account, field="base_url")
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(source, "has an invalid port", account=account, field="base_url") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
+        raise ConfigError(
+            source,
+            f"{value!r} must be scheme://host[:port] (http or https, no path, query or user)",
+            account=account,
+            field="base_url",
+        )
+    return value.rstrip("/")
+
+
+def provider_names() -> list[str]:
+    """The provider ids a config may name."""
+    return sorted(p.value for p in ProviderId if p in registry())

@@ -1,0 +1,220 @@
+"""The provider base class: HTTP plumbing, deadlines and error translation for every vendor.
+
+A vendor package subclasses :class:`BaseProvider`, names its config fields, and implements
+``limits()`` and ``usage()`` by calling :meth:`BaseProvider.get_json` and turning the vendor's
+answer into ``gateway.domain`` objects. Everything that can go wrong on the wire becomes one of
+the ``gateway.errors.UpstreamError`` classes here, so vendor packages never handle httpx errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from gateway.domain import (
+    AccountConfig,
+    AccountScope,
+    Granularity,
+    Limits,
+    ProviderId,
+    UsageReport,
+    utc_now,
+)
+from gateway.errors import (
+    AuthFailed,
+    MalformedResponse,
+    RateLimited,
+    Unavailable,
+    UpstreamRejected,
+    vendor_text,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEADLINE = 10.0
+"""Seconds one vendor call may take in all (connect, send, wait, read)."""
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """A provider-specific field of an ``[[accounts]]`` entry."""
+
+    name: str
+    required: bool = False
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class VendorAnswer:
+    """A successful vendor answer: the parsed JSON body and the response headers."""
+
+    body: Any
+    headers: httpx.Headers
+    status: int
+
+
+@contextmanager
+def parsing(vendor: str) -> Iterator[None]:
+    """Turn a vendor body of the wrong shape into ``MalformedResponse`` (never a 500)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise MalformedResponse(
+            f"{vendor} answered with an unexpected shape ({type(exc).__name__}: "
+            f"{vendor_text(exc)})"
+        ) from exc
+
+
+def as_int(value: object, what: str) -> int:
+    """A vendor count as an exact ``int``; accepts ints, integral floats and digit strings."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} is a boolean, not a count")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ValueError(f"{what} is not an integer: {vendor_text(value)[:40]!r}")
+
+
+def retry_after(headers: httpx.Headers, now: datetime) -> datetime | None:
+    """When a 429 (or 503) allows the next call, from ``Retry-After`` (seconds or HTTP date)."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + timedelta(seconds=int(value))
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else None
+
+
+class BaseProvider(ABC):
+    """One configured account of one vendor."""
+
+    id: ClassVar[ProviderId]
+    display_name: ClassVar[str]
+    default_base_url: ClassVar[str]
+    fields: ClassVar[tuple[ConfigField, ...]] = ()
+    native_granularities: ClassVar[frozenset[Granularity]] = frozenset({Granularity.DAY})
+    """Granularities the vendor itself reports; coarser ones are rolled up from DAY."""
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        http: httpx.AsyncClient,
+        *,
+        deadline: float = DEFAULT_DEADLINE,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.account = account
+        self.http = http
+        self.deadline = deadline
+        self.clock = clock
+        self.base_url = (account.base_url or self.default_base_url).rstrip("/")
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, str]) -> tuple[str, str] | None:
+        """Check field combinations the field list cannot express.
+
+        Returns ``(field, message)`` for the first problem, or ``None``.
+        """
+        return None
+
+    @property
+    @abstractmethod
+    def scope(self) -> AccountScope:
+        """Whose usage this account reports."""
+
+    @abstractmethod
+    async def limits(self) -> Limits:
+        """The account's quotas and rate limits as the vendor reports them now."""
+
+    @abstractmethod
+    async def usage(self, start: date, end: date, granularity: Granularity) -> UsageReport:
+        """Usage per bucket of a native ``granularity`` for the days ``start``..``end``."""
+
+    # -- HTTP plumbing ---------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a call; vendor packages override."""
+        return {}
+
+    def auth(self) -> httpx.Auth | None:
+        """An httpx auth flow (HTTP Basic, say); vendor packages override."""
+        return None
+
+    def error_message(self, response: httpx.Response) -> str | None:
+        """The vendor's own explanation in an error body, if it has one; overridable."""
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        if isinstance(body, dict):
+            for key in ("message", "error"):
+                value = body.get(key)
+                if isinstance(value, str):
+                    return vendor_text(value)
+                if isinstance(value, dict) and isinstance(value.get("message"), str):
+                    return vendor_text(value["message"])
+        return None
+
+    async def get_json(
+        self, path: str, params: Mapping[str, str] | None = None
+    ) -> VendorAnswer:
+        """GET ``path`` with a total deadline and return the parsed JSON answer.
+
+        Raises ``AuthFailed`` (401/403), ``RateLimited`` (429), ``Unavailable`` (connection,
+        deadline, 5xx), ``UpstreamRejected`` (other 4xx) or ``MalformedResponse`` (not JSON).
+        """
+        vendor = self.display_name
+        url = self.base_url + path
+        try:
+            async with asyncio.timeout(self.deadline):
+                response = await self.http.get(
+                    url, params=dict(params or {}), headers=self.auth_headers(), auth=self.auth()
+                    or httpx.USE_CLIENT_DEFAULT,
+                )
+                content = response.content
+        except TimeoutError as exc:
+            raise Unavailable(f"{vendor} did not answer within {self.deadline:g} s") from exc
+        except httpx.ConnectError as exc:
+            raise Unavailable(f"{vendor} could not be reached (connection failed)") from exc
+        except httpx.TimeoutException as exc:
+            raise Unavailable(f"{vendor} timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"{vendor} broke off the connection ({type(exc).__name__})") from exc
+
+        status = response.status_code
+        if status != 200:
+            detail = self.error_message(response)
+            suffix = f": {detail}" if detail else ""
+            if status in (401, 403):
+                raise AuthFailed(f"{vendor} rejected the credentials (HTTP {status}){suffix}")
+            if status == 429:
+                when = retry_after(response.headers, self.clock())
+                raise RateLimited(f"{vendor} is rate limiting (HTTP 429){suffix}", retry_at=when)
+            if status >= 500:
+                raise Unavailable(f"{vendor} failed (HTTP {status}){suffix}")
+            raise UpstreamRejected(f"{vendor} refused the request (HTTP {status}){suffix}")
+        try:
+            body = json.loads(content)
+        except ValueError as exc:
+            raise MalformedResponse(f"{vendor} answered with a body that is not JSON") from exc
+        return VendorAnswer(body=body, headers=response.headers, status=status)

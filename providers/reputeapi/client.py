@@ -1,0 +1,180 @@
+"""ReputeAPI client: ``GET /v1/usage`` -> monthly quota, per-minute rate limits, usage."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from gateway.domain import (
+    AccountScope,
+    EndpointUsage,
+    Granularity,
+    Limits,
+    ProviderId,
+    Quota,
+    QuotaUnit,
+    QuotaWindow,
+    RateLimit,
+    UsagePoint,
+    UsageReport,
+    day_start,
+)
+from gateway.errors import MalformedResponse
+from providers.base import BaseProvider, ConfigField, VendorAnswer, as_int, parsing
+
+USAGE_PATH = "/v1/usage"
+USAGE_ENDPOINT_LIMIT = 30
+"""``/v1/usage`` allows 30 calls per minute on every tier (it does not spend the quota)."""
+
+
+def parse_time(value: object) -> datetime:
+    """A vendor timestamp (``...Z``, an offset, or a bare date) as aware UTC."""
+    if not isinstance(value, str):
+        raise ValueError("timestamp is not a string")
+    text = value.strip()
+    if len(text) == 10:
+        return day_start(date.fromisoformat(text))
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def count(value: object, what: str) -> int:
+    number = as_int(value, what)
+    if number < 0:
+        raise ValueError(f"{what} is negative")
+    return number
+
+
+class ReputeApiProvider(BaseProvider):
+    """One ReputeAPI key (scope API_KEY)."""
+
+    id = ProviderId.REPUTEAPI
+    display_name = "ReputeAPI"
+    default_base_url = "https://api.reputeapi.com"
+    fields: ClassVar[tuple[ConfigField, ...]] = (
+        ConfigField("api_key", required=True, secret=True, help="X-API-Key value (ra_live_...)"),
+    )
+    native_granularities = frozenset({Granularity.HOUR, Granularity.DAY})
+
+    @property
+    def scope(self) -> AccountScope:
+        return AccountScope.API_KEY
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.account.secret("api_key")}
+
+    async def limits(self) -> Limits:
+        answer = await self.get_json(USAGE_PATH)
+        with parsing(self.display_name):
+            return self._limits(answer)
+
+    def _limits(self, answer: VendorAnswer) -> Limits:
+        body = _object(answer.body, "answer")
+        quota = _object(body["quota"], "quota")
+        rates = _object(body["rate_limits"], "rate_limits")
+        account = body.get("account")
+        plan = account.get("tier") if isinstance(account, dict) else None
+        limit = count(quota["monthly_limit"], "quota.monthly_limit")
+        used = count(quota["used"], "quota.used")
+        monthly = Quota(
+            id=f"{self.account.id}:monthly-requests",
+            account_id=self.account.id,
+            name="Monthly requests",
+            window=QuotaWindow.MONTH,
+            unit=QuotaUnit.REQUESTS,
+            limit=limit,
+            used=used,
+            resets_at=parse_time(quota["reset_date"]) if quota.get("reset_date") else None,
+        )
+        rate_limits = [
+            RateLimit(
+                name="Requests per minute",
+                window=QuotaWindow.MINUTE,
+                limit=count(rates["requests_per_minute"], "rate_limits.requests_per_minute"),
+                used=count(rates.get("current_minute_usage", 0), "current_minute_usage"),
+                resets_at=parse_time(rates["next_reset"]) if rates.get("next_reset") else None,
+            )
+        ]
+        usage_limit = self._usage_endpoint_limit(answer)
+        if usage_limit is not None:
+            rate_limits.append(usage_limit)
+        return Limits(
+            quotas=(monthly,),
+            rate_limits=tuple(rate_limits),
+            plan=str(plan) if isinstance(plan, str) else None,
+        )
+
+    def _usage_endpoint_limit(self, answer: VendorAnswer) -> RateLimit | None:
+        """The ``/v1/usage`` endpoint's own limit, read from the ``X-RateLimit-*`` headers."""
+        headers = answer.headers
+        try:
+            limit = int(headers.get("x-ratelimit-limit", USAGE_ENDPOINT_LIMIT))
+            remaining = headers.get("x-ratelimit-remaining")
+            reset = headers.get("x-ratelimit-reset")
+            used = max(limit - int(remaining), 0) if remaining is not None else None
+            resets_at = datetime.fromtimestamp(int(reset), UTC) if reset is not None else None
+        except (ValueError, OverflowError, OSError):
+            return None
+        return RateLimit(
+            name=f"{USAGE_PATH} requests per minute",
+            window=QuotaWindow.MINUTE,
+            limit=limit,
+            used=used,
+            resets_at=resets_at,
+        )
+
+    async def usage(self, start: date, end: date, granularity: Granularity) -> UsageReport:
+        wire = "hour" if granularity is Granularity.HOUR else "day"
+        answer = await self.get_json(
+            USAGE_PATH,
+            {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": wire},
+        )
+        native = Granularity.HOUR if wire == "hour" else Granularity.DAY
+        with parsing(self.display_name):
+            return self._usage(answer.body, start, end, native)
+
+    def _usage(self, raw: Any, start: date, end: date, native: Granularity) -> UsageReport:
+        body = _object(raw, "answer")
+        points: dict[datetime, UsagePoint] = {}
+        for entry in _list(body["daily_breakdown"], "daily_breakdown"):
+            item = _object(entry, "daily_breakdown entry")
+            moment = parse_time(item["date"])
+            if not start <= moment.date() <= end:
+                continue  # outside what we asked for: not ours to count
+            requests = count(item["requests"], "daily_breakdown.requests")
+            if moment in points:
+                raise MalformedResponse(f"ReputeAPI listed {item['date']} twice")
+            points[moment] = UsagePoint(start=moment, requests=requests, quota_requests=requests)
+        summary = _object(body["summary"], "summary")
+        endpoints = tuple(
+            sorted(
+                (
+                    EndpointUsage(
+                        endpoint=str(path),
+                        requests=count(n, f"summary.endpoints[{path}]"),
+                        consumes_quota=path != USAGE_PATH,
+                    )
+                    for path, n in _object(summary.get("endpoints", {}), "endpoints").items()
+                ),
+                key=lambda e: (-e.requests, e.endpoint),
+            )
+        )
+        ordered = tuple(points[m] for m in sorted(points))
+        return UsageReport(
+            granularity=native,
+            points=ordered,
+            endpoints=endpoints,
+            known_days=frozenset(p.start.date() for p in ordered),
+        )
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is not an object")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is not a list")
+    return value
