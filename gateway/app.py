@@ -6,10 +6,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 import httpx
-from litestar import Litestar, Request, get
+from litestar import Litestar, get
 from strawberry.litestar import make_graphql_controller
 
 from gateway import __version__
@@ -62,7 +61,12 @@ def build_service(
 ) -> GatewayService:
     """The service for ``settings``, with one provider client per account."""
     accounts = [
-        ConfiguredAccount(config, provider_class(config.provider)(config, http, clock=clock))
+        ConfiguredAccount(
+            config,
+            provider_class(config.provider)(
+                config, http, deadline=settings.upstream_timeout, clock=clock
+            ),
+        )
         for config in settings.accounts
     ]
     return GatewayService(accounts, clock=clock)
@@ -86,7 +90,7 @@ def create_app(
     )
     service = build_service(settings, http, clock=clock)
 
-    async def context_getter(request: Request[Any, Any, Any]) -> GatewayContext:
+    async def context_getter() -> GatewayContext:
         return GatewayContext(scope=service.request())
 
     graphql = make_graphql_controller(

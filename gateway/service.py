@@ -226,9 +226,7 @@ class RequestScope:
             self._by_account.setdefault(account_id, []).append(task)
         return await asyncio.shield(task)
 
-    async def _guarded(
-        self, account_id: str, fetch: Callable[[], Awaitable[T]], fallback: T
-    ) -> T:
+    async def _guarded(self, account_id: str, fetch: Callable[[], Awaitable[T]], fallback: T) -> T:
         configured = self.service.configured(account_id)
         vendor = configured.provider.display_name
         try:

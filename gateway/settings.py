@@ -27,7 +27,8 @@ DEFAULT_CONFIG_PATH = "gateway.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _COMMON_FIELDS = {"id", "provider", "name", "base_url"}
-_GATEWAY_FIELDS = {"history_path", "cache_url"}
+_GATEWAY_FIELDS = {"history_path", "cache_url", "upstream_timeout"}
+DEFAULT_UPSTREAM_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Settings:
     accounts: tuple[AccountConfig, ...] = ()
     history_path: str = DEFAULT_HISTORY_PATH
     cache_url: str = DEFAULT_CACHE_URL
+    upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+    """Seconds one vendor call may take in all."""
     source: str = "<built in>"
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
     """Every resolved secret, so logs can redact them."""
@@ -80,6 +83,12 @@ def parse_settings(
             source, f"[gateway] field 'cache_url': {cache_url!r} is not memory:// or redis://"
         )
 
+    timeout = gateway.get("upstream_timeout", DEFAULT_UPSTREAM_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
+        raise ConfigError(
+            source, "[gateway] field 'upstream_timeout' must be a number of seconds in (0, 300]"
+        )
+
     raw_accounts = data.get("accounts", [])
     if not isinstance(raw_accounts, list):
         raise ConfigError(source, "accounts must be an array of tables ([[accounts]])")
@@ -102,6 +111,7 @@ def parse_settings(
         accounts=tuple(accounts),
         history_path=history_path,
         cache_url=cache_url,
+        upstream_timeout=float(timeout),
         source=source,
         secret_values=frozenset(secrets),
     )
@@ -114,9 +124,7 @@ def _string(table: Mapping[str, Any], key: str, source: str, where: str, default
     return value
 
 
-def _parse_account(
-    raw: object, index: int, source: str, env: Mapping[str, str]
-) -> AccountConfig:
+def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str]) -> AccountConfig:
     label = f"#{index}"
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "must be a table", account=label)
@@ -214,9 +222,7 @@ def _resolve(value: str, env: Mapping[str, str], source: str, account: str, fiel
 
     resolved = _VAR.sub(lookup, value)
     if "${" in _VAR.sub("", value):
-        raise ConfigError(
-            source, "has a malformed ${VAR} reference", account=account, field=field
-        )
+        raise ConfigError(source, "has a malformed ${VAR} reference", account=account, field=field)
     return resolved
 
 
@@ -227,7 +233,9 @@ def _check_base_url(value: object, source: str, account: str) -> str:
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ConfigError(source, "has an invalid port", account=account, field="base_url") from None
+        raise ConfigError(
+            source, "has an invalid port", account=account, field="base_url"
+        ) from None
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname

@@ -72,8 +72,7 @@ def parsing(vendor: str) -> Iterator[None]:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise MalformedResponse(
-            f"{vendor} answered with an unexpected shape ({type(exc).__name__}: "
-            f"{vendor_text(exc)})"
+            f"{vendor} answered with an unexpected shape ({type(exc).__name__}: {vendor_text(exc)})"
         ) from exc
 
 
@@ -175,9 +174,7 @@ class BaseProvider(ABC):
                     return vendor_text(value["message"])
         return None
 
-    async def get_json(
-        self, path: str, params: Mapping[str, str] | None = None
-    ) -> VendorAnswer:
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> VendorAnswer:
         """GET ``path`` with a total deadline and return the parsed JSON answer.
 
         Raises ``AuthFailed`` (401/403), ``RateLimited`` (429), ``Unavailable`` (connection,
@@ -188,8 +185,10 @@ class BaseProvider(ABC):
         try:
             async with asyncio.timeout(self.deadline):
                 response = await self.http.get(
-                    url, params=dict(params or {}), headers=self.auth_headers(), auth=self.auth()
-                    or httpx.USE_CLIENT_DEFAULT,
+                    url,
+                    params=dict(params or {}),
+                    headers=self.auth_headers(),
+                    auth=self.auth() or httpx.USE_CLIENT_DEFAULT,
                 )
                 content = response.content
         except TimeoutError as exc:

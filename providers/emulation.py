@@ -68,7 +68,9 @@ class Response:
     content_type: str = "application/json"
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    def json(
+        cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
         return cls(status=status, body=json.dumps(data).encode(), headers=dict(headers or {}))
 
     @classmethod
@@ -235,7 +237,9 @@ class Emulator:
             retry = fault.retry_after if fault.status in (429, 503) else None
             response = self.error(fault.status, "Emulated failure", retry_after=retry)
         elif fault is not None and fault.malformed == "json":
-            response = Response.text("<html>502 Bad Gateway</html>", content_type="application/json")
+            response = Response.text(
+                "<html>502 Bad Gateway</html>", content_type="application/json"
+            )
         elif fault is not None and fault.malformed == "shape":
             response = self.malformed_shape()
         else:

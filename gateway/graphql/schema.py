@@ -74,18 +74,20 @@ class Query:
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    """Mask what was not raised on purpose for the caller (validation and input errors show)."""
+    """Mask what resolvers raised by accident; input, variable and validation errors show."""
     original = error.original_error
-    return original is not None and not isinstance(original, InputError)
+    return error.path is not None and original is not None and not isinstance(original, InputError)
 
 
 schema = strawberry.Schema(
     query=Query,
     config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
     extensions=[
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        MaskErrors(should_mask_error=_should_mask, error_message="Internal error; see the gateway log."),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaskErrors(
+            should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
+        ),
     ],
 )

@@ -159,7 +159,9 @@ class SourceStatus:
         )
 
 
-@strawberry.type(description="A vendor allowance: how much may be used in a window, and how much was.")
+@strawberry.type(
+    description="A vendor allowance: how much may be used in a window, and how much was."
+)
 class Quota:
     id: strawberry.ID = strawberry.field(description="Stable id: account id and quota name.")
     account_id: strawberry.ID = strawberry.field(description="The account the quota belongs to.")
@@ -333,7 +335,9 @@ class Account:
     async def plan(self, info: strawberry.Info) -> str | None:
         return (await scope_of(info).limits(self.id)).plan
 
-    @strawberry.field(description="The account's quotas; empty when the vendor failed (see source).")
+    @strawberry.field(
+        description="The account's quotas; empty when the vendor failed (see source)."
+    )
     async def quotas(self, info: strawberry.Info) -> list[Quota]:
         limits = await scope_of(info).limits(self.id)
         return [Quota.from_domain(q) for q in limits.quotas]
@@ -357,9 +361,7 @@ class Account:
             Granularity, strawberry.argument(description="Bucket size of the series.")
         ] = Granularity.DAY,
     ) -> Usage:
-        usage = await scope_of(info).usage(
-            self.id, from_, to, domain.Granularity[granularity.name]
-        )
+        usage = await scope_of(info).usage(self.id, from_, to, domain.Granularity[granularity.name])
         return Usage.from_domain(usage)
 
 

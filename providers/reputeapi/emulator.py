@@ -75,22 +75,34 @@ class KeyInfo:
     created_at: datetime
     target_utilization: float = 0.6
     revoked: bool = False
+    custom_limits: tuple[int, int] | None = None
+    """(per month, per minute) for the custom ``enterprise`` tier."""
 
     @property
     def monthly_limit(self) -> int:
-        return TIERS[self.tier][0]
+        return self.custom_limits[0] if self.custom_limits else TIERS[self.tier][0]
 
     @property
     def per_minute(self) -> int:
-        return TIERS[self.tier][1]
+        return self.custom_limits[1] if self.custom_limits else TIERS[self.tier][1]
 
 
 DEFAULT_KEYS = (
-    KeyInfo("ra_live_premium_demo", "key_prem01", "premium", datetime(2025, 1, 6, tzinfo=UTC), 0.62),
+    KeyInfo(
+        "ra_live_premium_demo", "key_prem01", "premium", datetime(2025, 1, 6, tzinfo=UTC), 0.62
+    ),
     KeyInfo("ra_live_basic_demo", "key_basic01", "basic", datetime(2025, 3, 3, tzinfo=UTC), 0.86),
     KeyInfo("ra_live_free_demo", "key_free01", "free", datetime(2025, 6, 2, tzinfo=UTC), 0.35),
     KeyInfo(
         "ra_live_revoked_demo", "key_rev01", "basic", datetime(2025, 2, 3, tzinfo=UTC), revoked=True
+    ),
+    KeyInfo(
+        "ra_live_enterprise_demo",
+        "key_ent01",
+        "enterprise",
+        datetime(2025, 1, 6, tzinfo=UTC),
+        0.7,
+        custom_limits=(6_000_000_000, 200_000),
     ),
 )
 
@@ -183,7 +195,9 @@ class ReputeData:
     def day(self, key: KeyInfo, day: date, now: datetime) -> Stats:
         """Usage of ``key`` on ``day`` (complete hours only)."""
         start = day_start(day)
-        return total(self.hour(key, h) for h in self.hours(key, start, start + timedelta(hours=23), now))
+        return total(
+            self.hour(key, h) for h in self.hours(key, start, start + timedelta(hours=23), now)
+        )
 
     def month_to_date(self, key: KeyInfo, now: datetime) -> Stats:
         """The current calendar month's usage: what ``quota.used`` counts."""
@@ -358,7 +372,7 @@ class ReputeEmulator(Emulator):
 
         buckets = self.data.buckets(key, start, end, granularity, now)
         period = total(stats for _, stats in buckets)
-        month = self.data.month_to_date(key, now)
+        this_month = self.data.month_to_date(key, now)
         limit = key.monthly_limit
         reset = day_start(first_of_next_month(now.date()))
         requests = period.requests
@@ -379,10 +393,10 @@ class ReputeEmulator(Emulator):
             },
             "quota": {
                 "monthly_limit": limit,
-                "used": month.requests,
-                "remaining": limit - month.requests,
+                "used": this_month.requests,
+                "remaining": limit - this_month.requests,
                 "reset_date": iso_z(reset),
-                "percentage_used": round(month.requests / limit * 100, 2),
+                "percentage_used": round(this_month.requests / limit * 100, 2),
             },
             "rate_limits": {
                 "requests_per_minute": key.per_minute,
@@ -431,7 +445,7 @@ class ReputeEmulator(Emulator):
         rng = random.Random(f"reputeapi:{self.seed}:top:{iso_z(last)}:{period.requests}")
         order = list(DOMAINS)
         rng.shuffle(order)
-        top = []
+        top: list[object] = []
         share = period.successful * 0.02
         for rank, domain in enumerate(order[:10]):
             count = int(share / (rank + 1))

@@ -1,0 +1,135 @@
+"""Shared fixtures: every registered emulator served over loopback, and a gateway factory.
+
+Emulators run once per session in a background thread (real HTTP on 127.0.0.1) with a fixed
+clock, and are reset before each test. Expected numbers come from each emulator's own seeded data
+model, never from the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from gateway.app import create_app
+from gateway.domain import ProviderId
+from gateway.servers import ServerThread, bind
+from gateway.settings import Settings, parse_settings
+from providers import registry
+from providers.emulation import Emulator
+
+NOW = datetime(2026, 3, 18, 14, 25, 0, tzinfo=UTC)
+"""The clock of every emulator and gateway in the suite (a Wednesday, mid-month)."""
+SEED = 7
+
+
+def clock() -> datetime:
+    return NOW
+
+
+@dataclass
+class Running:
+    """One emulator instance and where it listens."""
+
+    emulator: Emulator
+    url: str
+
+
+@pytest.fixture(scope="session")
+def emulator_servers() -> Iterator[dict[str, list[Running]]]:
+    """Two instances of every registered emulator (a primary and a healthy twin)."""
+    instances: dict[str, list[Emulator]] = {
+        provider.value: [entry.emulator.factory(seed=SEED, clock=clock) for _ in range(2)]
+        for provider, entry in registry().items()
+    }
+    flat = [e for pair in instances.values() for e in pair]
+    with ServerThread(*flat) as server:
+        urls = iter(server.urls)
+        yield {name: [Running(e, next(urls)) for e in pair] for name, pair in instances.items()}
+
+
+@pytest.fixture
+def emulators(emulator_servers: dict[str, list[Running]]) -> dict[str, Running]:
+    """The primary emulator of every provider, reset for this test."""
+    for pair in emulator_servers.values():
+        for running in pair:
+            running.emulator.reset()
+    return {name: pair[0] for name, pair in emulator_servers.items()}
+
+
+@pytest.fixture
+def twins(
+    emulator_servers: dict[str, list[Running]], emulators: dict[str, Running]
+) -> dict[str, Running]:
+    """The second instance of every provider's emulator, reset for this test."""
+    return {name: pair[1] for name, pair in emulator_servers.items()}
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (connection refused)."""
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def account_entry(provider: str, base_url: str, index: int = 0, **overrides: str) -> dict[str, str]:
+    """A config entry for the ``index``-th demo account of ``provider`` at ``base_url``."""
+    spec = registry()[ProviderId(provider)].emulator
+    return {"provider": provider, "base_url": base_url, **spec.accounts[index], **overrides}
+
+
+def settings_for(*accounts: Mapping[str, Any], **gateway: Any) -> Settings:
+    return parse_settings({"gateway": gateway, "accounts": list(accounts)}, env={})
+
+
+class Gateway:
+    """A gateway app under test, queried in-process; its vendor calls go over real HTTP."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+        )
+
+    async def post(self, query: str, variables: Mapping[str, Any] | None = None) -> httpx.Response:
+        return await self.client.post(
+            "/graphql", json={"query": query, "variables": dict(variables or {})}
+        )
+
+    async def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The answer's JSON; fails the test on a non-200 status."""
+        response = await self.post(query, variables)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def data(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The answer's data; fails the test when the answer has errors."""
+        result = await self.query(query, variables)
+        assert "errors" not in result, result["errors"]
+        data: dict[str, Any] = result["data"]
+        return data
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[Callable[[Settings], Gateway]]:
+    """Build gateways for settings; their HTTP clients are closed after the test."""
+    clients: list[httpx.AsyncClient] = []
+
+    def build(settings: Settings) -> Gateway:
+        http = httpx.AsyncClient()
+        clients.append(http)
+        gateway = Gateway(create_app(settings, http_client=http, clock=clock))
+        clients.append(gateway.client)
+        return gateway
+
+    yield build
+    for client in clients:
+        await client.aclose()

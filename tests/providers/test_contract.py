@@ -1,0 +1,183 @@
+"""One suite for every registered provider, run against its emulator over real HTTP.
+
+Each vendor failure must end as that account's ``source`` state in a 200 answer, while a healthy
+account of the same provider (on a second emulator instance) answers normally in the same query.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.domain import ProviderId
+from providers import registry
+from providers.emulation import Fault
+from tests.conftest import NOW, account_entry, settings_for
+
+PROVIDERS = sorted(p.value for p in registry())
+TESTS = Path(__file__).parent
+
+QUERY = """
+{
+  accounts {
+    id
+    source { state message retryAt fetchedAt }
+    quotas { id name limit used }
+    rateLimits { window limit }
+  }
+}
+"""
+
+
+def test_every_provider_has_its_own_test_file() -> None:
+    missing = [
+        entry.package
+        for entry in registry().values()
+        if not (TESTS / f"test_{entry.package}.py").is_file()
+    ]
+    assert missing == [], f"providers without tests/providers/test_<vendor>.py: {missing}"
+
+
+def test_every_provider_declares_demo_accounts_and_bad_credentials() -> None:
+    for provider, entry in registry().items():
+        assert entry.emulator.accounts, provider
+        secret_fields = {f.name for f in entry.client.fields if f.secret}
+        assert set(entry.emulator.bad_credentials) <= secret_fields, provider
+
+
+async def answer(make_gateway, broken: dict[str, str], healthy: dict[str, str]) -> dict:
+    gateway = make_gateway(
+        settings_for({"id": "broken", **broken}, {"id": "healthy", **healthy}, upstream_timeout=0.5)
+    )
+    data = await gateway.data(QUERY)
+    return {a["id"]: a for a in data["accounts"]}
+
+
+def entries(provider: str, emulators, twins) -> tuple[dict[str, str], dict[str, str]]:
+    broken = account_entry(provider, emulators[provider].url)
+    healthy = account_entry(provider, twins[provider].url)
+    broken.pop("id", None)
+    healthy.pop("id", None)
+    return broken, healthy
+
+
+def assert_healthy(account: dict) -> None:
+    assert account["source"]["state"] == "FRESH", account["source"]
+    assert account["source"]["fetchedAt"] == NOW.isoformat().replace("+00:00", "Z")
+    assert account["quotas"], "a healthy account reports its quotas"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_healthy_accounts_answer(provider, emulators, twins, make_gateway) -> None:
+    broken, healthy = entries(provider, emulators, twins)
+    accounts = await answer(make_gateway, broken, healthy)
+    assert_healthy(accounts["broken"])
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_rejected_credentials(provider, emulators, twins, make_gateway) -> None:
+    broken, healthy = entries(provider, emulators, twins)
+    broken.update(registry()[ProviderId(provider)].emulator.bad_credentials)
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert source["state"] == "AUTH_FAILED"
+    assert "401" in source["message"] or "403" in source["message"]
+    for secret in broken.values():
+        if secret.startswith(("ra_", "vt_", "zk_")):
+            assert secret not in source["message"]
+    assert accounts["broken"]["quotas"] == []
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_vendor_5xx(provider, status, emulators, twins, make_gateway) -> None:
+    emulators[provider].emulator.set_fault(Fault(status=status))
+    broken, healthy = entries(provider, emulators, twins)
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert source["state"] == "UNAVAILABLE"
+    assert f"HTTP {status}" in source["message"]
+    assert source["fetchedAt"] is None
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_rate_limited(provider, emulators, twins, make_gateway) -> None:
+    emulators[provider].emulator.set_fault(Fault(status=429, retry_after=45))
+    broken, healthy = entries(provider, emulators, twins)
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert source["state"] == "RATE_LIMITED"
+    expected = (NOW + timedelta(seconds=45)).isoformat().replace("+00:00", "Z")
+    assert source["retryAt"] == expected
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_connection_refused(provider, closed_port_url, twins, emulators, make_gateway):
+    broken, healthy = entries(provider, emulators, twins)
+    broken["base_url"] = closed_port_url
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert source["state"] == "UNAVAILABLE"
+    assert "could not be reached" in source["message"]
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_slow_vendor_hits_the_deadline(provider, emulators, twins, make_gateway) -> None:
+    emulators[provider].emulator.set_fault(Fault(delay_ms=1500))
+    broken, healthy = entries(provider, emulators, twins)
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert source["state"] == "UNAVAILABLE"
+    assert "did not answer within 0.5 s" in source["message"]
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_dropped_connection(provider, emulators, twins, make_gateway) -> None:
+    emulators[provider].emulator.set_fault(Fault(drop=True))
+    broken, healthy = entries(provider, emulators, twins)
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert source["state"] == "UNAVAILABLE"
+    assert "broke off the connection" in source["message"]
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(
+    ("malformed", "words"), [("json", "not JSON"), ("shape", "unexpected shape")]
+)
+async def test_malformed_vendor_body(provider, malformed, words, emulators, twins, make_gateway):
+    emulators[provider].emulator.set_fault(Fault(malformed=malformed))
+    broken, healthy = entries(provider, emulators, twins)
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert source["state"] == "UNAVAILABLE"
+    assert words in source["message"]
+    assert accounts["broken"]["quotas"] == []
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_failed_usage_lists_every_day_as_missing(provider, emulators, make_gateway) -> None:
+    emulators[provider].emulator.set_fault(Fault(status=503))
+    entry = account_entry(provider, emulators[provider].url)
+    gateway = make_gateway(settings_for(entry))
+    data = await gateway.data(
+        """{ accounts { source { state } usage(from: "2026-03-10", to: "2026-03-12") {
+             requests series { start } missingDays } } }"""
+    )
+    account = data["accounts"][0]
+    assert account["source"]["state"] == "UNAVAILABLE"
+    assert account["usage"] == {
+        "requests": 0,
+        "series": [],
+        "missingDays": ["2026-03-10", "2026-03-11", "2026-03-12"],
+    }

@@ -1,0 +1,134 @@
+"""The exported schema: current, complete per the contract, described, mirroring the domain."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
+
+from gateway import domain
+from gateway.graphql import types
+from gateway.graphql.schema import schema
+
+ROOT = Path(__file__).parent.parent
+CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
+
+CORE = """
+scalar BigInt
+scalar Date
+scalar DateTime
+enum Provider { VIRUSTOTAL REVERSINGLABS ZKSCORE REPUTEAPI }
+enum AccountScope { USER GROUP COMPANY API_KEY }
+enum Granularity { MINUTE HOUR DAY WEEK MONTH }
+enum QuotaWindow { MINUTE HOUR DAY MONTH FIXED_TERM }
+enum QuotaUnit { REQUESTS BYTES }
+enum SourceState { FRESH STALE RATE_LIMITED AUTH_FAILED UNAVAILABLE }
+type Query {
+  accounts(provider: Provider): [Account!]!
+  account(id: ID!): Account
+  quotas(provider: Provider, minUtilization: Float): [Quota!]!
+}
+type Account {
+  id: ID!  provider: Provider!  name: String!  scope: AccountScope!  source: SourceStatus!
+  quotas: [Quota!]!  rateLimits: [RateLimit!]!
+  usage(from: Date!, to: Date!, granularity: Granularity! = DAY): Usage!
+}
+type SourceStatus { state: SourceState!  fetchedAt: DateTime  message: String  retryAt: DateTime }
+type Usage {
+  from: Date!  to: Date!  granularity: Granularity!  requests: BigInt!  quotaRequests: BigInt!
+  bytes: BigInt  series: [UsagePoint!]!  endpoints: [EndpointUsage!]!  missingDays: [Date!]!
+}
+type UsagePoint { start: DateTime!  requests: BigInt!  quotaRequests: BigInt!  bytes: BigInt }
+type EndpointUsage { endpoint: String!  requests: BigInt!  consumesQuota: Boolean! }
+type Quota {
+  id: ID!  accountId: ID!  name: String!  window: QuotaWindow!  unit: QuotaUnit!
+  limit: BigInt  used: BigInt  remaining: BigInt  utilization: Float  exceeded: Boolean!
+  resetsAt: DateTime  startsOn: Date  endsOn: Date  products: [String!]!
+}
+type RateLimit { window: QuotaWindow!  limit: BigInt!  used: BigInt  resetsAt: DateTime }
+"""
+
+
+def test_schema_graphql_is_current() -> None:
+    exported = (ROOT / "schema.graphql").read_text(encoding="utf-8")
+    assert exported.strip() == schema.as_str().strip(), "schema.graphql is stale: run make schema"
+
+
+def test_core_names_match_the_contract() -> None:
+    if CONTRACT.is_file():  # the contract text itself, where shared/ is beside the repo
+        assert "enum SourceState { FRESH STALE RATE_LIMITED AUTH_FAILED UNAVAILABLE }" in (
+            CONTRACT.read_text(encoding="utf-8")
+        )
+    graph = schema._schema
+    for kind, name, body in re.findall(r"(scalar|enum|type) (\w+)(?: \{(.*?)\})?", CORE, re.S):
+        gtype = graph.type_map.get(name)
+        assert gtype is not None, name
+        if kind == "scalar":
+            assert isinstance(gtype, GraphQLScalarType), name
+        elif kind == "enum":
+            assert isinstance(gtype, GraphQLEnumType)
+            assert set(body.split()) <= set(gtype.values), name
+        else:
+            assert isinstance(gtype, GraphQLObjectType)
+            for field, args, of_type in re.findall(r"(\w+)(?:\((.*?)\))?: ([\w!\[\]]+)", body):
+                assert field in gtype.fields, f"{name}.{field}"
+                assert str(gtype.fields[field].type) == of_type, f"{name}.{field}"
+                for arg, arg_type in re.findall(r"(\w+): ([\w!\[\]]+)", args):
+                    assert str(gtype.fields[field].args[arg].type) == arg_type, (
+                        f"{name}.{field}({arg})"
+                    )
+
+
+def test_every_type_field_argument_and_value_is_described() -> None:
+    undescribed = []
+    for name, gtype in schema._schema.type_map.items():
+        if name.startswith("__") or name in ("String", "Boolean", "Int", "Float", "ID"):
+            continue
+        if not gtype.description:
+            undescribed.append(name)
+        if isinstance(gtype, GraphQLObjectType):
+            for fname, field in gtype.fields.items():
+                if not field.description:
+                    undescribed.append(f"{name}.{fname}")
+                undescribed += [
+                    f"{name}.{fname}({a})" for a, arg in field.args.items() if not arg.description
+                ]
+        if isinstance(gtype, GraphQLEnumType):
+            undescribed += [f"{name}.{v}" for v, val in gtype.values.items() if not val.description]
+    assert undescribed == []
+
+
+def snake_to_camel(name: str) -> str:
+    head, *rest = name.rstrip("_").split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def test_graphql_types_mirror_the_domain() -> None:
+    pairs = [
+        (domain.Quota, "Quota", {"vendor_exceeded"}, {"remaining", "utilization", "exceeded"}),
+        (domain.RateLimit, "RateLimit", set(), set()),
+        (domain.UsagePoint, "UsagePoint", set(), set()),
+        (domain.EndpointUsage, "EndpointUsage", set(), set()),
+        (domain.Usage, "Usage", set(), set()),
+        (domain.SourceStatus, "SourceStatus", set(), set()),
+        (domain.Account, "Account", set(), {"source", "plan", "quotas", "rateLimits", "usage"}),
+    ]
+    for cls, name, internal, derived in pairs:
+        fields = {snake_to_camel(f.name) for f in dataclasses.fields(cls)} - {
+            snake_to_camel(n) for n in internal
+        }
+        graph_fields = set(schema._schema.type_map[name].fields)
+        assert graph_fields == fields | derived, name
+    enums = [
+        (domain.ProviderId, types.Provider),
+        (domain.AccountScope, types.AccountScope),
+        (domain.Granularity, types.Granularity),
+        (domain.QuotaWindow, types.QuotaWindow),
+        (domain.QuotaUnit, types.QuotaUnit),
+        (domain.SourceState, types.SourceState),
+    ]
+    for ours, theirs in enums:
+        assert [m.name for m in ours] == [m.name for m in theirs]
+        assert [m.value for m in ours] == [m.value for m in theirs]
