@@ -174,6 +174,16 @@ class BaseProvider(ABC):
                     return vendor_text(value["message"])
         return None
 
+    def redact(self, text: str | None) -> str | None:
+        """``text`` with this account's secrets blanked (a vendor may echo a key back)."""
+        if text is None:
+            return None
+        for secret in self.account.secrets.values():
+            value = secret.reveal()
+            if value:
+                text = text.replace(value, "********")
+        return text
+
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> VendorAnswer:
         """GET ``path`` with a total deadline and return the parsed JSON answer.
 
@@ -202,7 +212,7 @@ class BaseProvider(ABC):
 
         status = response.status_code
         if status != 200:
-            detail = self.error_message(response)
+            detail = self.redact(self.error_message(response))
             suffix = f": {detail}" if detail else ""
             if status in (401, 403):
                 raise AuthFailed(f"{vendor} rejected the credentials (HTTP {status}){suffix}")
