@@ -44,7 +44,6 @@ ENDPOINTS = (
     "/v1/validate",
     "/v1/usage",
 )
-USAGE_ENDPOINT_INDEX = ENDPOINTS.index("/v1/usage")
 _WEIGHTS = (0.58, 0.21, 0.08, 0.06, 0.07)
 ERROR_CODES = ("DNS_RESOLUTION_FAILED", "INVALID_DOMAIN", "TIMEOUT")
 DOMAINS = (
@@ -338,8 +337,8 @@ class ReputeEmulator(Emulator):
 
     def default_start(self, granularity: str, end: datetime) -> datetime:
         """Where a period ending at ``end`` starts when ``start_date`` is not given."""
-        if granularity == "hour":
-            return end - timedelta(hours=24)
+        if granularity == "hour":  # the 24 whole hours that end by ``end``
+            return bucket_start(end + timedelta(seconds=1), Granularity.HOUR) - timedelta(hours=24)
         if granularity == "week":
             return bucket_start(end, Granularity.WEEK) - timedelta(weeks=11)
         month = bucket_start(end, Granularity.MONTH)
