@@ -52,9 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     install_redaction(settings.secret_values)
     gateway = Served(create_app(settings), _bind_or_exit(args.host, args.port))
-    print(f"usage-gateway: {len(settings.accounts)} accounts from {path}", flush=True)
+    count = len(settings.accounts)
+    print(f"usage-gateway: {count} account{'' if count == 1 else 's'} from {path}", flush=True)
     print(f"GraphiQL: {gateway.url}/graphql", flush=True)
-    asyncio.run(serve_all([gateway], log_level=args.log_level))
+    asyncio.run(serve_all([gateway]))
     return 0
 
 
@@ -84,7 +85,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     names = ", ".join(a.id for a in settings.accounts)
     print(f"usage-gateway demo: {len(settings.accounts)} accounts ({names})", flush=True)
     print(f"GraphiQL: {gateway.url}/graphql", flush=True)
-    asyncio.run(serve_all(served, log_level=args.log_level))
+    asyncio.run(serve_all(served))
     return 0
 
 
@@ -104,7 +105,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     for account in entry.emulator.accounts:
         fields = {k: v for k, v in account.items() if k not in ("id", "name")}
         print(f"  accepts: {fields}", flush=True)
-    asyncio.run(serve_all([emulator], log_level=args.log_level))
+    asyncio.run(serve_all([emulator]))
     return 0
 
 

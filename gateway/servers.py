@@ -65,8 +65,14 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 def _server(app: Any, log_level: str) -> _QuietServer:
+    # log_config=None: uvicorn logs through the root logger (and its secret redaction).
     config = uvicorn.Config(
-        app, log_level=log_level, lifespan="on", access_log=False, timeout_graceful_shutdown=3
+        app,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=3,
     )
     return _QuietServer(config)
 
@@ -74,7 +80,10 @@ def _server(app: Any, log_level: str) -> _QuietServer:
 async def serve_all(
     apps: Sequence[Served], *, log_level: str = "warning", stop: asyncio.Event | None = None
 ) -> None:
-    """Serve every app until SIGINT/SIGTERM (or ``stop``), then shut all of them down."""
+    """Serve every app until SIGINT/SIGTERM (or ``stop``), then shut all of them down.
+
+    ``log_level`` is uvicorn's (its start and stop lines are at info, once per app).
+    """
     servers = [_server(item.app, log_level) for item in apps]
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
