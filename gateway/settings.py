@@ -182,6 +182,17 @@ def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str])
             if spec.required:
                 raise ConfigError(source, "missing", account=label, field=spec.name)
             continue
+        if spec.integer is not None:
+            low, high = spec.integer
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(
+                    source,
+                    f"must be a whole number from {low} to {high}",
+                    account=label,
+                    field=spec.name,
+                )
+            options[spec.name] = str(value)
+            continue
         if not isinstance(value, str):
             raise ConfigError(source, "must be a string", account=label, field=spec.name)
         resolved = _resolve(value, env, source, label, spec.name)

@@ -54,6 +54,8 @@ class ConfigField:
     secret: bool = False
     choices: tuple[str, ...] = ()
     help: str = ""
+    integer: tuple[int, int] | None = None
+    """For a whole-number field, its (min, max); the value reaches the provider as a string."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,9 @@ class BaseProvider(ABC):
     default_base_url: ClassVar[str]
     fields: ClassVar[tuple[ConfigField, ...]] = ()
     native_granularities: ClassVar[frozenset[Granularity]] = frozenset({Granularity.DAY})
-    """Granularities the vendor itself reports; coarser ones are rolled up from DAY."""
+    """Granularities the vendor itself reports. WEEK is always rolled up from DAY, and so is
+    MONTH unless listed here: then ``usage()`` is asked for MONTH and may answer with month
+    points (for whole months) mixed with day points (for partial months at the edges)."""
 
     def __init__(
         self,

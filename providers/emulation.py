@@ -9,7 +9,8 @@ vendor's paths and ``error()`` for the vendor's error format. This base adds, fo
   ``delay_ms`` (be slow), ``drop`` (start an answer and break the connection), ``malformed``
   (``"json"``: a 200 that is not JSON; ``"shape"``: a 200 of the wrong shape);
   ``times`` limits how many requests a fault applies to (default: until cleared);
-* ``GET /_emulator/calls`` (counts), ``POST /_emulator/reset`` (clear counts, faults, limits).
+* ``GET /_emulator/calls`` (counts), ``POST /_emulator/reset`` (clear counts, faults, limits);
+  ``served`` keeps the requests themselves, for tests that check what was asked.
 
 Nothing here imports a web framework, so the emulators stay inside the provider packages' rules.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,6 +112,8 @@ class Emulator:
         self.clock = clock
         self._lock = threading.Lock()  # tests read counters from another thread
         self.calls: Counter[str] = Counter()
+        self.served: deque[Request] = deque(maxlen=10_000)
+        """The vendor-path requests served, newest last (for tests: what was asked)."""
         self.in_flight = 0
         self.max_in_flight = 0
         self.fault: Fault | None = None
@@ -140,6 +143,7 @@ class Emulator:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.served.clear()
             self.in_flight = 0
             self.max_in_flight = 0
             self.fault = None
@@ -210,6 +214,7 @@ class Emulator:
             return
         with self._lock:
             self.calls[request.path] += 1
+            self.served.append(request)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

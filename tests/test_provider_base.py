@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from gateway.domain import AccountConfig, ProviderId, Secret
+from gateway.domain import AccountConfig, EndpointUsage, Granularity, ProviderId, Secret
 from gateway.errors import AuthFailed, MalformedResponse, RateLimited, Unavailable, UpstreamRejected
 from providers.base import as_int
 from providers.reputeapi.client import ReputeApiProvider
+from providers.virustotal.client import VirusTotalProvider
 from tests.conftest import NOW, clock
 
 KEY = "ra_live_hostile_test_key"
@@ -117,3 +118,28 @@ def test_as_int_refuses_what_is_not_a_count() -> None:
     for bad in (True, 1.5, "1e3", None, [1]):
         with pytest.raises(ValueError):
             as_int(bad, "n")
+
+
+async def test_virustotal_totals_without_days_leave_the_days_unknown() -> None:
+    body = {"data": {"total": {"files": 5}, "total_endpoints_not_consuming_quota": {"search": 2}}}
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    )
+    config = AccountConfig(
+        "vt",
+        ProviderId.VIRUSTOTAL,
+        "VT",
+        "http://vendor.test",
+        {"group": "g"},
+        {"api_key": Secret(KEY)},
+    )
+    async with http:
+        report = await VirusTotalProvider(config, http, clock=clock).usage(
+            NOW.date() - timedelta(days=2), NOW.date(), Granularity.DAY
+        )
+    assert report.known_days == frozenset()
+    assert report.points == ()
+    assert set(report.endpoints) == {
+        EndpointUsage("/api/v3/(files)", 5, True),
+        EndpointUsage("/api/v3/(search)", 2, False),
+    }

@@ -58,6 +58,16 @@ def test_a_good_file(tmp_path: Path) -> None:
     assert "ra_live" not in repr(settings) and "ra_live" not in repr(first)
 
 
+def test_provider_fields_and_whole_numbers(tmp_path: Path) -> None:
+    text = ACCOUNT.format(id="vt", provider="virustotal") + (
+        'api_key = "${VT_API_KEY}"\ngroup = "soc-team"\nretention_days = 30\n'
+    )
+    (account,) = load_settings(write(tmp_path, text), env={"VT_API_KEY": "vt_k"}).accounts
+    assert account.provider is ProviderId.VIRUSTOTAL
+    assert account.options == {"group": "soc-team", "retention_days": "30"}
+    assert account.secrets == {"api_key": Secret("vt_k")}
+
+
 def test_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, ""), env={})
     assert (settings.history_path, settings.cache_url, settings.accounts) == (
@@ -78,7 +88,7 @@ ACCOUNT = '[[accounts]]\nid = "{id}"\nprovider = "{provider}"\n'
             {},
             "x",
             "provider",
-            "unknown provider 'shodan' (expected one of: reputeapi",
+            "unknown provider 'shodan' (expected one of: reputeapi, virustotal",
         ),
         (ACCOUNT.format(id="x", provider="reputeapi"), {}, "x", "api_key", "missing"),
         ('[[accounts]]\nprovider = "reputeapi"\napi_key = "k"\n', {}, "#1", "id", "missing"),
@@ -140,6 +150,37 @@ ACCOUNT = '[[accounts]]\nid = "{id}"\nprovider = "{provider}"\n'
             "x",
             "base_url",
             "must be scheme://host[:port]",
+        ),
+        (
+            ACCOUNT.format(id="vt", provider="virustotal") + 'api_key = "k"\n',
+            {},
+            "vt",
+            "group",
+            "give exactly one of group or user",
+        ),
+        (
+            ACCOUNT.format(id="vt", provider="virustotal")
+            + 'api_key = "k"\ngroup = "soc"\nuser = "alice"\n',
+            {},
+            "vt",
+            "group",
+            "give exactly one of group or user",
+        ),
+        (
+            ACCOUNT.format(id="vt", provider="virustotal")
+            + 'api_key = "k"\ngroup = "soc"\nretention_days = "60"\n',
+            {},
+            "vt",
+            "retention_days",
+            "must be a whole number from 1 to 3650",
+        ),
+        (
+            ACCOUNT.format(id="vt", provider="virustotal")
+            + 'api_key = "k"\ngroup = "soc"\nretention_days = 0\n',
+            {},
+            "vt",
+            "retention_days",
+            "must be a whole number from 1 to 3650",
         ),
         (
             ACCOUNT.format(id="bad id!", provider="reputeapi") + 'api_key = "k"\n',
