@@ -146,6 +146,34 @@ class AccountConfig:
 
 
 @dataclass(frozen=True)
+class Allowance:
+    """An extra allowance attached to a quota (a free flex period, say)."""
+
+    limit: int
+    unit: QuotaUnit
+    starts_on: date | None = None
+    ends_on: date | None = None
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """A licensed capability: a switch (``enabled``) or an amount (bytes, counts)."""
+
+    name: str
+    enabled: bool | None = None
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A named share of a quota (ReversingLabs' Portal/API split), with its use if known."""
+
+    name: str
+    limit: int | None
+    used: int | None = None
+
+
+@dataclass(frozen=True)
 class Quota:
     """A vendor allowance: how much may be used in a window, and how much was."""
 
@@ -161,6 +189,10 @@ class Quota:
     ends_on: date | None = None
     products: tuple[str, ...] = ()
     vendor_exceeded: bool | None = None
+    free_flex: Allowance | None = None
+    per_file_limit: int | None = None
+    entitlements: tuple[Entitlement, ...] = ()
+    allocations: tuple[Allocation, ...] = ()
 
     @property
     def remaining(self) -> int | None:
@@ -221,6 +253,7 @@ class Limits:
     quotas: tuple[Quota, ...] = ()
     rate_limits: tuple[RateLimit, ...] = ()
     plan: str | None = None
+    active_rulesets: int | None = None
 
 
 @dataclass(frozen=True)

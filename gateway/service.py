@@ -193,6 +193,8 @@ class RequestScope:
                 f"`to` ({end.isoformat()}) is more than {MAX_FUTURE_DAYS} days in the future",
                 argument="to",
             )
+        if granularity is Granularity.MONTH and Granularity.MONTH in provider.native_granularities:
+            return Granularity.MONTH  # the provider reads whole months from monthly totals
         if granularity in (Granularity.DAY, Granularity.WEEK, Granularity.MONTH):
             return Granularity.DAY
         if granularity not in provider.native_granularities:

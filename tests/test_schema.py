@@ -113,7 +113,15 @@ def test_graphql_types_mirror_the_domain() -> None:
         (domain.EndpointUsage, "EndpointUsage", set(), set()),
         (domain.Usage, "Usage", set(), set()),
         (domain.SourceStatus, "SourceStatus", set(), set()),
-        (domain.Account, "Account", set(), {"source", "plan", "quotas", "rateLimits", "usage"}),
+        (
+            domain.Account,
+            "Account",
+            set(),
+            {"source", "plan", "activeRulesets", "quotas", "rateLimits", "usage"},
+        ),
+        (domain.Allowance, "Allowance", set(), set()),
+        (domain.Entitlement, "Entitlement", set(), set()),
+        (domain.Allocation, "QuotaAllocation", set(), set()),
     ]
     for cls, name, internal, derived in pairs:
         fields = {snake_to_camel(f.name) for f in dataclasses.fields(cls)} - {

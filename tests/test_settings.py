@@ -88,7 +88,7 @@ ACCOUNT = '[[accounts]]\nid = "{id}"\nprovider = "{provider}"\n'
             {},
             "x",
             "provider",
-            "unknown provider 'shodan' (expected one of: reputeapi, virustotal",
+            "unknown provider 'shodan' (expected one of: reputeapi, reversinglabs, virustotal",
         ),
         (ACCOUNT.format(id="x", provider="reputeapi"), {}, "x", "api_key", "missing"),
         ('[[accounts]]\nprovider = "reputeapi"\napi_key = "k"\n', {}, "#1", "id", "missing"),

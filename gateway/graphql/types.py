@@ -159,6 +159,49 @@ class SourceStatus:
         )
 
 
+@strawberry.type(description="An extra allowance attached to a quota, e.g. a free flex period.")
+class Allowance:
+    limit: BigInt = strawberry.field(description="The extra amount allowed.")
+    unit: QuotaUnit = strawberry.field(description="What it counts.")
+    starts_on: date | None = strawberry.field(description="First day it applies.")
+    ends_on: date | None = strawberry.field(description="Last day it applies.")
+
+    @classmethod
+    def from_domain(cls, item: domain.Allowance) -> Allowance:
+        return cls(
+            limit=BigInt(item.limit),
+            unit=_enum(QuotaUnit, item.unit),
+            starts_on=item.starts_on,
+            ends_on=item.ends_on,
+        )
+
+
+@strawberry.type(description="A licensed capability: a switch or an amount.")
+class Entitlement:
+    name: str = strawberry.field(description="The vendor's name for it (hardening, malware ...).")
+    enabled: bool | None = strawberry.field(description="Whether it is on, for a switch.")
+    amount: BigInt | None = strawberry.field(
+        description="Its size, for an amount (bytes for sizes such as max_package_size)."
+    )
+
+    @classmethod
+    def from_domain(cls, item: domain.Entitlement) -> Entitlement:
+        return cls(name=item.name, enabled=item.enabled, amount=_big(item.amount))
+
+
+@strawberry.type(description="A named share of a quota (e.g. Portal and API), with its use.")
+class QuotaAllocation:
+    name: str = strawberry.field(description="The allocation's name.")
+    limit: BigInt | None = strawberry.field(description="Its share of the quota, in its unit.")
+    used: BigInt | None = strawberry.field(
+        description="Used by it in the quota's current period, where the vendor reports it."
+    )
+
+    @classmethod
+    def from_domain(cls, item: domain.Allocation) -> QuotaAllocation:
+        return cls(name=item.name, limit=_big(item.limit), used=_big(item.used))
+
+
 @strawberry.type(
     description="A vendor allowance: how much may be used in a window, and how much was."
 )
@@ -170,7 +213,8 @@ class Quota:
     unit: QuotaUnit = strawberry.field(description="What the quota counts.")
     limit: BigInt | None = strawberry.field(description="The allowance; null when unknown.")
     used: BigInt | None = strawberry.field(
-        description="Used in the current window (may exceed limit); null when unknown."
+        description="Used in the current window (may exceed limit); null when unknown. For a "
+        "ReversingLabs user account, that user's own share of a limit it may share with others."
     )
     remaining: BigInt | None = strawberry.field(
         description="limit - used, never below 0; null when either is unknown."
@@ -188,6 +232,18 @@ class Quota:
     ends_on: date | None = strawberry.field(description="Last day of the license term.")
     products: list[str] = strawberry.field(
         description="Vendor product names the quota covers (empty when it covers everything)."
+    )
+    free_flex: Allowance | None = strawberry.field(
+        description="Extra allowance on top of the limit for a period (ReversingLabs free flex)."
+    )
+    per_file_limit: BigInt | None = strawberry.field(
+        description="Largest single file the quota accepts, in bytes."
+    )
+    entitlements: list[Entitlement] = strawberry.field(
+        description="Capabilities licensed with the quota."
+    )
+    allocations: list[QuotaAllocation] = strawberry.field(
+        description="Named shares of the quota, with their use where known."
     )
 
     @classmethod
@@ -207,6 +263,10 @@ class Quota:
             starts_on=quota.starts_on,
             ends_on=quota.ends_on,
             products=list(quota.products),
+            free_flex=Allowance.from_domain(quota.free_flex) if quota.free_flex else None,
+            per_file_limit=_big(quota.per_file_limit),
+            entitlements=[Entitlement.from_domain(e) for e in quota.entitlements],
+            allocations=[QuotaAllocation.from_domain(a) for a in quota.allocations],
         )
 
 
@@ -334,6 +394,12 @@ class Account:
     @strawberry.field(description="The vendor's plan or tier name for the account, if it says.")
     async def plan(self, info: strawberry.Info) -> str | None:
         return (await scope_of(info).limits(self.id)).plan
+
+    @strawberry.field(
+        description="Active YARA hunting rulesets (ReversingLabs); null for other vendors."
+    )
+    async def active_rulesets(self, info: strawberry.Info) -> BigInt | None:
+        return _big((await scope_of(info).limits(self.id)).active_rulesets)
 
     @strawberry.field(
         description="The account's quotas; empty when the vendor failed (see source)."
