@@ -235,6 +235,7 @@ class UsagePoint:
     requests: int
     quota_requests: int
     bytes: int | None = None
+    failed_requests: int | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,63 @@ class EndpointUsage:
     endpoint: str
     requests: int
     consumes_quota: bool
+    error_rate: float | None = None
+    average_latency_ms: float | None = None
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """Failed requests of one kind."""
+
+    type: str
+    requests: int
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """One API key's share of an account's usage."""
+
+    key_id: str
+    name: str | None
+    requests: int
+    error_rate: float | None = None
+    average_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of time, start inclusive, end exclusive."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class UsageDetails:
+    """What some vendors add to usage: failures, latency, per-key shares.
+
+    ``breakdown_period`` is set when the vendor's breakdowns (endpoints, error types, keys,
+    latency) cover a window other than the asked range (ZKScore's rolling timeframes).
+    """
+
+    failed_requests: int | None = None
+    error_types: tuple[ErrorCount, ...] = ()
+    average_latency_ms: float | None = None
+    peak_latency_ms: float | None = None
+    keys: tuple[KeyUsage, ...] = ()
+    breakdown_period: Period | None = None
+
+
+@dataclass(frozen=True)
+class VendorAlert:
+    """A warning the vendor itself raised about the account."""
+
+    type: str
+    message: str
+    priority: str | None = None
+    recommendation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +312,7 @@ class Limits:
     rate_limits: tuple[RateLimit, ...] = ()
     plan: str | None = None
     active_rulesets: int | None = None
+    alerts: tuple[VendorAlert, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,6 +328,7 @@ class UsageReport:
     points: tuple[UsagePoint, ...]
     endpoints: tuple[EndpointUsage, ...]
     known_days: frozenset[date]
+    details: UsageDetails = UsageDetails()
 
 
 @dataclass(frozen=True)
@@ -284,6 +344,22 @@ class Usage:
     series: tuple[UsagePoint, ...]
     endpoints: tuple[EndpointUsage, ...]
     missing_days: tuple[date, ...]
+    details: UsageDetails = UsageDetails()
+
+    @property
+    def failed_requests(self) -> int | None:
+        """Failed requests over the known days: from the series where every bucket has them."""
+        if self.series and all(p.failed_requests is not None for p in self.series):
+            return sum(p.failed_requests or 0 for p in self.series)
+        return self.details.failed_requests
+
+    @property
+    def error_rate(self) -> float | None:
+        """``failed_requests / requests`` as a fraction; unknown without both."""
+        failed = self.failed_requests
+        if failed is None or self.requests <= 0:
+            return None
+        return failed / self.requests
 
 
 @dataclass(frozen=True)

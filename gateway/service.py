@@ -297,6 +297,7 @@ def build_usage(
         series=series,
         endpoints=tuple(sorted(report.endpoints, key=lambda e: (-e.requests, e.endpoint))),
         missing_days=tuple(d for d in days if d not in report.known_days),
+        details=report.details,
     )
 
 
@@ -309,12 +310,14 @@ def rollup(points: Sequence[UsagePoint], granularity: Granularity) -> tuple[Usag
     for moment in sorted(buckets):
         group = buckets[moment]
         byte_values = [p.bytes for p in group if p.bytes is not None]
+        failed = [p.failed_requests for p in group]
         result.append(
             UsagePoint(
                 start=moment,
                 requests=sum(p.requests for p in group),
                 quota_requests=sum(p.quota_requests for p in group),
                 bytes=sum(byte_values) if byte_values else None,
+                failed_requests=None if None in failed else sum(f or 0 for f in failed),
             )
         )
     return tuple(result)

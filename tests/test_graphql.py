@@ -22,6 +22,7 @@ from gateway.graphql.types import GatewayContext
 from gateway.service import ConfiguredAccount, GatewayService
 from providers.base import BaseProvider
 from providers.emulation import Fault
+from providers.reputeapi.emulator import ERROR_CODES, total
 from tests.conftest import NOW, account_entry, clock, settings_for
 
 PREMIUM = "ra_live_premium_demo"
@@ -378,3 +379,29 @@ async def test_an_unexpected_resolver_error_is_masked_and_logged(caplog) -> None
     assert errors == ["Internal error; see the gateway log."]
     assert "scope broke with key ********" in caplog.text
     assert SECRET not in caplog.text
+
+
+async def test_failures_and_latency_of_a_range(repute, data, make_gateway) -> None:
+    gateway = make_gateway(settings_for(*three_accounts(repute.url)))
+    answer = await gateway.data(
+        """{ account(id: "premium") { usage(from: "2026-02-20", to: "2026-03-05") {
+             requests failedRequests errorRate averageLatencyMs peakLatencyMs
+             breakdownPeriod { start } errorTypes { type requests } series { failedRequests }
+             keys { keyId } } } }"""
+    )
+    result = answer["account"]["usage"]
+    key = data.keys[PREMIUM]
+    stats = [data.day(key, d, NOW) for d in days(date(2026, 2, 20), date(2026, 3, 5))]
+    period = total(stats)
+    assert result["requests"] == period.requests
+    assert result["failedRequests"] == period.failed == sum(s.failed for s in stats)
+    assert result["errorRate"] == period.failed / period.requests
+    assert [p["failedRequests"] for p in result["series"]] == [s.failed for s in stats]
+    assert result["averageLatencyMs"] == period.average_ms
+    assert result["peakLatencyMs"] is None and result["keys"] == []
+    assert result["breakdownPeriod"] is None  # ReputeAPI breaks down exactly the range
+    expected = sorted(
+        ((code, n) for code, n in zip(ERROR_CODES, period.failed_by_code, strict=True) if n),
+        key=lambda item: (-item[1], item[0]),
+    )
+    assert [(e["type"], e["requests"]) for e in result["errorTypes"]] == expected

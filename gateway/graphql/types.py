@@ -295,6 +295,9 @@ class UsagePoint:
     requests: BigInt = strawberry.field(description="Requests the vendor counted in the bucket.")
     quota_requests: BigInt = strawberry.field(description="Those that consume quota.")
     bytes: BigInt | None = strawberry.field(description="Bytes, where the vendor meters them.")
+    failed_requests: BigInt | None = strawberry.field(
+        description="Requests that failed, where the vendor reports them."
+    )
 
     @classmethod
     def from_domain(cls, point: domain.UsagePoint) -> UsagePoint:
@@ -303,6 +306,7 @@ class UsagePoint:
             requests=BigInt(point.requests),
             quota_requests=BigInt(point.quota_requests),
             bytes=_big(point.bytes),
+            failed_requests=_big(point.failed_requests),
         )
 
 
@@ -313,6 +317,13 @@ class EndpointUsage:
     )
     requests: BigInt = strawberry.field(description="Requests over the range.")
     consumes_quota: bool = strawberry.field(description="Whether these requests spend quota.")
+    error_rate: float | None = strawberry.field(
+        description="Share of its requests that failed (0.02 = 2%), where the vendor says."
+    )
+    average_latency_ms: float | None = strawberry.field(
+        description="Its average response time in milliseconds, where the vendor says."
+    )
+    bytes: BigInt | None = strawberry.field(description="Bytes it transferred, where metered.")
 
     @classmethod
     def from_domain(cls, item: domain.EndpointUsage) -> EndpointUsage:
@@ -320,6 +331,70 @@ class EndpointUsage:
             endpoint=item.endpoint,
             requests=BigInt(item.requests),
             consumes_quota=item.consumes_quota,
+            error_rate=item.error_rate,
+            average_latency_ms=item.average_latency_ms,
+            bytes=_big(item.bytes),
+        )
+
+
+@strawberry.type(description="Failed requests of one kind.")
+class ErrorCount:
+    type: str = strawberry.field(
+        description="The vendor's error code (TIMEOUT, INVALID_DOMAIN ...)."
+    )
+    requests: BigInt = strawberry.field(description="Requests that failed this way.")
+    description: str | None = strawberry.field(description="The vendor's explanation.")
+
+    @classmethod
+    def from_domain(cls, item: domain.ErrorCount) -> ErrorCount:
+        return cls(type=item.type, requests=BigInt(item.requests), description=item.description)
+
+
+@strawberry.type(description="One API key's share of an account's usage.")
+class KeyUsage:
+    key_id: strawberry.ID = strawberry.field(description="The vendor's id of the key.")
+    name: str | None = strawberry.field(description="The key's name at the vendor.")
+    requests: BigInt = strawberry.field(description="Requests made with the key.")
+    error_rate: float | None = strawberry.field(description="Share of them that failed.")
+    average_latency_ms: float | None = strawberry.field(
+        description="Their average response time in milliseconds."
+    )
+
+    @classmethod
+    def from_domain(cls, item: domain.KeyUsage) -> KeyUsage:
+        return cls(
+            key_id=strawberry.ID(item.key_id),
+            name=item.name,
+            requests=BigInt(item.requests),
+            error_rate=item.error_rate,
+            average_latency_ms=item.average_latency_ms,
+        )
+
+
+@strawberry.type(description="A span of time, start inclusive, end exclusive (UTC).")
+class Period:
+    start: datetime = strawberry.field(description="Where it starts.")
+    end: datetime = strawberry.field(description="Where it ends.")
+
+    @classmethod
+    def from_domain(cls, item: domain.Period) -> Period:
+        return cls(start=item.start, end=item.end)
+
+
+@strawberry.type(description="A warning the vendor itself raised about the account.")
+class VendorAlert:
+    type: str = strawberry.field(description="The vendor's alert type (HIGH_ERROR_RATE ...).")
+    message: str = strawberry.field(description="What the vendor says.")
+    priority: str | None = strawberry.field(description="The vendor's priority (high, medium ...).")
+    recommendation: str | None = strawberry.field(description="What the vendor suggests doing.")
+
+    @classmethod
+    def from_domain(cls, item: domain.VendorAlert) -> VendorAlert:
+        return cls(
+            type=item.type,
+            message=item.message,
+            priority=item.priority,
+            recommendation=item.recommendation,
         )
 
 
@@ -340,6 +415,29 @@ class Usage:
     endpoints: list[EndpointUsage] = strawberry.field(
         description="Totals per endpoint over the range, requests descending."
     )
+    failed_requests: BigInt | None = strawberry.field(
+        description="Requests that failed, where the vendor reports failures."
+    )
+    error_rate: float | None = strawberry.field(
+        description="failedRequests / requests as a fraction (0.0198 = 1.98%)."
+    )
+    error_types: list[ErrorCount] = strawberry.field(
+        description="Failed requests by kind, most first (over breakdownPeriod when set)."
+    )
+    average_latency_ms: float | None = strawberry.field(
+        description="Average response time in milliseconds (over breakdownPeriod when set)."
+    )
+    peak_latency_ms: float | None = strawberry.field(
+        description="Slowest response time in milliseconds (over breakdownPeriod when set)."
+    )
+    keys: list[KeyUsage] = strawberry.field(
+        description="Per API key shares, requests descending (over breakdownPeriod when set)."
+    )
+    breakdown_period: Period | None = strawberry.field(
+        description="Set when the vendor breaks usage down (endpoints, errors, keys, latency) "
+        "only over a window other than the range, e.g. ZKScore's rolling timeframes: the "
+        "window those figures cover. Null when they cover exactly the range."
+    )
     missing_days: list[date] = strawberry.field(
         description="Days up to today with no data from vendor or history: unknown, not zero."
     )
@@ -356,6 +454,23 @@ class Usage:
             series=[UsagePoint.from_domain(p) for p in usage.series],
             endpoints=[EndpointUsage.from_domain(e) for e in usage.endpoints],
             missing_days=list(usage.missing_days),
+            failed_requests=_big(usage.failed_requests),
+            error_rate=usage.error_rate,
+            error_types=[
+                ErrorCount.from_domain(e)
+                for e in sorted(usage.details.error_types, key=lambda e: (-e.requests, e.type))
+            ],
+            average_latency_ms=usage.details.average_latency_ms,
+            peak_latency_ms=usage.details.peak_latency_ms,
+            keys=[
+                KeyUsage.from_domain(k)
+                for k in sorted(usage.details.keys, key=lambda k: (-k.requests, k.key_id))
+            ],
+            breakdown_period=(
+                Period.from_domain(usage.details.breakdown_period)
+                if usage.details.breakdown_period
+                else None
+            ),
         )
 
 
@@ -400,6 +515,11 @@ class Account:
     )
     async def active_rulesets(self, info: strawberry.Info) -> BigInt | None:
         return _big((await scope_of(info).limits(self.id)).active_rulesets)
+
+    @strawberry.field(description="Warnings the vendor itself raises about the account.")
+    async def vendor_alerts(self, info: strawberry.Info) -> list[VendorAlert]:
+        limits = await scope_of(info).limits(self.id)
+        return [VendorAlert.from_domain(a) for a in limits.alerts]
 
     @strawberry.field(
         description="The account's quotas; empty when the vendor failed (see source)."

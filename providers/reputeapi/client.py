@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from gateway.domain import (
     AccountScope,
     EndpointUsage,
+    ErrorCount,
     Granularity,
     Limits,
     ProviderId,
@@ -15,6 +16,7 @@ from gateway.domain import (
     QuotaUnit,
     QuotaWindow,
     RateLimit,
+    UsageDetails,
     UsagePoint,
     UsageReport,
     day_start,
@@ -142,9 +144,10 @@ class ReputeApiProvider(BaseProvider):
             if not start <= moment.date() <= end:
                 continue  # outside what we asked for: not ours to count
             requests = count(item["requests"], "daily_breakdown.requests")
+            failed = count(item["failed"], "daily_breakdown.failed") if "failed" in item else None
             if moment in points:
                 raise MalformedResponse(f"ReputeAPI listed {item['date']} twice")
-            points[moment] = UsagePoint(start=moment, requests=requests, quota_requests=requests)
+            points[moment] = UsagePoint(moment, requests, requests, failed_requests=failed)
         summary = _object(body["summary"], "summary")
         endpoints = tuple(
             sorted(
@@ -165,6 +168,22 @@ class ReputeApiProvider(BaseProvider):
             points=ordered,
             endpoints=endpoints,
             known_days=frozenset(p.start.date() for p in ordered),
+            details=self._details(body, summary),
+        )
+
+    @staticmethod
+    def _details(body: dict[str, Any], summary: dict[str, Any]) -> UsageDetails:
+        errors = body.get("errors")
+        by_code = _object(errors.get("by_code", {}), "errors.by_code") if errors else {}
+        latency = summary.get("average_response_time_ms")
+        failed = summary.get("failed_requests")
+        return UsageDetails(
+            failed_requests=None if failed is None else count(failed, "failed_requests"),
+            error_types=tuple(
+                ErrorCount(str(code), count(n, f"errors.by_code[{code}]"))
+                for code, n in by_code.items()
+            ),
+            average_latency_ms=None if latency is None else float(latency),
         )
 
 
