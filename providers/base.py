@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
@@ -131,6 +131,8 @@ class BaseProvider(ABC):
         self.deadline = deadline
         self.clock = clock
         self.base_url = (account.base_url or self.default_base_url).rstrip("/")
+        self.held_until: datetime | None = None
+        """No call before this moment: the vendor said so (429) or its window is spent."""
 
     @classmethod
     def validate_options(cls, options: Mapping[str, str]) -> tuple[str, str] | None:
@@ -188,6 +190,20 @@ class BaseProvider(ABC):
                 text = text.replace(value, "********")
         return text
 
+    def _note_rate_window(self, headers: httpx.Headers, status: int) -> None:
+        """Hold further calls while the vendor's window is spent (429 or X-RateLimit-*)."""
+        now = self.clock()
+        until = retry_after(headers, now) if status == 429 else None
+        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
+        if until is None and remaining is not None and reset is not None:
+            try:
+                if int(remaining) <= 0:
+                    until = datetime.fromtimestamp(int(reset), UTC)
+            except (ValueError, OverflowError, OSError):
+                until = None
+        if until is not None and until > now:
+            self.held_until = until
+
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> VendorAnswer:
         """GET ``path`` with a total deadline and return the parsed JSON answer.
 
@@ -196,6 +212,12 @@ class BaseProvider(ABC):
         """
         vendor = self.display_name
         url = self.base_url + path
+        now = self.clock()
+        if self.held_until is not None and now < self.held_until:
+            raise RateLimited(
+                f"{vendor} asked us to wait; no call until {self.held_until:%Y-%m-%dT%H:%M:%SZ}",
+                retry_at=self.held_until,
+            )
         try:
             async with asyncio.timeout(self.deadline):
                 response = await self.http.get(
@@ -215,6 +237,7 @@ class BaseProvider(ABC):
             raise Unavailable(f"{vendor} broke off the connection ({type(exc).__name__})") from exc
 
         status = response.status_code
+        self._note_rate_window(response.headers, status)
         if status != 200:
             detail = self.redact(self.error_message(response))
             suffix = f": {detail}" if detail else ""

@@ -405,3 +405,17 @@ async def test_failures_and_latency_of_a_range(repute, data, make_gateway) -> No
         key=lambda item: (-item[1], item[0]),
     )
     assert [(e["type"], e["requests"]) for e in result["errorTypes"]] == expected
+
+
+async def test_the_gateway_stops_calling_when_the_vendor_window_is_spent(
+    repute, make_gateway
+) -> None:
+    gateway = make_gateway(settings_for(account_entry("reputeapi", repute.url)))
+    query = "{ accounts { source { state retryAt } quotas { used } } }"
+    for _ in range(30):  # ReputeAPI allows 30 calls of /v1/usage per minute
+        (account,) = (await gateway.data(query))["accounts"]
+        assert account["source"]["state"] == "FRESH"
+    (account,) = (await gateway.data(query))["accounts"]
+    assert account["source"] == {"state": "RATE_LIMITED", "retryAt": "2026-03-18T14:26:00Z"}
+    assert account["quotas"] == []
+    assert repute.emulator.calls == {"/v1/usage": 30}  # the 31st was never sent
