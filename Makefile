@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check lint format typecheck schema schema-check clean
+.PHONY: help install run test check lint format typecheck schema schema-check clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -27,12 +27,12 @@ test: $(STAMP) ## run the test suite
 check: lint typecheck schema-check ## lint, type-check and check schema.graphql
 
 lint: $(STAMP) ## ruff lint and format check
-	$(BIN)/ruff check gateway providers tests
-	$(BIN)/ruff format --check gateway providers tests
+	$(BIN)/ruff check gateway providers tests benchmarks
+	$(BIN)/ruff format --check gateway providers tests benchmarks
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(BIN)/ruff check --fix gateway providers tests
-	$(BIN)/ruff format gateway providers tests
+	$(BIN)/ruff check --fix gateway providers tests benchmarks
+	$(BIN)/ruff format gateway providers tests benchmarks
 
 typecheck: $(STAMP) ## mypy --strict on gateway and providers
 	$(BIN)/mypy gateway providers
@@ -46,3 +46,6 @@ schema-check: $(STAMP) ## fail when schema.graphql is stale
 
 clean: ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+bench: $(STAMP) ## measure coalescing, cold fan-out and warm throughput side by side
+	$(BIN)/python -m benchmarks.bench

@@ -6,17 +6,21 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import httpx
 from litestar import Litestar, get
 from strawberry.litestar import make_graphql_controller
 
 from gateway import __version__
+from gateway.cache import Cache
 from gateway.domain import utc_now
 from gateway.graphql.schema import schema
 from gateway.graphql.types import GatewayContext
+from gateway.response_cache import ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService
 from gateway.settings import Settings
+from gateway.upstream import Upstream
 from providers import provider_class
 
 USER_AGENT = f"usage-gateway/{__version__}"
@@ -59,17 +63,19 @@ def build_service(
     *,
     clock: Callable[[], datetime] = utc_now,
 ) -> GatewayService:
-    """The service for ``settings``, with one provider client per account."""
+    """The service for ``settings``: one provider client per account, the configured cache."""
     accounts = [
         ConfiguredAccount(
             config,
             provider_class(config.provider)(
                 config, http, deadline=settings.upstream_timeout, clock=clock
             ),
+            settings.times_for(config.provider),
         )
         for config in settings.accounts
     ]
-    return GatewayService(accounts, clock=clock)
+    upstream = Upstream(Cache(settings.cache_url), clock)
+    return GatewayService(accounts, clock=clock, upstream=upstream)
 
 
 def create_app(
@@ -110,12 +116,17 @@ def create_app(
         try:
             yield
         finally:
+            await service.upstream.close()
             if own_client:
                 await http.aclose()
+
+    def response_cache(app: Any) -> Any:  # Litestar's middleware protocol: app -> app
+        return ResponseCache(app, ttl=settings.cache_times.response, clock=clock)
 
     app = Litestar(
         route_handlers=[graphql, healthz],
         lifespan=[lifespan],
+        middleware=[response_cache],
         debug=debug,
         logging_config=None,
     )

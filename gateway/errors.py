@@ -10,7 +10,8 @@
         ├── RateLimited               429: the vendor asks us to wait (retry_at)    -> RATE_LIMITED
         └── Unavailable               connection refused, deadline, 5xx             -> UNAVAILABLE
             ├── UpstreamRejected      another 4xx: the vendor refused our request
-            └── MalformedResponse     an answer we cannot read (bad JSON, wrong shape)
+            ├── MalformedResponse     an answer we cannot read (bad JSON, wrong shape)
+            └── CircuitOpen           we pause calls to a vendor that keeps failing
 
 Expected upstream failures become a ``SourceStatus`` on the account (data, not exceptions, above
 the service). Messages never contain secrets: they are built from status codes, vendor error
@@ -102,3 +103,7 @@ class UpstreamRejected(Unavailable):
 
 class MalformedResponse(Unavailable):
     """The vendor answered something we cannot read."""
+
+
+class CircuitOpen(Unavailable):
+    """The gateway pauses calls to an account whose vendor failed repeatedly."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import TypeVar
 
+from gateway.cache import Cache, fingerprint
 from gateway.domain import (
     Account,
     AccountConfig,
@@ -31,11 +31,12 @@ from gateway.domain import (
     days_between,
     utc_now,
 )
-from gateway.errors import InputError, UpstreamError
+from gateway.errors import InputError
+from gateway.settings import CacheTimes
+from gateway.upstream import Upstream
 from providers.base import BaseProvider
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 EARLIEST_DAY = date(2000, 1, 1)
 MAX_RANGE_DAYS = {Granularity.MINUTE: 2, Granularity.HOUR: 62}
@@ -52,10 +53,23 @@ _SEVERITY = {
 
 @dataclass(frozen=True)
 class ConfiguredAccount:
-    """An account and the provider client that serves it."""
+    """An account, the provider client that serves it, and how long its answers keep."""
 
     config: AccountConfig
     provider: BaseProvider
+    times: CacheTimes = field(default_factory=CacheTimes)
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the account's answers in a cache shared with other gateways."""
+        config = self.config
+        return fingerprint(
+            config.provider.value,
+            config.id,
+            self.provider.base_url,
+            repr(sorted(config.options.items())),
+            *(f"{k}={v.reveal()}" for k, v in sorted(config.secrets.items())),
+        )
 
     @property
     def account(self) -> Account:
@@ -75,9 +89,11 @@ class GatewayService:
         accounts: Iterable[ConfiguredAccount],
         *,
         clock: Callable[[], datetime] = utc_now,
+        upstream: Upstream | None = None,
     ) -> None:
         self._accounts = {a.config.id: a for a in accounts}
         self.clock = clock
+        self.upstream = upstream or Upstream(Cache("memory://"), clock)
 
     def accounts(self, provider: ProviderId | None = None) -> list[Account]:
         return [
@@ -113,10 +129,9 @@ class RequestScope:
         """The account's quotas and rate limits; empty when the vendor failed."""
         configured = self.service.configured(account_id)
         result = await self._once(
-            (account_id, "limits"), account_id, configured.provider.limits, Limits()
+            account_id, "limits", (), configured.provider.limits, configured.times.limits
         )
-        assert isinstance(result, Limits)
-        return result
+        return result if isinstance(result, Limits) else Limits()
 
     async def quotas(
         self, provider: ProviderId | None = None, min_utilization: float | None = None
@@ -148,16 +163,21 @@ class RequestScope:
         today = self.service.clock().date()
         native = self._plan(provider, start, end, granularity, today)
         last = min(end, today)
+        problem = provider.check_range(start, last, native) if start <= last else None
+        if problem is not None:
+            raise InputError(problem, argument="granularity")
         if start > last:
             return _empty_usage(start, end, granularity)
+        ttl = configured.times.history if last < today else configured.times.usage
         report = await self._once(
-            (account_id, "usage", start, last, native),
             account_id,
+            "usage",
+            (start.isoformat(), last.isoformat(), native.value),
             lambda: provider.usage(start, last, native),
-            None,
+            ttl,
         )
-        assert report is None or isinstance(report, UsageReport)
-        return build_usage(report, start, end, last, granularity)
+        usable = report if isinstance(report, UsageReport) else None
+        return build_usage(usable, start, end, last, granularity)
 
     async def source(self, account_id: str) -> SourceStatus:
         """How fresh this account's data is, over everything this request fetched for it."""
@@ -216,52 +236,53 @@ class RequestScope:
 
     async def _once(
         self,
-        key: tuple[object, ...],
         account_id: str,
-        fetch: Callable[[], Awaitable[T]],
-        fallback: T,
-    ) -> T | object:
+        resource: str,
+        params: tuple[object, ...],
+        fetch: Callable[[], Awaitable[object]],
+        ttl: float,
+    ) -> object:
+        """One fetch per (account, resource, params) in this request; ``None`` on failure."""
+        key = (account_id, resource, *params)
         task = self._tasks.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._guarded(account_id, fetch, fallback))
+            task = asyncio.ensure_future(self._fetch(account_id, resource, params, fetch, ttl))
             self._tasks[key] = task
             self._by_account.setdefault(account_id, []).append(task)
         return await asyncio.shield(task)
 
-    async def _guarded(self, account_id: str, fetch: Callable[[], Awaitable[T]], fallback: T) -> T:
+    async def _fetch(
+        self,
+        account_id: str,
+        resource: str,
+        params: tuple[object, ...],
+        fetch: Callable[[], Awaitable[object]],
+        ttl: float,
+    ) -> object:
         configured = self.service.configured(account_id)
-        vendor = configured.provider.display_name
-        try:
-            result = await fetch()
-        except UpstreamError as exc:
-            retry_at = getattr(exc, "retry_at", None)
-            self._note(account_id, SourceStatus(exc.state, None, exc.message, retry_at))
-            log.warning("account %s: %s", account_id, exc.message)
-            return fallback
-        except Exception:
-            log.exception("account %s: unexpected error while reading %s", account_id, vendor)
-            self._note(
-                account_id,
-                SourceStatus(
-                    SourceState.UNAVAILABLE,
-                    None,
-                    f"internal error while reading {vendor}; see the gateway log",
-                ),
-            )
-            return fallback
-        self._note(account_id, SourceStatus(SourceState.FRESH, self.service.clock()))
-        return result
+        outcome = await self.service.upstream.fetch(
+            account_id,
+            configured.fingerprint,
+            configured.provider.display_name,
+            resource,
+            params,
+            fetch,
+            ttl,
+            configured.times.max_stale,
+        )
+        self._note(account_id, outcome.status)
+        return outcome.value
 
     def _note(self, account_id: str, status: SourceStatus) -> None:
         current = self._status.get(account_id)
         if current is None or _SEVERITY[status.state] > _SEVERITY[current.state]:
             self._status[account_id] = status
         elif (
-            status.state is current.state is SourceState.FRESH
+            status.state is current.state
             and status.fetched_at
             and current.fetched_at
             and status.fetched_at < current.fetched_at
-        ):
+        ):  # the same state: show the oldest data's age
             self._status[account_id] = replace(current, fetched_at=status.fetched_at)
 
 

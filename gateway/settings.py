@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +32,31 @@ DEFAULT_UPSTREAM_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
+class CacheTimes:
+    """Seconds vendor answers stay fresh, and how long past that they may be served stale."""
+
+    limits: float = 60
+    """Quotas and rate limits."""
+    usage: float = 300
+    """Usage over a range that includes today."""
+    history: float = 6 * 3600
+    """Usage over days that are over (vendors rarely revise them)."""
+    max_stale: float = 24 * 3600
+    """How long past its freshness an answer may still be served (marked STALE)."""
+    response: float = 1
+    """Seconds a whole GraphQL answer is reused for the same request body (0: never)."""
+
+
+CACHE_FIELDS = {
+    "limits_ttl": "limits",
+    "usage_ttl": "usage",
+    "history_ttl": "history",
+    "max_stale": "max_stale",
+    "response_ttl": "response",
+}
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the gateway needs from its config file."""
 
@@ -40,6 +65,13 @@ class Settings:
     cache_url: str = DEFAULT_CACHE_URL
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     """Seconds one vendor call may take in all."""
+    cache_times: CacheTimes = CacheTimes()
+    provider_cache_times: Mapping[ProviderId, CacheTimes] = field(default_factory=dict)
+
+    def times_for(self, provider: ProviderId) -> CacheTimes:
+        """The cache times of ``provider``'s accounts."""
+        return self.provider_cache_times.get(provider, self.cache_times)
+
     source: str = "<built in>"
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
     """Every resolved secret, so logs can redact them."""
@@ -66,9 +98,11 @@ def parse_settings(
 ) -> Settings:
     """Validate an already-parsed config mapping."""
     env = os.environ if env is None else env
-    unknown = sorted(set(data) - {"gateway", "accounts"})
+    unknown = sorted(set(data) - {"gateway", "cache", "accounts"})
     if unknown:
-        raise ConfigError(source, f"unknown section {unknown[0]!r} (expected gateway, accounts)")
+        raise ConfigError(
+            source, f"unknown section {unknown[0]!r} (expected gateway, cache, accounts)"
+        )
 
     gateway = data.get("gateway", {})
     if not isinstance(gateway, Mapping):
@@ -88,6 +122,8 @@ def parse_settings(
         raise ConfigError(
             source, "[gateway] field 'upstream_timeout' must be a number of seconds in (0, 300]"
         )
+
+    cache_times, provider_cache_times = _parse_cache(data.get("cache", {}), source)
 
     raw_accounts = data.get("accounts", [])
     if not isinstance(raw_accounts, list):
@@ -112,9 +148,43 @@ def parse_settings(
         history_path=history_path,
         cache_url=cache_url,
         upstream_timeout=float(timeout),
+        cache_times=cache_times,
+        provider_cache_times=provider_cache_times,
         source=source,
         secret_values=frozenset(secrets),
     )
+
+
+def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId, CacheTimes]]:
+    """``[cache]`` with ``limits_ttl``, ``usage_ttl``, ``history_ttl``, ``max_stale`` and
+    per-provider tables (``[cache.virustotal]``) overriding any of them."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, "[cache] must be a table")
+    providers = {p.value: p for p in registry()}
+
+    def times(table: Mapping[str, Any], where: str, base: CacheTimes) -> CacheTimes:
+        values: dict[str, float] = {}
+        for key, value in table.items():
+            if key in providers and where == "[cache]":
+                continue
+            if key not in CACHE_FIELDS:
+                allowed = ", ".join([*CACHE_FIELDS, *sorted(providers)])
+                raise ConfigError(
+                    source, f"{where} has an unknown field {key!r} (allowed: {allowed})"
+                )
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(source, f"{where} field {key!r} must be a number of seconds >= 0")
+            values[CACHE_FIELDS[key]] = float(value)
+        return replace(base, **values)
+
+    defaults = times(raw, "[cache]", CacheTimes())
+    per_provider: dict[ProviderId, CacheTimes] = {}
+    for name, table in raw.items():
+        if name in providers:
+            if not isinstance(table, Mapping):
+                raise ConfigError(source, f"[cache.{name}] must be a table")
+            per_provider[providers[name]] = times(table, f"[cache.{name}]", defaults)
+    return defaults, per_provider
 
 
 def _string(table: Mapping[str, Any], key: str, source: str, where: str, default: str) -> str:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +45,38 @@ from gateway.errors import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE = 10.0
-"""Seconds one vendor call may take in all (connect, send, wait, read)."""
+"""Seconds one vendor call may take in all (connect, send, wait, read, retries)."""
+RETRIES = 2
+"""Extra attempts after a connection failure or a 5xx answer."""
+BACKOFF = 0.1
+"""Seconds before the first retry; doubled for each next one, with +-50% jitter."""
+MAX_PACING_WAIT = 1.0
+"""Longest wait for a slot under a vendor's rate before the call is refused as rate limited."""
+
+
+class OutboundLimiter:
+    """At most ``calls`` calls in any ``period`` seconds (a sliding window, monotonic time)."""
+
+    def __init__(self, calls: int, period: float) -> None:
+        self.calls = calls
+        self.period = period
+        self.sent: deque[float] = deque()
+
+    def wait(self) -> float:
+        """Seconds until one more call fits in the window (0: now)."""
+        now = time.monotonic()
+        while self.sent and self.sent[0] <= now - self.period:
+            self.sent.popleft()
+        if len(self.sent) < self.calls:
+            return 0.0
+        return self.sent[0] + self.period - now
+
+    def record(self) -> None:
+        self.sent.append(time.monotonic())
+
+    def resize(self, calls: int) -> None:
+        """The vendor told us its limit (e.g. ``X-RateLimit-Limit``)."""
+        self.calls = max(1, calls)
 
 
 @dataclass(frozen=True)
@@ -113,6 +147,10 @@ class BaseProvider(ABC):
     display_name: ClassVar[str]
     default_base_url: ClassVar[str]
     fields: ClassVar[tuple[ConfigField, ...]] = ()
+    outbound_rate: ClassVar[tuple[int, float] | None] = None
+    """At most this many calls per this many seconds, where the vendor documents a limit."""
+    rate_header_period: ClassVar[float | None] = None
+    """Seconds the vendor's ``X-RateLimit-Limit`` counts over; set to follow that header."""
     native_granularities: ClassVar[frozenset[Granularity]] = frozenset({Granularity.DAY})
     """Granularities the vendor itself reports. WEEK is always rolled up from DAY, and so is
     MONTH unless listed here: then ``usage()`` is asked for MONTH and may answer with month
@@ -133,12 +171,23 @@ class BaseProvider(ABC):
         self.base_url = (account.base_url or self.default_base_url).rstrip("/")
         self.held_until: datetime | None = None
         """No call before this moment: the vendor said so (429) or its window is spent."""
+        self.limiter = OutboundLimiter(*self.outbound_rate) if self.outbound_rate else None
+        self.retries = 0
+        """Requests sent again after a connection failure or a 5xx (for tests and metrics)."""
 
     @classmethod
     def validate_options(cls, options: Mapping[str, str]) -> tuple[str, str] | None:
         """Check field combinations the field list cannot express.
 
         Returns ``(field, message)`` for the first problem, or ``None``.
+        """
+        return None
+
+    def check_range(self, start: date, end: date, granularity: Granularity) -> str | None:
+        """Why the vendor cannot answer ``start``..``end`` per ``granularity``, or ``None``.
+
+        Called before any call, with the granularity the provider will be asked for; the
+        reason is shown to the caller as an error on the ``usage`` field.
         """
         return None
 
@@ -191,8 +240,15 @@ class BaseProvider(ABC):
         return text
 
     def _note_rate_window(self, headers: httpx.Headers, status: int) -> None:
-        """Hold further calls while the vendor's window is spent (429 or X-RateLimit-*)."""
+        """Follow the vendor's limit, and hold calls while its window is spent (429 or
+        ``X-RateLimit-Remaining: 0``)."""
         now = self.clock()
+        announced = headers.get("x-ratelimit-limit", "")
+        if self.rate_header_period and announced.isdigit() and int(announced) > 0:
+            if self.limiter is None:
+                self.limiter = OutboundLimiter(int(announced), self.rate_header_period)
+            else:
+                self.limiter.resize(int(announced))
         until = retry_after(headers, now) if status == 429 else None
         remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
         if until is None and remaining is not None and reset is not None:
@@ -205,37 +261,84 @@ class BaseProvider(ABC):
             self.held_until = until
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> VendorAnswer:
-        """GET ``path`` with a total deadline and return the parsed JSON answer.
+        """GET ``path`` and return the parsed JSON answer.
 
-        Raises ``AuthFailed`` (401/403), ``RateLimited`` (429), ``Unavailable`` (connection,
-        deadline, 5xx), ``UpstreamRejected`` (other 4xx) or ``MalformedResponse`` (not JSON).
+        The whole call, retries included, has one deadline. Connection failures and 5xx answers
+        are retried (``RETRIES`` times, jittered exponential backoff) while the deadline allows;
+        nothing else is. Calls are paced below the vendor's documented rate, and none is made
+        while the vendor's rate window is spent.
+
+        Raises ``AuthFailed`` (401/403), ``RateLimited`` (429, or held back by us),
+        ``Unavailable`` (connection, deadline, 5xx), ``UpstreamRejected`` (other 4xx) or
+        ``MalformedResponse`` (not JSON).
         """
         vendor = self.display_name
-        url = self.base_url + path
-        now = self.clock()
-        if self.held_until is not None and now < self.held_until:
-            raise RateLimited(
-                f"{vendor} asked us to wait; no call until {self.held_until:%Y-%m-%dT%H:%M:%SZ}",
-                retry_at=self.held_until,
-            )
+        self._check_held()
         try:
             async with asyncio.timeout(self.deadline):
+                response = await self._send(path, params)
+        except TimeoutError as exc:
+            raise Unavailable(f"{vendor} did not answer within {self.deadline:g} s") from exc
+        return self._answer(response)
+
+    def _check_held(self) -> None:
+        if self.held_until is not None and self.clock() < self.held_until:
+            raise RateLimited(
+                f"{self.display_name} asked us to wait; no call until "
+                f"{self.held_until:%Y-%m-%dT%H:%M:%SZ}",
+                retry_at=self.held_until,
+            )
+
+    async def _send(self, path: str, params: Mapping[str, str] | None) -> httpx.Response:
+        """The request, retried on connection failures and 5xx (inside the caller's deadline)."""
+        vendor = self.display_name
+        for attempt in range(RETRIES + 1):
+            await self._pace()
+            last = attempt == RETRIES
+            try:
                 response = await self.http.get(
-                    url,
+                    self.base_url + path,
                     params=dict(params or {}),
                     headers=self.auth_headers(),
                     auth=self.auth() or httpx.USE_CLIENT_DEFAULT,
                 )
-                content = response.content
-        except TimeoutError as exc:
-            raise Unavailable(f"{vendor} did not answer within {self.deadline:g} s") from exc
-        except httpx.ConnectError as exc:
-            raise Unavailable(f"{vendor} could not be reached (connection failed)") from exc
-        except httpx.TimeoutException as exc:
-            raise Unavailable(f"{vendor} timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"{vendor} broke off the connection ({type(exc).__name__})") from exc
+                await response.aread()
+            except httpx.TimeoutException as exc:
+                raise Unavailable(f"{vendor} timed out ({type(exc).__name__})") from exc
+            except httpx.ConnectError as exc:
+                if last:
+                    raise Unavailable(f"{vendor} could not be reached (connection failed)") from exc
+            except httpx.HTTPError as exc:
+                if last:
+                    raise Unavailable(
+                        f"{vendor} broke off the connection ({type(exc).__name__})"
+                    ) from exc
+            else:
+                if response.status_code < 500 or last:
+                    return response
+                self._note_rate_window(response.headers, response.status_code)
+            self.retries += 1
+            await asyncio.sleep(BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
+        raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _pace(self) -> None:
+        """Wait for a slot under the vendor's rate, or refuse when the wait would be long."""
+        if self.limiter is None:
+            return
+        wait = self.limiter.wait()
+        if wait > MAX_PACING_WAIT:
+            raise RateLimited(
+                f"{self.display_name} allows {self.limiter.calls} calls per "
+                f"{self.limiter.period:g} s; the gateway holds back to stay under it",
+                retry_at=self.clock() + timedelta(seconds=wait),
+            )
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.limiter.record()
+
+    def _answer(self, response: httpx.Response) -> VendorAnswer:
+        vendor = self.display_name
+        content = response.content
         status = response.status_code
         self._note_rate_window(response.headers, status)
         if status != 200:

@@ -22,7 +22,7 @@ import json
 import threading
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -137,8 +137,9 @@ class Emulator:
     # -- control ---------------------------------------------------------------------------
 
     def set_fault(self, fault: Fault | None) -> None:
+        """Apply ``fault`` from the next request on (a copy: ``times`` counts down on it)."""
         with self._lock:
-            self.fault = fault
+            self.fault = None if fault is None else replace(fault)
 
     def reset(self) -> None:
         with self._lock:

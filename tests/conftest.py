@@ -88,8 +88,21 @@ def account_entry(provider: str, base_url: str, index: int = 0, **overrides: str
     return {"provider": provider, "base_url": base_url, **spec.accounts[index], **overrides}
 
 
-def settings_for(*accounts: Mapping[str, Any], **gateway: Any) -> Settings:
-    return parse_settings({"gateway": gateway, "accounts": list(accounts)}, env={})
+NO_CACHE = {
+    "limits_ttl": 0,
+    "usage_ttl": 0,
+    "history_ttl": 0,
+    "max_stale": 0,
+    "response_ttl": 0,
+}
+"""A ``[cache]`` table that makes every query call the vendor."""
+
+
+def settings_for(
+    *accounts: Mapping[str, Any], cache: Mapping[str, Any] | None = None, **gateway: Any
+) -> Settings:
+    data = {"gateway": gateway, "cache": dict(cache or {}), "accounts": list(accounts)}
+    return parse_settings(data, env={})
 
 
 class Gateway:

@@ -23,7 +23,7 @@ from gateway.service import ConfiguredAccount, GatewayService
 from providers.base import BaseProvider
 from providers.emulation import Fault
 from providers.reputeapi.emulator import ERROR_CODES, total
-from tests.conftest import NOW, account_entry, clock, settings_for
+from tests.conftest import NO_CACHE, NOW, account_entry, clock, settings_for
 
 PREMIUM = "ra_live_premium_demo"
 BASIC = "ra_live_basic_demo"
@@ -410,7 +410,8 @@ async def test_failures_and_latency_of_a_range(repute, data, make_gateway) -> No
 async def test_the_gateway_stops_calling_when_the_vendor_window_is_spent(
     repute, make_gateway
 ) -> None:
-    gateway = make_gateway(settings_for(account_entry("reputeapi", repute.url)))
+    entry = account_entry("reputeapi", repute.url)
+    gateway = make_gateway(settings_for(entry, cache=NO_CACHE))
     query = "{ accounts { source { state retryAt } quotas { used } } }"
     for _ in range(30):  # ReputeAPI allows 30 calls of /v1/usage per minute
         (account,) = (await gateway.data(query))["accounts"]

@@ -10,10 +10,13 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
@@ -73,6 +76,21 @@ class Query:
         return [Quota.from_domain(q) for q in quotas]
 
 
+_LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
+"""Built once: the limiters make new rule classes per instance, and the validation cache keys
+on the rules, so per-request instances would never hit it."""
+
+
+class HostileQueryLimits(AddValidationRules):
+    """Depth and alias limits, as validation rules shared by every request."""
+
+    def __init__(self) -> None:
+        super().__init__(_LIMIT_RULES)
+
+
 def _should_mask(error: GraphQLError) -> bool:
     """Mask what resolvers raised by accident; input, variable and validation errors show."""
     original = error.original_error
@@ -84,8 +102,10 @@ schema = strawberry.Schema(
     config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
     extensions=[
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        HostileQueryLimits,
+        # Dashboards send the same few documents again and again: parse and validate once.
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
         lambda: MaskErrors(
             should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
         ),

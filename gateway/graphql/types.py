@@ -425,18 +425,19 @@ class Usage:
         description="Failed requests by kind, most first (over breakdownPeriod when set)."
     )
     average_latency_ms: float | None = strawberry.field(
-        description="Average response time in milliseconds (over breakdownPeriod when set)."
+        description="Average response time in milliseconds over the range, where the vendor "
+        "reports latency."
     )
     peak_latency_ms: float | None = strawberry.field(
-        description="Slowest response time in milliseconds (over breakdownPeriod when set)."
+        description="Slowest response time in milliseconds over the range, where reported."
     )
     keys: list[KeyUsage] = strawberry.field(
         description="Per API key shares, requests descending (over breakdownPeriod when set)."
     )
     breakdown_period: Period | None = strawberry.field(
-        description="Set when the vendor breaks usage down (endpoints, errors, keys, latency) "
-        "only over a window other than the range, e.g. ZKScore's rolling timeframes: the "
-        "window those figures cover. Null when they cover exactly the range."
+        description="Set when the vendor breaks usage down (endpoints, error types, keys) only "
+        "over a window other than the range, e.g. ZKScore's rolling timeframes: the window "
+        "those figures cover. Null when they cover exactly the range."
     )
     missing_days: list[date] = strawberry.field(
         description="Days up to today with no data from vendor or history: unknown, not zero."

@@ -57,6 +57,8 @@ class ReputeApiProvider(BaseProvider):
         ConfigField("api_key", required=True, secret=True, help="X-API-Key value (ra_live_...)"),
     )
     native_granularities = frozenset({Granularity.HOUR, Granularity.DAY})
+    outbound_rate = (USAGE_ENDPOINT_LIMIT, 60.0)
+    rate_header_period = 60.0
 
     @property
     def scope(self) -> AccountScope:

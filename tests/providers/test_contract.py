@@ -6,7 +6,6 @@ account of the same provider (on a second emulator instance) answers normally in
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -115,7 +114,7 @@ async def test_unavailable_vendor(
     if fault is None:
         broken["base_url"] = closed_port_url
     else:
-        emulators[provider].emulator.set_fault(dataclasses.replace(fault))
+        emulators[provider].emulator.set_fault(fault)
     accounts = await answer(make_gateway, broken, healthy)
     source = accounts["broken"]["source"]
     assert source["state"] == "UNAVAILABLE"

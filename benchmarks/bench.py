@@ -1,0 +1,206 @@
+"""``make bench``: the gateway measured side by side with its yardsticks, in one run, on loopback.
+
+1. Upstream calls for 100 concurrent identical cold queries (coalescing).
+2. Cold query latency against three vendor emulators delayed 50, 100 and 200 ms, next to the
+   slowest emulator's own latency (fan-out: accounts are read concurrently).
+3. Warm (cached) dashboard query throughput next to a bare Litestar JSON endpoint, both served
+   by uvicorn in a process of their own and driven by the same load generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.loadgen import post_load
+from gateway.app import create_app
+from gateway.domain import ProviderId
+from gateway.servers import ServerThread, bind
+from gateway.settings import Settings, parse_settings
+from providers import registry
+from providers.emulation import Emulator, Fault
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+QUOTAS = "{ accounts { id source { state } quotas { name used limit } } }"
+DASHBOARD = """{ quotas(minUtilization: 0) { accountId name used limit utilization resetsAt }
+  accounts { id name source { state fetchedAt }
+    usage(from: "2026-01-01", to: "2026-01-31") { requests series { start requests } } } }"""
+LOAD_SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
+CONCURRENCY = 8
+NO_CACHE = {
+    "limits_ttl": 0,
+    "usage_ttl": 0,
+    "history_ttl": 0,
+    "max_stale": 0,
+    "response_ttl": 0,
+}
+SLOW = (("virustotal", 50), ("reversinglabs", 100), ("zkscore", 200))
+
+
+def emulator(provider: str, seed: int = 3) -> Emulator:
+    return registry()[ProviderId(provider)].emulator.factory(seed=seed)
+
+
+def settings_for(urls: dict[str, str], cache: dict[str, float] | None = None) -> Settings:
+    accounts = [
+        {
+            "provider": provider,
+            "base_url": url,
+            **registry()[ProviderId(provider)].emulator.accounts[0],
+        }
+        for provider, url in urls.items()
+    ]
+    return parse_settings({"cache": cache or {}, "accounts": accounts}, env={})
+
+
+async def coalescing() -> tuple[int, int, int]:
+    """100 identical cold queries at once against every vendor: how many calls reach them."""
+    emulators = {name: emulator(name) for name, _ in SLOW}
+    with ServerThread(*emulators.values()) as vendors:
+        urls = dict(zip(emulators, vendors.urls, strict=True))
+        app = create_app(settings_for(urls))
+        with ServerThread(app) as gateway:
+            async with httpx.AsyncClient(timeout=60) as client:
+                answers = await asyncio.gather(
+                    *(
+                        client.post(gateway.urls[0] + "/graphql", json={"query": QUOTAS})
+                        for _ in range(100)
+                    )
+                )
+    assert all(a.status_code == 200 for a in answers)
+    served = [r for e in emulators.values() for r in e.served]
+    resources = {(r.path, tuple(sorted(r.query))) for r in served}
+    return 100, len(served), len(resources)
+
+
+async def fan_out(rounds: int = 15) -> tuple[float, float]:
+    """Median cold latency through the gateway and of the slowest vendor called directly."""
+    emulators = {name: emulator(name) for name, _ in SLOW}
+    for name, delay in SLOW:
+        emulators[name].set_fault(Fault(delay_ms=delay))
+    with ServerThread(*emulators.values()) as vendors:
+        urls = dict(zip(emulators, vendors.urls, strict=True))
+        app = create_app(settings_for(urls, NO_CACHE))
+        with ServerThread(app) as gateway:
+            zks = registry()[ProviderId.ZKSCORE].emulator.accounts[0]["api_key"]
+            slowest = (urls["zkscore"] + "/v1/developer/usage", {"Authorization": f"Bearer {zks}"})
+            async with httpx.AsyncClient(timeout=60) as client:
+                direct, through = [], []
+                for _ in range(rounds):
+                    start = time.perf_counter()
+                    (await client.get(slowest[0], headers=slowest[1])).raise_for_status()
+                    direct.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    answer = await client.post(gateway.urls[0] + "/graphql", json={"query": QUOTAS})
+                    through.append(time.perf_counter() - start)
+                    states = {a["source"]["state"] for a in answer.json()["data"]["accounts"]}
+                    assert states == {"FRESH"}, answer.text
+    return statistics.median(direct), statistics.median(through)
+
+
+async def load(url: str, body: dict[str, Any]) -> float:
+    """Requests per second over LOAD_SECONDS with CONCURRENCY keep-alive connections."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(5):  # warm up (and fill the gateway's cache)
+            (await client.post(url, json=body)).raise_for_status()
+    return await post_load(url, body, LOAD_SECONDS, CONCURRENCY)
+
+
+@contextmanager
+def process(*command: str, ready: str) -> Iterator[subprocess.Popen[str]]:
+    """A server process, once it printed ``ready``."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if ready in line:
+                break
+        else:
+            raise RuntimeError(f"{command[0]} exited before it was ready")
+        yield proc
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def free_port() -> int:
+    sock = bind("127.0.0.1", 0)
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+async def throughput() -> tuple[float, float, float]:
+    """Warm dashboard queries per second through the gateway (with and without its
+    whole-answer cache), and a bare Litestar endpoint's."""
+    rates = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ports = {name: free_port() for name, _ in SLOW}
+        vendors = [
+            process(
+                str(BIN / "usage-gateway"), "emulator", name, "--port", str(port), ready="emulator"
+            )
+            for name, port in ports.items()
+        ]
+        with vendors[0], vendors[1], vendors[2]:
+            config = Path(tmp) / "gateway.toml"
+            lines = []
+            for name, port in ports.items():
+                account = registry()[ProviderId(name)].emulator.accounts[0]
+                lines += ["[[accounts]]", f'provider = "{name}"']
+                lines += [f'base_url = "http://127.0.0.1:{port}"']
+                lines += [f'{key} = "{value}"' for key, value in account.items()]
+            for response_ttl in (1, 0):
+                text = f"[cache]\nresponse_ttl = {response_ttl}\n\n" + "\n".join(lines) + "\n"
+                config.write_text(text, encoding="utf-8")
+                port = free_port()
+                serve = (str(BIN / "usage-gateway"), "serve", "--config", str(config))
+                flags = ("--port", str(port), "--log-level", "warning")
+                with process(*serve, *flags, ready="GraphiQL"):
+                    url = f"http://127.0.0.1:{port}/graphql"
+                    rates.append(await load(url, {"query": DASHBOARD}))
+        bare_port = free_port()
+        uvicorn = (sys.executable, "-m", "uvicorn", "benchmarks.bare:app", "--port", str(bare_port))
+        with process(*uvicorn, "--no-access-log", ready="Uvicorn running"):
+            bare = await load(f"http://127.0.0.1:{bare_port}/graphql", {"query": DASHBOARD})
+    return rates[0], rates[1], bare
+
+
+def main() -> None:
+    print("usage-gateway benchmarks: loopback, one run, measured side by side")
+    asked, upstream, resources = asyncio.run(coalescing())
+    print(
+        f"1. coalescing      {asked} concurrent identical cold queries over 3 accounts"
+        f" -> {upstream} upstream calls for {resources} distinct vendor resources"
+    )
+    slow, gate = asyncio.run(fan_out())
+    print(
+        f"2. cold fan-out    vendors delayed 50/100/200 ms: gateway {gate * 1000:.0f} ms, slowest"
+        f" vendor alone {slow * 1000:.0f} ms -> ratio {gate / slow:.2f} (one after another:"
+        f" ~{(0.05 + 0.1 + 0.2) / slow:.2f})"
+    )
+    whole, data_only, bare = asyncio.run(throughput())
+    print(
+        f"3. warm throughput dashboard query {whole:.0f} req/s with the whole-answer cache,"
+        f" {data_only:.0f} req/s with the data cache only (response_ttl = 0); bare Litestar"
+        f" JSON endpoint {bare:.0f} req/s -> ratios {whole / bare:.2f} and"
+        f" {data_only / bare:.2f} ({CONCURRENCY} connections, {LOAD_SECONDS:g} s each)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Reading vendors carefully: cache, coalescing, stale data, and a circuit breaker per account.
+
+:meth:`Upstream.fetch` is the one way the service reads a vendor. For a key (account, resource,
+parameters) it answers, in this order:
+
+1. a cached answer younger than its TTL: served as FRESH (with the time it was fetched);
+2. a cached answer past its TTL but within ``max_stale``: served at once as STALE (or as
+   RATE_LIMITED / AUTH_FAILED when the last refresh was refused that way), while one refresh
+   runs in the background (stale-while-revalidate, stale-if-error);
+3. otherwise a call to the vendor, shared by every concurrent caller of the same key
+   (singleflight), unless the account's circuit is open.
+
+Only successful answers are cached. Expected failures come back as a status, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.cache import Cache, Cached, Singleflight, cache_key
+from gateway.domain import SourceState, SourceStatus
+from gateway.errors import CircuitOpen, Unavailable, UpstreamError
+
+log = logging.getLogger(__name__)
+
+BREAKER_THRESHOLD = 5
+"""Consecutive failed calls (vendor down, too slow, 5xx) that open an account's circuit."""
+BREAKER_COOLDOWN = 30.0
+"""Seconds the circuit stays open the first time; doubled on each failed probe."""
+BREAKER_MAX_COOLDOWN = 300.0
+
+
+@dataclass
+class Breaker:
+    """One account's circuit: closed, open until a moment, then one probe (half-open)."""
+
+    failures: int = 0
+    open_until: datetime | None = None
+    cooldown: float = BREAKER_COOLDOWN
+    probing: bool = False
+
+    def check(self, now: datetime, vendor: str) -> None:
+        """Raise ``Unavailable`` while open; let one probe through once the cooldown is over."""
+        if self.open_until is None:
+            return
+        if now < self.open_until or self.probing:
+            raise CircuitOpen(
+                f"{vendor} failed {self.failures} times in a row; the gateway pauses calls "
+                f"until {self.open_until:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        self.probing = True
+
+    def success(self) -> None:
+        self.failures, self.open_until, self.cooldown, self.probing = (
+            0,
+            None,
+            BREAKER_COOLDOWN,
+            False,
+        )
+
+    def failure(self, now: datetime) -> None:
+        self.failures += 1
+        if self.probing:  # the probe failed: open again, for longer
+            self.cooldown = min(self.cooldown * 2, BREAKER_MAX_COOLDOWN)
+        if self.probing or self.failures >= BREAKER_THRESHOLD:
+            self.open_until = now + timedelta(seconds=self.cooldown)
+        self.probing = False
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A fetch's outcome: the value (``None`` when there is none) and its status."""
+
+    value: Any
+    status: SourceStatus
+
+
+class Upstream:
+    """Long-lived: the cache, in-flight calls, breakers and the last failure per key."""
+
+    def __init__(self, cache: Cache, clock: Callable[[], datetime]) -> None:
+        self.cache = cache
+        self.clock = clock
+        self.flights = Singleflight()
+        self.breakers: dict[str, Breaker] = {}
+        self.last_error: dict[str, SourceStatus] = {}
+        self.background: set[asyncio.Task[Any]] = set()
+        self.calls = 0
+        """Calls made to vendors (for tests and benchmarks)."""
+
+    async def fetch(
+        self,
+        account: str,
+        fingerprint: str,
+        vendor: str,
+        resource: str,
+        params: tuple[object, ...],
+        call: Callable[[], Awaitable[Any]],
+        ttl: float,
+        max_stale: float,
+    ) -> Fetched:
+        key = cache_key(fingerprint, resource, *params)
+        now = self.clock()
+        entry = await self.cache.get(key)
+        if entry is not None:
+            age = (now - entry.fetched_at).total_seconds()
+            if age < ttl:
+                return Fetched(entry.value, SourceStatus(SourceState.FRESH, entry.fetched_at))
+            if age < ttl + max_stale:
+                self._refresh(key, account, vendor, call, ttl, max_stale)
+                return Fetched(entry.value, self._stale(key, entry))
+        try:
+            fresh = await self.flights.run(
+                key, lambda: self._call(key, account, vendor, call, ttl, max_stale)
+            )
+        except UpstreamError as exc:
+            return Fetched(None, self.last_error.get(key) or _status_of(exc))
+        except Exception:
+            log.exception("account %s: unexpected error while reading %s", account, vendor)
+            message = f"internal error while reading {vendor}; see the gateway log"
+            return Fetched(None, SourceStatus(SourceState.UNAVAILABLE, None, message))
+        return Fetched(fresh.value, SourceStatus(SourceState.FRESH, fresh.fetched_at))
+
+    async def _call(
+        self,
+        key: str,
+        account: str,
+        vendor: str,
+        call: Callable[[], Awaitable[Any]],
+        ttl: float,
+        max_stale: float,
+    ) -> Cached[Any]:
+        breaker = self.breakers.setdefault(account, Breaker())
+        try:
+            breaker.check(self.clock(), vendor)
+            self.calls += 1
+            value = await call()
+        except UpstreamError as exc:
+            if isinstance(exc, Unavailable) and not isinstance(exc, CircuitOpen):
+                breaker.failure(self.clock())
+            elif breaker.probing:
+                breaker.probing = False  # not the vendor's health speaking (401, 429)
+            self.last_error[key] = _status_of(exc)
+            log.warning("account %s: %s", account, exc.message)
+            raise
+        except BaseException:
+            breaker.probing = False
+            raise
+        breaker.success()
+        entry = Cached(value, self.clock())
+        self.last_error.pop(key, None)
+        await self.cache.set(key, entry, ttl + max_stale)
+        return entry
+
+    def _refresh(
+        self,
+        key: str,
+        account: str,
+        vendor: str,
+        call: Callable[[], Awaitable[Any]],
+        ttl: float,
+        max_stale: float,
+    ) -> None:
+        """One background refresh per key at a time; its failure is remembered, not raised."""
+        if self.flights.in_flight(key):
+            return
+
+        async def refresh() -> None:
+            try:
+                await self.flights.run(
+                    key, lambda: self._call(key, account, vendor, call, ttl, max_stale)
+                )
+            except UpstreamError:
+                pass  # remembered in last_error, shown on the stale answers
+            except Exception:
+                log.exception("account %s: unexpected error refreshing %s", account, vendor)
+
+        task = asyncio.ensure_future(refresh())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def _stale(self, key: str, entry: Cached[Any]) -> SourceStatus:
+        error = self.last_error.get(key)
+        if error is not None and error.state in (SourceState.RATE_LIMITED, SourceState.AUTH_FAILED):
+            return SourceStatus(error.state, entry.fetched_at, error.message, error.retry_at)
+        if error is not None:
+            message = f"showing the last good answer; the last refresh failed: {error.message}"
+        else:
+            message = "past its freshness; a refresh is under way"
+        return SourceStatus(SourceState.STALE, entry.fetched_at, message)
+
+    async def close(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        await self.cache.close()
+
+
+def _status_of(exc: UpstreamError) -> SourceStatus:
+    return SourceStatus(exc.state, None, exc.message, getattr(exc, "retry_at", None))

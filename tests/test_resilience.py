@@ -1,0 +1,334 @@
+"""Caching, coalescing, stale answers, retries, the circuit breaker and outbound pacing.
+
+Each gateway here runs on its own movable clock; the emulators keep the suite's fixed clock, so
+their data stays put while the gateway's time moves past TTLs, cooldowns and retry times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.domain import AccountConfig, ProviderId, Secret
+from gateway.errors import RateLimited
+from gateway.upstream import BREAKER_COOLDOWN, BREAKER_THRESHOLD
+from providers.base import RETRIES, OutboundLimiter
+from providers.emulation import Fault
+from providers.reputeapi.client import ReputeApiProvider
+from tests.conftest import NO_CACHE, NOW, TLS, Gateway, account_entry, settings_for
+
+QUERY = "{ accounts { source { state fetchedAt message retryAt } quotas { used } } }"
+
+
+def z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def gateway_at() -> AsyncIterator[Callable[..., tuple[Gateway, Clock]]]:
+    """Gateways on their own movable clocks (starting at the suite's NOW)."""
+    clients: list[httpx.AsyncClient] = []
+    apps = []
+
+    def build(*accounts, cache=None, **gateway) -> tuple[Gateway, Clock]:
+        clock = Clock(NOW)
+        http = httpx.AsyncClient(verify=TLS)
+        cache = {"response_ttl": 0, **(cache or {})}  # these tests look below whole answers
+        settings = settings_for(*accounts, cache=cache, **gateway)
+        app = create_app(settings, http_client=http, clock=clock)
+        built = Gateway(app)
+        clients.extend([http, built.client])
+        apps.append(app)
+        return built, clock
+
+    yield build
+    for app in apps:
+        await app.state.service.upstream.close()
+    for client in clients:
+        await client.aclose()
+
+
+async def source_of(gateway: Gateway) -> dict:
+    (account,) = (await gateway.data(QUERY))["accounts"]
+    return account
+
+
+@pytest.fixture
+def repute(emulators):
+    return emulators["reputeapi"]
+
+
+def calls(emulator) -> int:
+    return emulator.total_calls()
+
+
+# -- caching ---------------------------------------------------------------------------------
+
+
+async def test_answers_are_cached_for_their_ttl(repute, gateway_at) -> None:
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url), cache={"limits_ttl": 60})
+    first = await source_of(gateway)
+    assert first["source"] == {
+        "state": "FRESH",
+        "fetchedAt": z(NOW),
+        "message": None,
+        "retryAt": None,
+    }
+    clock.advance(59)
+    again = await source_of(gateway)
+    assert again == first  # same data, and it says how old it is
+    assert calls(repute.emulator) == 1
+
+
+async def test_past_its_ttl_an_answer_is_served_stale_and_refreshed(repute, gateway_at) -> None:
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url), cache={"limits_ttl": 60})
+    first = await source_of(gateway)
+    clock.advance(61)
+    stale = await source_of(gateway)
+    assert stale["source"]["state"] == "STALE"
+    assert stale["source"]["fetchedAt"] == z(NOW)
+    assert stale["quotas"] == first["quotas"]
+    await asyncio.sleep(0.3)  # the background refresh
+    assert calls(repute.emulator) == 2
+    fresh = await source_of(gateway)
+    assert fresh["source"]["state"] == "FRESH"
+    assert fresh["source"]["fetchedAt"] == z(NOW + timedelta(seconds=61))
+    assert calls(repute.emulator) == 2
+
+
+async def test_when_the_vendor_fails_the_last_good_answer_is_served(repute, gateway_at) -> None:
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url), cache={"limits_ttl": 60})
+    first = await source_of(gateway)
+    repute.emulator.set_fault(Fault(status=503))
+    clock.advance(120)
+    await source_of(gateway)  # stale, and starts a refresh that fails
+    await asyncio.sleep(0.8)
+    later = await source_of(gateway)
+    assert later["quotas"] == first["quotas"]
+    assert later["source"]["state"] == "STALE"
+    assert later["source"]["fetchedAt"] == z(NOW)
+    assert "the last refresh failed: ReputeAPI failed (HTTP 503)" in later["source"]["message"]
+
+
+async def test_past_max_stale_nothing_is_served(repute, gateway_at) -> None:
+    cache = {"limits_ttl": 60, "max_stale": 600}
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url), cache=cache)
+    await source_of(gateway)
+    repute.emulator.set_fault(Fault(status=503))
+    clock.advance(661)
+    gone = await source_of(gateway)
+    assert gone["source"]["state"] == "UNAVAILABLE" and gone["quotas"] == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "state"),
+    [
+        (Fault(status=503, times=1 + RETRIES), "UNAVAILABLE"),
+        (Fault(status=429, times=1), "RATE_LIMITED"),
+        (Fault(status=401, times=1), "AUTH_FAILED"),
+    ],
+)
+async def test_failures_are_never_cached_as_data(repute, gateway_at, fault, state) -> None:
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url))
+    repute.emulator.set_fault(fault)
+    failed = await source_of(gateway)
+    assert failed["source"]["state"] == state and failed["quotas"] == []
+    clock.advance(31)  # past the 429's Retry-After (30 s)
+    ok = await source_of(gateway)
+    assert ok["source"]["state"] == "FRESH" and ok["quotas"]
+
+
+async def test_usage_of_past_days_keeps_longer_than_today(repute, gateway_at) -> None:
+    cache = {"usage_ttl": 60, "history_ttl": 3600}
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url), cache=cache)
+    query = """{ accounts { a: usage(from: "2026-03-01", to: "2026-03-10") { requests }
+                             b: usage(from: "2026-03-11", to: "2026-03-18") { requests } } }"""
+    await gateway.data(query)
+    clock.advance(600)
+    await gateway.data(query)
+    await asyncio.sleep(0.3)
+    served = [r.param("end_date") for r in repute.emulator.served]
+    assert sorted(served) == ["2026-03-10", "2026-03-18", "2026-03-18"]  # only today's again
+
+
+# -- coalescing --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "upstream"),
+    [(None, 1), (Fault(delay_ms=300), 1), (Fault(status=503), 1 + RETRIES)],
+    ids=["healthy", "slow", "failing"],
+)
+async def test_100_identical_cold_queries_make_one_upstream_call(
+    repute, gateway_at, fault, upstream
+) -> None:
+    repute.emulator.set_fault(fault)
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url))
+    query = (
+        '{ accounts { quotas { used } usage(from: "2026-03-01", to: "2026-03-18") { requests } } }'
+    )
+    answers = await asyncio.gather(*(gateway.data(query) for _ in range(100)))
+    assert all(answer == answers[0] for answer in answers)
+    # two distinct vendor resources (limits, usage); a failing call is one call with retries
+    assert calls(repute.emulator) == 2 * upstream
+
+
+# -- rate limits, retries, breaker ---------------------------------------------------------------
+
+
+async def test_no_call_before_the_vendors_retry_time(repute, gateway_at) -> None:
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url), cache=NO_CACHE)
+    repute.emulator.set_fault(Fault(status=429, retry_after=45))
+    limited = await source_of(gateway)
+    retry_at = z(NOW + timedelta(seconds=45))
+    assert limited["source"]["state"] == "RATE_LIMITED"
+    assert limited["source"]["retryAt"] == retry_at
+    repute.emulator.set_fault(None)
+    clock.advance(44)
+    held = await source_of(gateway)
+    assert held["source"]["state"] == "RATE_LIMITED" and held["source"]["retryAt"] == retry_at
+    assert calls(repute.emulator) == 1
+    clock.advance(2)
+    assert (await source_of(gateway))["source"]["state"] == "FRESH"
+    assert calls(repute.emulator) == 2
+
+
+@pytest.mark.parametrize("fault", [Fault(status=502, times=1), Fault(drop=True, times=2)])
+async def test_connection_failures_and_5xx_are_retried(repute, gateway_at, fault) -> None:
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url))
+    repute.emulator.set_fault(fault)
+    answer = await source_of(gateway)
+    assert answer["source"]["state"] == "FRESH"
+    assert calls(repute.emulator) == 1 + (fault.times or 0)
+
+
+@pytest.mark.parametrize("fault", [Fault(status=400), Fault(status=401), Fault(delay_ms=1500)])
+async def test_other_failures_are_not_retried(repute, gateway_at, fault) -> None:
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url), upstream_timeout=0.5)
+    repute.emulator.set_fault(fault)
+    answer = await source_of(gateway)
+    assert answer["source"]["state"] != "FRESH"
+    assert calls(repute.emulator) == 1
+
+
+async def test_the_circuit_opens_after_repeated_failures_and_probes_later(repute, gateway_at):
+    gateway, clock = gateway_at(account_entry("reputeapi", repute.url), cache=NO_CACHE)
+    repute.emulator.set_fault(Fault(status=503))
+    for _ in range(BREAKER_THRESHOLD):
+        assert (await source_of(gateway))["source"]["state"] == "UNAVAILABLE"
+    sent = calls(repute.emulator)
+    assert sent == BREAKER_THRESHOLD * (1 + RETRIES)
+    paused = await source_of(gateway)
+    reopen = NOW + timedelta(seconds=BREAKER_COOLDOWN)
+    assert paused["source"]["state"] == "UNAVAILABLE"
+    assert (
+        f"the gateway pauses calls until {reopen:%Y-%m-%dT%H:%M:%SZ}" in paused["source"]["message"]
+    )
+    assert calls(repute.emulator) == sent  # nothing was sent while open
+
+    clock.advance(BREAKER_COOLDOWN)  # one probe, which fails: open again, twice as long
+    assert (await source_of(gateway))["source"]["state"] == "UNAVAILABLE"
+    assert calls(repute.emulator) == sent + 1 + RETRIES
+    again = await source_of(gateway)
+    reopen = clock.now + timedelta(seconds=2 * BREAKER_COOLDOWN)
+    assert f"until {reopen:%Y-%m-%dT%H:%M:%SZ}" in again["source"]["message"]
+
+    repute.emulator.set_fault(None)
+    clock.advance(2 * BREAKER_COOLDOWN)  # the next probe succeeds and closes the circuit
+    assert (await source_of(gateway))["source"]["state"] == "FRESH"
+    assert (await source_of(gateway))["source"]["state"] == "FRESH"
+
+
+async def test_one_accounts_open_circuit_leaves_the_others_alone(repute, twins, gateway_at):
+    broken = account_entry("reputeapi", repute.url, id="broken")
+    healthy = account_entry("reputeapi", twins["reputeapi"].url, id="healthy")
+    gateway, _ = gateway_at(broken, healthy, cache=NO_CACHE)
+    repute.emulator.set_fault(Fault(status=503))
+    for _ in range(BREAKER_THRESHOLD + 1):
+        data = await gateway.data("{ accounts { id source { state } } }")
+    states = {a["id"]: a["source"]["state"] for a in data["accounts"]}
+    assert states == {"broken": "UNAVAILABLE", "healthy": "FRESH"}
+
+
+# -- outbound pacing ---------------------------------------------------------------------------
+
+
+def test_the_outbound_limiter_counts_a_sliding_window() -> None:
+    limiter = OutboundLimiter(3, 60)
+    for _ in range(3):
+        assert limiter.wait() == 0
+        limiter.record()
+    assert 59 < limiter.wait() <= 60
+    limiter.resize(4)
+    assert limiter.wait() == 0
+
+
+async def test_the_gateway_keeps_under_reputeapis_30_calls_a_minute() -> None:
+    sent = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:  # a vendor that sends no rate headers
+        sent.append(request)
+        body = {
+            "quota": {"monthly_limit": 10, "used": 1},
+            "rate_limits": {"requests_per_minute": 60},
+        }
+        return httpx.Response(200, json=body)
+
+    config = AccountConfig(
+        "r", ProviderId.REPUTEAPI, "R", "http://vendor.test", {}, {"api_key": Secret("k")}
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(vendor)) as http:
+        provider = ReputeApiProvider(config, http, clock=lambda: NOW)
+        for _ in range(30):
+            await provider.limits()
+        with pytest.raises(RateLimited, match="allows 30 calls per 60 s") as caught:
+            await provider.limits()
+    assert len(sent) == 30
+    assert NOW + timedelta(seconds=59) < caught.value.retry_at <= NOW + timedelta(seconds=60)
+
+
+# -- whole answers -------------------------------------------------------------------------------
+
+
+async def test_a_repeated_document_is_answered_from_the_response_cache(repute, gateway_at):
+    gateway, clock = gateway_at(
+        account_entry("reputeapi", repute.url),
+        cache={"response_ttl": 2, "limits_ttl": 0, "max_stale": 0},
+    )
+    first = await gateway.post(QUERY)
+    repute.emulator.set_fault(Fault(status=503))  # would show in a freshly executed answer
+    again = await gateway.post(QUERY)
+    assert again.content == first.content
+    assert calls(repute.emulator) == 1
+    other = await gateway.post(QUERY + " ")  # another document is executed
+    assert other.json()["data"]["accounts"][0]["source"]["state"] == "UNAVAILABLE"
+    clock.advance(2)  # past the response TTL: executed again
+    later = await gateway.post(QUERY)
+    assert later.json()["data"]["accounts"][0]["source"]["state"] == "UNAVAILABLE"
+
+
+async def test_only_successful_answers_are_reused(repute, gateway_at) -> None:
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url), cache={"response_ttl": 60})
+    bad = "{ accounts { nope } }"
+    refused = await gateway.post(bad)
+    assert refused.status_code != 200 or "errors" in refused.json()
+    query = "{ accounts { id } }"
+    assert (await gateway.post(query)).json() == {"data": {"accounts": [{"id": "repute-premium"}]}}
