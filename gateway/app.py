@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -17,13 +18,16 @@ from gateway.cache import Cache
 from gateway.domain import utc_now
 from gateway.graphql.schema import schema
 from gateway.graphql.types import GatewayContext
+from gateway.history import HistoryStore
 from gateway.response_cache import ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService
 from gateway.settings import Settings
+from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.upstream import Upstream
 from providers import provider_class
 
 USER_AGENT = f"usage-gateway/{__version__}"
+log = logging.getLogger(__name__)
 
 
 class RedactSecrets(logging.Filter):
@@ -75,7 +79,21 @@ def build_service(
         for config in settings.accounts
     ]
     upstream = Upstream(Cache(settings.cache_url), clock)
-    return GatewayService(accounts, clock=clock, upstream=upstream)
+    history = HistoryStore(settings.history_path)
+    return GatewayService(accounts, clock=clock, upstream=upstream, history=history)
+
+
+async def snapshot_once(settings: Settings) -> list[AccountOutcome]:
+    """One snapshot of every account (``usage-gateway snapshot``)."""
+    async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}) as http:
+        service = build_service(settings, http)
+        try:
+            assert service.history is not None
+            return await run_snapshot(service, service.history)
+        finally:
+            await service.upstream.close()
+            if service.history is not None:
+                await service.history.close()
 
 
 def create_app(
@@ -84,6 +102,7 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     clock: Callable[[], datetime] = utc_now,
     debug: bool = False,
+    snapshot_every: float | None = None,
 ) -> Litestar:
     """The gateway as an ASGI app.
 
@@ -111,12 +130,29 @@ def create_app(
         """Liveness: the process answers and knows its accounts."""
         return {"status": "ok", "accounts": len(settings.accounts), "version": __version__}
 
+    async def snapshots(every: float) -> None:
+        """One run at a time: the next starts ``every`` seconds after the last one started."""
+        assert service.history is not None
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                await run_snapshot(service, service.history)
+            except Exception:
+                log.exception("snapshot run failed")
+            await asyncio.sleep(max(0.0, every - (asyncio.get_running_loop().time() - started)))
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        scheduler = asyncio.create_task(snapshots(snapshot_every)) if snapshot_every else None
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                await asyncio.gather(scheduler, return_exceptions=True)
             await service.upstream.close()
+            if service.history is not None:
+                await service.history.close()
             if own_client:
                 await http.aclose()
 

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.app import create_app, install_redaction
+from gateway.app import create_app, install_redaction, snapshot_once
 from gateway.errors import ConfigError
 from gateway.servers import Served, bind, serve_all
 from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings, parse_settings
@@ -42,21 +43,56 @@ def _bind_or_exit(host: str, port: int) -> Any:
         raise SystemExit(2) from None
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[str, Settings] | None:
     path = args.config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
     try:
-        settings = load_settings(path)
+        return path, load_settings(path)
     except ConfigError as exc:
         print(f"usage-gateway: {exc}", file=sys.stderr)
+        return None
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h`` or ``1d`` as seconds (argparse type)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)", text.strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m or 1h")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
         return 2
+    path, settings = loaded
     _setup_logging(args.log_level)
     install_redaction(settings.secret_values)
-    gateway = Served(create_app(settings), _bind_or_exit(args.host, args.port))
+    app = create_app(settings, snapshot_every=args.snapshot_every)
+    gateway = Served(app, _bind_or_exit(args.host, args.port))
     count = len(settings.accounts)
     print(f"usage-gateway: {count} account{'' if count == 1 else 's'} from {path}", flush=True)
+    if args.snapshot_every:
+        print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
     print(f"GraphiQL: {gateway.url}/graphql", flush=True)
     asyncio.run(serve_all([gateway]))
     return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return 2
+    _, settings = loaded
+    _setup_logging(args.log_level)
+    install_redaction(settings.secret_values)
+    outcomes = asyncio.run(snapshot_once(settings))
+    for outcome in outcomes:
+        if outcome.ok:
+            print(f"{outcome.account_id}: stored {outcome.days} days ({outcome.changed} changed)")
+        else:
+            print(f"{outcome.account_id}: failed: {outcome.error}")
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def demo_settings(emulators: dict[str, str]) -> Settings:
@@ -132,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(serve, 8000)
     serve.set_defaults(func=cmd_serve)
+
+    serve.add_argument(
+        "--snapshot-every",
+        type=duration,
+        metavar="DURATION",
+        help="also snapshot every account into the history store this often (15m, 1h, ...)",
+    )
+
+    snapshot = commands.add_parser("snapshot", help="store every account once in the history")
+    snapshot.add_argument(
+        "--config", help=f"config file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})"
+    )
+    snapshot.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    snapshot.set_defaults(func=cmd_snapshot)
 
     demo = commands.add_parser("demo", help="start every emulator and a gateway against them")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help="data seed of the emulators")

@@ -329,6 +329,8 @@ class UsageReport:
     endpoints: tuple[EndpointUsage, ...]
     known_days: frozenset[date]
     details: UsageDetails = UsageDetails()
+    day_endpoints: Mapping[date, tuple[EndpointUsage, ...]] | None = None
+    """Per day, the endpoint split, where the vendor gives it (kept by the history store)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ unknown days listed as missing rather than counted as zero.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from gateway.cache import Cache, fingerprint
 from gateway.domain import (
     Account,
     AccountConfig,
+    EndpointUsage,
     Granularity,
     Limits,
     ProviderId,
@@ -25,13 +27,17 @@ from gateway.domain import (
     SourceState,
     SourceStatus,
     Usage,
+    UsageDetails,
     UsagePoint,
     UsageReport,
     bucket_start,
+    day_start,
     days_between,
     utc_now,
 )
 from gateway.errors import InputError
+from gateway.forecast import Forecast, forecast, window_of
+from gateway.history import DayRecord, HistoryStore, QuotaSample, SnapshotRun
 from gateway.settings import CacheTimes
 from gateway.upstream import Upstream
 from providers.base import BaseProvider
@@ -90,10 +96,12 @@ class GatewayService:
         *,
         clock: Callable[[], datetime] = utc_now,
         upstream: Upstream | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self._accounts = {a.config.id: a for a in accounts}
         self.clock = clock
         self.upstream = upstream or Upstream(Cache("memory://"), clock)
+        self.history = history
 
     def accounts(self, provider: ProviderId | None = None) -> list[Account]:
         return [
@@ -168,16 +176,62 @@ class RequestScope:
             raise InputError(problem, argument="granularity")
         if start > last:
             return _empty_usage(start, end, granularity)
-        ttl = configured.times.history if last < today else configured.times.usage
-        report = await self._once(
-            account_id,
-            "usage",
-            (start.isoformat(), last.isoformat(), native.value),
-            lambda: provider.usage(start, last, native),
-            ttl,
-        )
-        usable = report if isinstance(report, UsageReport) else None
-        return build_usage(usable, start, end, last, granularity)
+        live_since = provider.live_since(today)
+        live_start = max(start, live_since) if live_since is not None else start
+        report: UsageReport | None = None
+        if live_start <= last:  # only the part the vendor still keeps is asked of it
+            ttl = configured.times.history if last < today else configured.times.usage
+            answer = await self._once(
+                account_id,
+                "usage",
+                (live_start.isoformat(), last.isoformat(), native.value),
+                lambda: provider.usage(live_start, last, native),
+                ttl,
+            )
+            report = answer if isinstance(answer, UsageReport) else None
+        history = self.service.history
+        days_wanted = (last - start).days + 1
+        if (
+            history is not None
+            and native in (Granularity.DAY, Granularity.MONTH)
+            and (report is None or len(report.known_days) < days_wanted)
+        ):
+            records = await history.days(account_id, start, last)
+            report = with_history(report, records)
+        return build_usage(report, start, end, last, granularity)
+
+    async def quota_history(
+        self, quota_id: str, start: datetime, end: datetime
+    ) -> list[QuotaSample]:
+        """A quota's stored samples between two moments."""
+        history = self.service.history
+        return [] if history is None else await history.quota_samples(quota_id, start, end)
+
+    async def forecast(self, quota: Quota) -> Forecast | None:
+        """The quota's projection over its current window, from its stored samples."""
+        now = self.service.clock()
+        window = window_of(quota, now)
+        if window is None:
+            return None
+        samples = await self.quota_history(quota.id, window[0], now)
+        points = [(s.at, s.used) for s in samples if s.used is not None]
+        return forecast(quota, points, now)
+
+    async def alerts(self, threshold: float) -> list[QuotaAlert]:
+        """Quotas used past ``threshold``, and quotas projected to run out before their reset."""
+        quotas = await self.quotas()
+        forecasts = await asyncio.gather(*(self.forecast(q) for q in quotas))
+        alerts = []
+        for quota, projection in zip(quotas, forecasts, strict=True):
+            if quota.utilization is not None and quota.utilization >= threshold:
+                alerts.append(QuotaAlert(quota, AlertKind.OVER_THRESHOLD, projection))
+            elif projection is not None and projection.runs_out_earliest is not None:
+                alerts.append(QuotaAlert(quota, AlertKind.RUNS_OUT_BEFORE_RESET, projection))
+        return alerts
+
+    async def snapshots(self, account_id: str | None, limit: int) -> list[SnapshotRun]:
+        history = self.service.history
+        return [] if history is None else await history.runs(account_id, limit)
 
     async def source(self, account_id: str) -> SourceStatus:
         """How fresh this account's data is, over everything this request fetched for it."""
@@ -319,6 +373,49 @@ def build_usage(
         endpoints=tuple(sorted(report.endpoints, key=lambda e: (-e.requests, e.endpoint))),
         missing_days=tuple(d for d in days if d not in report.known_days),
         details=report.details,
+    )
+
+
+class AlertKind(enum.Enum):
+    """Why a quota is on the alert list."""
+
+    OVER_THRESHOLD = "over_threshold"
+    RUNS_OUT_BEFORE_RESET = "runs_out_before_reset"
+
+
+@dataclass(frozen=True)
+class QuotaAlert:
+    """A quota that needs attention, and its projection where there is one."""
+
+    quota: Quota
+    kind: AlertKind
+    forecast: Forecast | None
+
+
+def with_history(report: UsageReport | None, records: Sequence[DayRecord]) -> UsageReport | None:
+    """``report`` with the stored days it does not know itself (older days, or all of them
+    when the vendor failed)."""
+    known = report.known_days if report is not None else frozenset()
+    used = [r for r in records if r.day not in known]
+    if not used:
+        return report
+    totals: dict[tuple[str, bool], int] = {
+        (e.endpoint, e.consumes_quota): e.requests for e in (report.endpoints if report else ())
+    }
+    for record in used:
+        for item in record.endpoints or ():
+            key = (item.endpoint, item.consumes_quota)
+            totals[key] = totals.get(key, 0) + item.requests
+    points = [
+        UsagePoint(day_start(r.day), r.requests, r.quota_requests, r.bytes, r.failed_requests)
+        for r in used
+    ]
+    return UsageReport(
+        granularity=report.granularity if report is not None else Granularity.DAY,
+        points=tuple(sorted([*(report.points if report else ()), *points], key=lambda p: p.start)),
+        endpoints=tuple(EndpointUsage(e, n, q) for (e, q), n in totals.items()),
+        known_days=known | {r.day for r in used},
+        details=report.details if report is not None else UsageDetails(),
     )
 
 

@@ -183,6 +183,13 @@ class BaseProvider(ABC):
         """
         return None
 
+    snapshot_days: ClassVar[int] = 35
+    """How many recent days a snapshot stores each run (vendors revise recent days)."""
+
+    def live_since(self, today: date) -> date | None:
+        """The oldest day the vendor still answers for; ``None``: it keeps everything."""
+        return None
+
     def check_range(self, start: date, end: date, granularity: Granularity) -> str | None:
         """Why the vendor cannot answer ``start``..``end`` per ``granularity``, or ``None``.
 

@@ -96,11 +96,14 @@ NO_CACHE = {
     "response_ttl": 0,
 }
 """A ``[cache]`` table that makes every query call the vendor."""
+NO_HISTORY = "/nonexistent/usage-gateway-tests/history.sqlite"
+"""A history store that does not exist: reads find nothing, nothing here writes."""
 
 
 def settings_for(
     *accounts: Mapping[str, Any], cache: Mapping[str, Any] | None = None, **gateway: Any
 ) -> Settings:
+    gateway.setdefault("history_path", NO_HISTORY)
     data = {"gateway": gateway, "cache": dict(cache or {}), "accounts": list(accounts)}
     return parse_settings(data, env={})
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
 
-from gateway import domain
+from gateway import domain, history
+from gateway.forecast import Forecast
 from gateway.graphql import types
 from gateway.graphql.schema import schema
 
@@ -107,7 +108,15 @@ def snake_to_camel(name: str) -> str:
 
 def test_graphql_types_mirror_the_domain() -> None:
     pairs = [
-        (domain.Quota, "Quota", {"vendor_exceeded"}, {"remaining", "utilization", "exceeded"}),
+        (
+            domain.Quota,
+            "Quota",
+            {"vendor_exceeded"},
+            {"remaining", "utilization", "exceeded", "history", "forecast"},
+        ),
+        (history.QuotaSample, "QuotaSample", set(), set()),
+        (history.SnapshotRun, "SnapshotRun", set(), set()),
+        (Forecast, "QuotaForecast", set(), set()),
         (domain.RateLimit, "RateLimit", set(), set()),
         (domain.UsagePoint, "UsagePoint", set(), set()),
         (domain.EndpointUsage, "EndpointUsage", set(), set()),

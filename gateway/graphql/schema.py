@@ -22,7 +22,19 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway import domain
 from gateway.errors import InputError
-from gateway.graphql.types import SCALARS, Account, Provider, Quota, scope_of
+from gateway.graphql.types import (
+    SCALARS,
+    Account,
+    AlertKind,
+    Provider,
+    Quota,
+    QuotaAlert,
+    QuotaForecast,
+    SnapshotRun,
+    scope_of,
+)
+from gateway.service import AlertKind as AlertKindData
+from gateway.service import QuotaAlert as QuotaAlertData
 
 MAX_TOKENS = 2_000
 MAX_DEPTH = 10
@@ -75,6 +87,46 @@ class Query:
         quotas = await scope_of(info).quotas(_provider(provider), min_utilization)
         return [Quota.from_domain(q) for q in quotas]
 
+    @strawberry.field(
+        description="Quotas used past a threshold, and quotas projected to run out before "
+        "their reset, from every account."
+    )
+    async def alerts(
+        self,
+        info: strawberry.Info,
+        threshold: Annotated[
+            float, strawberry.argument(description="Share of a limit that raises an alert.")
+        ] = 0.8,
+    ) -> list[QuotaAlert]:
+        if not 0 < threshold <= 10:
+            raise InputError(
+                f"threshold must be a fraction such as 0.8, not {threshold}", argument="threshold"
+            )
+        found = await scope_of(info).alerts(threshold)
+        return [
+            QuotaAlert(
+                kind=AlertKind[a.kind.name],
+                quota=Quota.from_domain(a.quota),
+                forecast=QuotaForecast.from_domain(a.forecast) if a.forecast else None,
+                message=_alert_message(a),
+            )
+            for a in found
+        ]
+
+    @strawberry.field(description="Snapshot runs in the history store, newest first.")
+    async def snapshots(
+        self,
+        info: strawberry.Info,
+        account_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only this account's runs.")
+        ] = None,
+        limit: Annotated[int, strawberry.argument(description="At most this many (1-1000).")] = 50,
+    ) -> list[SnapshotRun]:
+        if not 1 <= limit <= 1000:
+            raise InputError(f"limit must be from 1 to 1000, not {limit}", argument="limit")
+        runs = await scope_of(info).snapshots(str(account_id) if account_id else None, limit)
+        return [SnapshotRun.from_domain(r) for r in runs]
+
 
 _LIMIT_RULES = [
     *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
@@ -89,6 +141,16 @@ class HostileQueryLimits(AddValidationRules):
 
     def __init__(self) -> None:
         super().__init__(_LIMIT_RULES)
+
+
+def _alert_message(alert: QuotaAlertData) -> str:
+    quota = alert.quota
+    share = f"{quota.utilization:.0%}" if quota.utilization is not None else "?"
+    if alert.kind is AlertKindData.OVER_THRESHOLD:
+        return f"{quota.account_id}: {quota.name} is at {share} of its limit"
+    moment = alert.forecast.runs_out_earliest if alert.forecast else None
+    when = f"{moment:%Y-%m-%dT%H:%MZ}" if moment else "before its reset"
+    return f"{quota.account_id}: {quota.name} may run out as early as {when}, before its reset"
 
 
 def _should_mask(error: GraphQLError) -> bool:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, NewType, TypeVar
 import strawberry
 from strawberry.litestar import BaseContext
 
-from gateway import domain
+from gateway import domain, history
+from gateway.forecast import Forecast
 
 if TYPE_CHECKING:
     from gateway.service import RequestScope
@@ -202,6 +203,48 @@ class QuotaAllocation:
         return cls(name=item.name, limit=_big(item.limit), used=_big(item.used))
 
 
+@strawberry.type(description="A quota's use at one moment, as a snapshot sampled it.")
+class QuotaSample:
+    at: datetime = strawberry.field(description="When it was sampled.")
+    used: BigInt | None = strawberry.field(description="Used at that moment.")
+    limit: BigInt | None = strawberry.field(description="The limit at that moment.")
+
+    @classmethod
+    def from_domain(cls, item: history.QuotaSample) -> QuotaSample:
+        return cls(at=item.at, used=_big(item.used), limit=_big(item.limit))
+
+
+@strawberry.type(description="A quota's projection over its current window, as a range.")
+class QuotaForecast:
+    window_start: datetime = strawberry.field(description="Start of the current window.")
+    window_end: datetime = strawberry.field(description="Its end: the reset, or the term's end.")
+    used_at_reset_low: BigInt = strawberry.field(
+        description="Projected use at the window's end, at the slowest likely pace."
+    )
+    used_at_reset_high: BigInt = strawberry.field(
+        description="Projected use at the window's end, at the fastest likely pace."
+    )
+    runs_out_earliest: datetime | None = strawberry.field(
+        description="When it would run out at the fastest likely pace; null: not in this window."
+    )
+    runs_out_latest: datetime | None = strawberry.field(
+        description="When it would run out at the slowest likely pace; null: not in this window."
+    )
+    samples: int = strawberry.field(description="Samples the projection rests on.")
+
+    @classmethod
+    def from_domain(cls, item: Forecast) -> QuotaForecast:
+        return cls(
+            window_start=item.window_start,
+            window_end=item.window_end,
+            used_at_reset_low=BigInt(item.used_at_reset_low),
+            used_at_reset_high=BigInt(item.used_at_reset_high),
+            runs_out_earliest=item.runs_out_earliest,
+            runs_out_latest=item.runs_out_latest,
+            samples=item.samples,
+        )
+
+
 @strawberry.type(
     description="A vendor allowance: how much may be used in a window, and how much was."
 )
@@ -245,6 +288,28 @@ class Quota:
     allocations: list[QuotaAllocation] = strawberry.field(
         description="Named shares of the quota, with their use where known."
     )
+    _domain: strawberry.Private[domain.Quota]
+
+    @strawberry.field(description="The quota's use as sampled by snapshots, oldest first.")
+    async def history(
+        self,
+        info: strawberry.Info,
+        from_: Annotated[
+            datetime, strawberry.argument(name="from", description="From this moment (UTC).")
+        ],
+        to: Annotated[datetime, strawberry.argument(description="Up to this moment (UTC).")],
+    ) -> list[QuotaSample]:
+        samples = await scope_of(info).quota_history(self._domain.id, from_, to)
+        return [QuotaSample.from_domain(s) for s in samples]
+
+    @strawberry.field(
+        description="Where the quota will stand at its reset and when it would run out, from "
+        "its sampled use; null early in a window (before 10% of it), for fixed terms with too "
+        "few samples, and where there is no window."
+    )
+    async def forecast(self, info: strawberry.Info) -> QuotaForecast | None:
+        projection = await scope_of(info).forecast(self._domain)
+        return None if projection is None else QuotaForecast.from_domain(projection)
 
     @classmethod
     def from_domain(cls, quota: domain.Quota) -> Quota:
@@ -267,6 +332,7 @@ class Quota:
             per_file_limit=_big(quota.per_file_limit),
             entitlements=[Entitlement.from_domain(e) for e in quota.entitlements],
             allocations=[QuotaAllocation.from_domain(a) for a in quota.allocations],
+            _domain=quota,
         )
 
 
@@ -554,3 +620,59 @@ class Account:
 
 def _big(value: int | None) -> BigInt | None:
     return None if value is None else BigInt(value)
+
+
+@strawberry.enum(description="How a snapshot of an account ended.")
+class SnapshotOutcome(enum.Enum):
+    RUNNING = strawberry.enum_value("running", description="Under way (or its process died).")
+    OK = strawberry.enum_value("ok", description="Stored.")
+    FAILED = strawberry.enum_value("failed", description="The vendor failed; nothing stored.")
+    ABANDONED = strawberry.enum_value(
+        "abandoned", description="Its process stopped before it finished; nothing stored."
+    )
+
+
+@strawberry.type(description="One account's part of a snapshot run into the history store.")
+class SnapshotRun:
+    id: strawberry.ID = strawberry.field(description="The run's id in the store.")
+    account_id: strawberry.ID = strawberry.field(description="The account.")
+    started_at: datetime = strawberry.field(description="When it started.")
+    finished_at: datetime | None = strawberry.field(description="When it ended.")
+    outcome: SnapshotOutcome = strawberry.field(description="How it ended.")
+    error: str | None = strawberry.field(description="Why it failed.")
+    days: int | None = strawberry.field(description="Days it stored.")
+    changed: int | None = strawberry.field(
+        description="Stored counts it found changed since an earlier snapshot (and recorded)."
+    )
+
+    @classmethod
+    def from_domain(cls, run: history.SnapshotRun) -> SnapshotRun:
+        return cls(
+            id=strawberry.ID(str(run.id)),
+            account_id=strawberry.ID(run.account_id),
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            outcome=SnapshotOutcome[run.outcome.upper()],
+            error=run.error,
+            days=run.days,
+            changed=run.changed,
+        )
+
+
+@strawberry.enum(description="Why a quota is on the alert list.")
+class AlertKind(enum.Enum):
+    OVER_THRESHOLD = strawberry.enum_value(
+        "over_threshold", description="Used at least the threshold's share of its limit."
+    )
+    RUNS_OUT_BEFORE_RESET = strawberry.enum_value(
+        "runs_out_before_reset",
+        description="Projected to run out before its window ends (at the fastest likely pace).",
+    )
+
+
+@strawberry.type(description="A quota that needs attention.")
+class QuotaAlert:
+    kind: AlertKind = strawberry.field(description="Why it is here.")
+    quota: Quota = strawberry.field(description="The quota.")
+    forecast: QuotaForecast | None = strawberry.field(description="Its projection, if any.")
+    message: str = strawberry.field(description="What is wrong, in words.")

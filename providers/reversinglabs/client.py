@@ -264,12 +264,14 @@ class ReversingLabsProvider(BaseProvider):
     ) -> UsageReport:
         periods: dict[date, dict[str, ProductUsage]] = {}
         known: set[date] = set()
+        day_level: set[date] = set()  # periods that are single days (not whole months)
         for rl in day_answers:
             for text, products in parse_periods(rl, "date"):
                 day = date.fromisoformat(text)
                 if start <= day <= end:
                     periods[day] = products
                     known.add(day)
+                    day_level.add(day)
         for rl in month_answers:
             for text, products in parse_periods(rl, "month"):
                 month = date.fromisoformat(f"{text}-01")
@@ -291,6 +293,10 @@ class ReversingLabsProvider(BaseProvider):
             points=tuple(points),
             endpoints=tuple(EndpointUsage(name, n, True) for name, n in totals.items()),
             known_days=frozenset(known),
+            day_endpoints={
+                day: tuple(EndpointUsage(n, p.queries, True) for n, p in periods[day].items())
+                for day in day_level
+            },
         )
 
     # -- limits ----------------------------------------------------------------------------

@@ -178,9 +178,14 @@ class VirusTotalProvider(BaseProvider):
 
     # -- usage -----------------------------------------------------------------------------
 
+    snapshot_days = DEFAULT_RETENTION_DAYS
+
     def retention_start(self) -> date:
         """The oldest day the vendor still keeps."""
-        return self.clock().date() - timedelta(days=self.retention_days - 1)
+        return self.live_since(self.clock().date())
+
+    def live_since(self, today: date) -> date:
+        return today - timedelta(days=self.retention_days - 1)
 
     async def usage(self, start: date, end: date, granularity: Granularity) -> UsageReport:
         first = max(start, self.retention_start())
@@ -206,6 +211,7 @@ class VirusTotalProvider(BaseProvider):
         consuming: dict[date, int] = {}
         every: dict[date, int] = {}
         endpoints: dict[tuple[str, bool], int] = {}
+        per_day: dict[date, dict[tuple[str, bool], int]] = {}
         known: set[date] = set()
         for body, (first, last) in zip(bodies, pieces, strict=True):
             payload = unwrap(body)
@@ -227,6 +233,8 @@ class VirusTotalProvider(BaseProvider):
                         count = _count(value, f"{key}[{day_text}][{name}]")
                         endpoint = (normalise_endpoint(str(name)), quota)
                         endpoints[endpoint] = endpoints.get(endpoint, 0) + count
+                        split = per_day.setdefault(day, {})
+                        split[endpoint] = split.get(endpoint, 0) + count
                         every[day] = every.get(day, 0) + count
                         if quota:
                             consuming[day] = consuming.get(day, 0) + count
@@ -246,4 +254,10 @@ class VirusTotalProvider(BaseProvider):
             points=points,
             endpoints=tuple(EndpointUsage(e, n, q) for (e, q), n in endpoints.items()),
             known_days=frozenset(known),
+            day_endpoints={
+                day: tuple(
+                    EndpointUsage(e, n, q) for (e, q), n in sorted(per_day.get(day, {}).items())
+                )
+                for day in known
+            },
         )

@@ -1,0 +1,483 @@
+"""The SQLite history store: what vendors forget, kept (sqlite-utils, one owned thread).
+
+Tables (migrations are numbered; ``PRAGMA user_version`` says which have run):
+
+* ``snapshot_runs``: one row per account per snapshot run (started, finished, outcome, error);
+* ``usage_days``: per account and day, the day's totals; a row means the day is known;
+* ``usage_endpoints``: per account, day and endpoint (and quota flag), where vendors say;
+* ``usage_changes``: every stored day or endpoint count that a later snapshot changed;
+* ``quota_samples`` and ``rate_limit_samples``: used and limit over time.
+
+Writes take the lock up front (``BEGIN IMMEDIATE``) and store one account's whole snapshot in one
+transaction, so a run killed halfway leaves no partial day and two runs at once wait for each
+other (WAL mode, busy timeout) instead of failing. All SQLite work happens in one thread owned by
+the store, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from sqlite_utils import Database
+
+from gateway.domain import EndpointUsage, Quota, RateLimit
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 30_000
+
+MIGRATIONS: tuple[Callable[[Database], None], ...]
+
+
+def _migration_1(db: Database) -> None:
+    db.table("snapshot_runs").create(
+        {
+            "id": int,
+            "account_id": str,
+            "started_at": str,
+            "finished_at": str,
+            "outcome": str,
+            "error": str,
+            "days": int,
+            "changed": int,
+        },
+        pk="id",
+        not_null={"account_id", "started_at", "outcome"},
+    )
+    db.table("snapshot_runs").create_index(["account_id", "started_at"])
+    db.table("usage_days").create(
+        {
+            "account_id": str,
+            "day": str,
+            "requests": int,
+            "quota_requests": int,
+            "bytes": int,
+            "failed_requests": int,
+            "run_id": int,
+            "updated_at": str,
+        },
+        pk=("account_id", "day"),
+        not_null={"account_id", "day", "requests", "quota_requests"},
+    )
+    db.table("usage_endpoints").create(
+        {
+            "account_id": str,
+            "day": str,
+            "endpoint": str,
+            "consumes_quota": int,
+            "requests": int,
+            "run_id": int,
+        },
+        pk=("account_id", "day", "endpoint", "consumes_quota"),
+        not_null={"account_id", "day", "endpoint", "consumes_quota", "requests"},
+    )
+    db.table("usage_changes").create(
+        {
+            "id": int,
+            "account_id": str,
+            "day": str,
+            "what": str,
+            "old_value": int,
+            "new_value": int,
+            "run_id": int,
+            "changed_at": str,
+        },
+        pk="id",
+        not_null={"account_id", "day", "what"},
+    )
+    db.table("quota_samples").create(
+        {
+            "account_id": str,
+            "quota_id": str,
+            "sampled_at": str,
+            "used": int,
+            "quota_limit": int,
+            "run_id": int,
+        },
+        pk=("quota_id", "sampled_at"),
+        not_null={"account_id", "quota_id", "sampled_at"},
+    )
+    db.table("rate_limit_samples").create(
+        {
+            "account_id": str,
+            "name": str,
+            "sampled_at": str,
+            "used": int,
+            "quota_limit": int,
+            "run_id": int,
+        },
+        pk=("account_id", "name", "sampled_at"),
+        not_null={"account_id", "name", "sampled_at"},
+    )
+
+
+MIGRATIONS = (_migration_1,)
+
+
+@dataclass(frozen=True)
+class DayRecord:
+    """One account's usage on one day, with its per-endpoint split where the vendor gives it."""
+
+    day: date
+    requests: int
+    quota_requests: int
+    bytes: int | None = None
+    failed_requests: int | None = None
+    endpoints: tuple[EndpointUsage, ...] | None = None
+
+
+@dataclass(frozen=True)
+class QuotaSample:
+    """A quota's use at one moment."""
+
+    at: datetime
+    used: int | None
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class SnapshotRun:
+    """One account's part of a snapshot run."""
+
+    id: int
+    account_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str  # running | ok | failed | abandoned
+    error: str | None
+    days: int | None
+    changed: int | None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing one account's snapshot did."""
+
+    days: int
+    changed: int
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+class HistoryStore:
+    """The history file, used from async code; every call runs in the store's own thread."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.create = create
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+        self._db: Database | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    async def _run(self, work: Callable[[Database], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: work(self._open()))
+
+    def _open(self) -> Database:
+        if self._db is None:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            db = Database(conn)
+            self._migrate(db)
+            self._db = db
+        return self._db
+
+    @staticmethod
+    def _migrate(db: Database) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= len(MIGRATIONS):
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(db)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _write(db: Database, work: Callable[[Database], T]) -> T:
+        db.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    async def close(self) -> None:
+        def close(db: Database) -> None:
+            db.conn.close()
+
+        if self._db is not None:
+            await self._run(close)
+            self._db = None
+        self._pool.shutdown(wait=True)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def start_run(self, account_id: str, started_at: datetime) -> int:
+        def work(db: Database) -> int:
+            cursor = db.execute(
+                "INSERT INTO snapshot_runs (account_id, started_at, outcome) VALUES (?, ?, ?)",
+                [account_id, _iso(started_at), "running"],
+            )
+            return int(cursor.lastrowid or 0)
+
+        return await self._run(lambda db: self._write(db, work))
+
+    async def abandon_stale_runs(self, started_before: datetime) -> int:
+        """Mark runs still ``running`` that started before the cut-off as ``abandoned`` (their
+        process died; nothing of theirs was stored)."""
+
+        def work(db: Database) -> int:
+            cursor = db.execute(
+                "UPDATE snapshot_runs SET outcome = 'abandoned', error = ?"
+                " WHERE outcome = 'running' AND started_at < ?",
+                [
+                    "the run stopped before it finished; nothing of it was stored",
+                    _iso(started_before),
+                ],
+            )
+            return int(cursor.rowcount)
+
+        return await self._run(lambda db: self._write(db, work))
+
+    async def fail_run(self, run_id: int, finished_at: datetime, error: str) -> None:
+        def work(db: Database) -> None:
+            db.execute(
+                "UPDATE snapshot_runs SET finished_at = ?, outcome = 'failed', error = ? "
+                "WHERE id = ?",
+                [_iso(finished_at), error, run_id],
+            )
+
+        await self._run(lambda db: self._write(db, work))
+
+    async def store(
+        self,
+        run_id: int,
+        account_id: str,
+        days: Sequence[DayRecord],
+        quotas: Sequence[Quota],
+        rate_limits: Sequence[RateLimit],
+        sampled_at: datetime,
+    ) -> Stored:
+        """One account's snapshot, and its run marked ``ok``, in one transaction."""
+
+        def work(db: Database) -> Stored:
+            changed = self._store_days(db, run_id, account_id, days, sampled_at)
+            for quota in quotas:
+                db.execute(
+                    "INSERT INTO quota_samples (account_id, quota_id, sampled_at, used,"
+                    " quota_limit, run_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [account_id, quota.id, _iso(sampled_at), quota.used, quota.limit, run_id],
+                )
+            for rate in rate_limits:
+                db.execute(
+                    "INSERT INTO rate_limit_samples (account_id, name, sampled_at, used,"
+                    " quota_limit, run_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [account_id, rate.name, _iso(sampled_at), rate.used, rate.limit, run_id],
+                )
+            db.execute(
+                "UPDATE snapshot_runs SET finished_at = ?, outcome = 'ok', days = ?, changed = ?"
+                " WHERE id = ?",
+                [_iso(sampled_at), len(days), changed, run_id],
+            )
+            return Stored(len(days), changed)
+
+        return await self._run(lambda db: self._write(db, work))
+
+    @staticmethod
+    def _store_days(
+        db: Database,
+        run_id: int,
+        account_id: str,
+        days: Sequence[DayRecord],
+        now: datetime,
+    ) -> int:
+        if not days:
+            return 0
+        first, last = min(d.day for d in days).isoformat(), max(d.day for d in days).isoformat()
+        old_days = {
+            row[0]: row[1:]
+            for row in db.execute(
+                "SELECT day, requests, quota_requests, bytes FROM usage_days"
+                " WHERE account_id = ? AND day BETWEEN ? AND ?",
+                [account_id, first, last],
+            ).fetchall()
+        }
+        old_endpoints = {
+            (row[0], row[1], row[2]): row[3]
+            for row in db.execute(
+                "SELECT day, endpoint, consumes_quota, requests FROM usage_endpoints"
+                " WHERE account_id = ? AND day BETWEEN ? AND ?",
+                [account_id, first, last],
+            ).fetchall()
+        }
+        changes: list[tuple[str, str, int | None, int]] = []
+        for record in days:
+            day = record.day.isoformat()
+            before = old_days.get(day)
+            if before is not None and before[0] != record.requests:
+                changes.append((day, "requests", before[0], record.requests))
+            db.execute(
+                "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
+                " failed_requests, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (account_id, day) DO UPDATE SET requests = excluded.requests,"
+                " quota_requests = excluded.quota_requests, bytes = excluded.bytes,"
+                " failed_requests = excluded.failed_requests, run_id = excluded.run_id,"
+                " updated_at = excluded.updated_at"
+                " WHERE requests IS NOT excluded.requests"
+                " OR quota_requests IS NOT excluded.quota_requests"
+                " OR bytes IS NOT excluded.bytes"
+                " OR failed_requests IS NOT excluded.failed_requests",
+                [
+                    account_id,
+                    day,
+                    record.requests,
+                    record.quota_requests,
+                    record.bytes,
+                    record.failed_requests,
+                    run_id,
+                    _iso(now),
+                ],
+            )
+            for item in record.endpoints or ():
+                key = (day, item.endpoint, int(item.consumes_quota))
+                previous = old_endpoints.get(key)
+                if previous is not None and previous != item.requests:
+                    changes.append((day, f"endpoint {item.endpoint}", previous, item.requests))
+                db.execute(
+                    "INSERT INTO usage_endpoints (account_id, day, endpoint, consumes_quota,"
+                    " requests, run_id) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET requests = excluded.requests,"
+                    " run_id = excluded.run_id WHERE requests IS NOT excluded.requests",
+                    (
+                        account_id,
+                        day,
+                        item.endpoint,
+                        int(item.consumes_quota),
+                        item.requests,
+                        run_id,
+                    ),
+                )
+        for day, what, old, new in changes:
+            db.execute(
+                "INSERT INTO usage_changes (account_id, day, what, old_value, new_value, run_id,"
+                " changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [account_id, day, what, old, new, run_id, _iso(now)],
+            )
+        return len(changes)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def days(self, account_id: str, start: date, end: date) -> list[DayRecord]:
+        """Stored days of ``account_id`` from ``start`` to ``end``, with their endpoints."""
+        if not self.exists():
+            return []
+
+        def work(db: Database) -> list[DayRecord]:
+            args = [account_id, start.isoformat(), end.isoformat()]
+            endpoints: dict[str, list[EndpointUsage]] = {}
+            for day, endpoint, quota, requests in db.execute(
+                "SELECT day, endpoint, consumes_quota, requests FROM usage_endpoints"
+                " WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+                args,
+            ).fetchall():
+                endpoints.setdefault(day, []).append(EndpointUsage(endpoint, requests, bool(quota)))
+            return [
+                DayRecord(
+                    date.fromisoformat(day),
+                    requests,
+                    quota_requests,
+                    bytes_,
+                    failed,
+                    tuple(endpoints[day]) if day in endpoints else None,
+                )
+                for day, requests, quota_requests, bytes_, failed in db.execute(
+                    "SELECT day, requests, quota_requests, bytes, failed_requests FROM usage_days"
+                    " WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+                    args,
+                ).fetchall()
+            ]
+
+        return await self._run(work)
+
+    async def quota_samples(
+        self, quota_id: str, start: datetime, end: datetime
+    ) -> list[QuotaSample]:
+        if not self.exists():
+            return []
+
+        def work(db: Database) -> list[QuotaSample]:
+            return [
+                QuotaSample(datetime.fromisoformat(at), used, limit)
+                for at, used, limit in db.execute(
+                    "SELECT sampled_at, used, quota_limit FROM quota_samples"
+                    " WHERE quota_id = ? AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
+                    [quota_id, _iso(start), _iso(end)],
+                ).fetchall()
+            ]
+
+        return await self._run(work)
+
+    async def runs(self, account_id: str | None = None, limit: int = 50) -> list[SnapshotRun]:
+        if not self.exists():
+            return []
+
+        def work(db: Database) -> list[SnapshotRun]:
+            where, args = ("WHERE account_id = ?", [account_id]) if account_id else ("", [])
+            rows = db.execute(
+                "SELECT id, account_id, started_at, finished_at, outcome, error, days, changed"
+                f" FROM snapshot_runs {where} ORDER BY started_at DESC, id DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+            return [
+                SnapshotRun(
+                    row[0],
+                    row[1],
+                    datetime.fromisoformat(row[2]),
+                    datetime.fromisoformat(row[3]) if row[3] else None,
+                    row[4],
+                    row[5],
+                    row[6],
+                    row[7],
+                )
+                for row in rows
+            ]
+
+        return await self._run(work)
+
+    async def count(self, table: str) -> int:
+        """Rows in ``table`` (for tests and operators)."""
+        if table not in (
+            "snapshot_runs",
+            "usage_days",
+            "usage_endpoints",
+            "usage_changes",
+            "quota_samples",
+            "rate_limit_samples",
+        ):
+            raise ValueError(table)
+        if not self.exists():
+            return 0
+        query = f"SELECT count(*) FROM {table}"  # the name is one of the tables above
+        return await self._run(lambda db: int(db.execute(query).fetchone()[0]))
