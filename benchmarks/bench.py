@@ -3,7 +3,8 @@
 1. Upstream calls for 100 concurrent identical cold queries (coalescing).
 2. Cold query latency against three vendor emulators delayed 50, 100 and 200 ms, next to the
    slowest emulator's own latency (fan-out: accounts are read concurrently).
-3. Warm (cached) dashboard query throughput next to a bare Litestar JSON endpoint, both served
+3. The time to answer a 365-day per-endpoint usage query, mostly from the history store.
+4. Warm (cached) dashboard query throughput next to a bare Litestar JSON endpoint, both served
    by uvicorn in a process of their own and driven by the same load generator.
 """
 
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +182,56 @@ async def throughput() -> tuple[float, float, float]:
     return rates[0], rates[1], bare
 
 
+YEAR = """query($from: Date!, $to: Date!) { account(id: "vt-soc") {
+  usage(from: $from, to: $to) { requests missingDays endpoints { endpoint requests } } } }"""
+
+
+async def year_from_history(rounds: int = 10) -> tuple[float, int, int]:
+    """Median time to answer 365 days of per-endpoint usage, mostly from the history store."""
+    from gateway.app import build_service
+    from gateway.snapshot import run_snapshot
+    from providers.virustotal.emulator import VirusTotalEmulator
+
+    end = datetime.now(UTC).replace(microsecond=0)
+    moment = [end]
+    vendor = VirusTotalEmulator(seed=4, clock=lambda: moment[0])
+    with tempfile.TemporaryDirectory() as tmp, ServerThread(vendor) as server:
+        account = {**registry()[ProviderId.VIRUSTOTAL].emulator.accounts[0]}
+        account |= {"provider": "virustotal", "base_url": server.urls[0]}
+        data = {"gateway": {"history_path": f"{tmp}/history.sqlite"}, "cache": NO_CACHE}
+        settings = parse_settings({**data, "accounts": [account]}, env={})
+        async with httpx.AsyncClient() as http:
+            for back in range(360, -1, -50):  # a snapshot every 50 days over the year
+                moment[0] = end - timedelta(days=back)
+                service = build_service(settings, http, clock=lambda: moment[0])
+                assert service.history is not None
+                await run_snapshot(service, service.history)
+                await service.history.close()
+            moment[0] = end
+            vendor.reset()
+            variables = {
+                "from": (end.date() - timedelta(days=364)).isoformat(),
+                "to": end.date().isoformat(),
+            }
+            times = []
+            for _ in range(rounds):
+                app = create_app(settings, http_client=http, clock=lambda: moment[0])
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+                ) as client:
+                    start = time.perf_counter()
+                    answer = await client.post(
+                        "/graphql", json={"query": YEAR, "variables": variables}
+                    )
+                    times.append(time.perf_counter() - start)
+                await app.state.service.history.close()
+                await app.state.service.upstream.close()
+            usage = answer.json()["data"]["account"]["usage"]
+            assert usage["missingDays"] == [], usage["missingDays"][:3]
+    calls = vendor.total_calls() // rounds
+    return statistics.median(times), len(usage["endpoints"]), calls
+
+
 def main() -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
     asked, upstream, resources = asyncio.run(coalescing())
@@ -193,9 +245,14 @@ def main() -> None:
         f" vendor alone {slow * 1000:.0f} ms -> ratio {gate / slow:.2f} (one after another:"
         f" ~{(0.05 + 0.1 + 0.2) / slow:.2f})"
     )
+    took, endpoints, calls = asyncio.run(year_from_history())
+    print(
+        f"3. history         365 days of per-endpoint usage ({endpoints} endpoints), 305 days"
+        f" from the history store and 60 live: {took * 1000:.0f} ms cold, {calls} vendor calls"
+    )
     whole, data_only, bare = asyncio.run(throughput())
     print(
-        f"3. warm throughput dashboard query {whole:.0f} req/s with the whole-answer cache,"
+        f"4. warm throughput dashboard query {whole:.0f} req/s with the whole-answer cache,"
         f" {data_only:.0f} req/s with the data cache only (response_ttl = 0); bare Litestar"
         f" JSON endpoint {bare:.0f} req/s -> ratios {whole / bare:.2f} and"
         f" {data_only / bare:.2f} ({CONCURRENCY} connections, {LOAD_SECONDS:g} s each)"

@@ -17,6 +17,8 @@ the store, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +48,7 @@ def _migration_1(db: Database) -> None:
             "error": str,
             "days": int,
             "changed": int,
+            "owner": str,
         },
         pk="id",
         not_null={"account_id", "started_at", "outcome"},
@@ -167,6 +170,24 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+"""Who runs a snapshot: host and process, so a later run can tell a dead run from a live one."""
+
+
+def _alive(owner: str | None) -> bool:
+    """Whether the process that owns a run may still be running (unknown owners count as alive)."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class HistoryStore:
     """The history file, used from async code; every call runs in the store's own thread."""
 
@@ -237,27 +258,33 @@ class HistoryStore:
     async def start_run(self, account_id: str, started_at: datetime) -> int:
         def work(db: Database) -> int:
             cursor = db.execute(
-                "INSERT INTO snapshot_runs (account_id, started_at, outcome) VALUES (?, ?, ?)",
-                [account_id, _iso(started_at), "running"],
+                "INSERT INTO snapshot_runs (account_id, started_at, outcome, owner)"
+                " VALUES (?, ?, ?, ?)",
+                [account_id, _iso(started_at), "running", OWNER],
             )
             return int(cursor.lastrowid or 0)
 
         return await self._run(lambda db: self._write(db, work))
 
     async def abandon_stale_runs(self, started_before: datetime) -> int:
-        """Mark runs still ``running`` that started before the cut-off as ``abandoned`` (their
-        process died; nothing of theirs was stored)."""
+        """Mark as ``abandoned`` the runs still ``running`` whose process is gone: a process of
+        this host that no longer exists, or any run started before the cut-off."""
 
         def work(db: Database) -> int:
-            cursor = db.execute(
-                "UPDATE snapshot_runs SET outcome = 'abandoned', error = ?"
-                " WHERE outcome = 'running' AND started_at < ?",
-                [
-                    "the run stopped before it finished; nothing of it was stored",
-                    _iso(started_before),
-                ],
-            )
-            return int(cursor.rowcount)
+            running = db.execute(
+                "SELECT id, owner, started_at FROM snapshot_runs WHERE outcome = 'running'"
+            ).fetchall()
+            dead = [
+                run_id
+                for run_id, owner, started in running
+                if started < _iso(started_before) or not _alive(owner)
+            ]
+            for run_id in dead:
+                db.execute(
+                    "UPDATE snapshot_runs SET outcome = 'abandoned', error = ? WHERE id = ?",
+                    ["the run stopped before it finished; nothing of it was stored", run_id],
+                )
+            return len(dead)
 
         return await self._run(lambda db: self._write(db, work))
 

@@ -1,0 +1,309 @@
+"""The history store and snapshots, in process: exact rows, revisions, a year beyond retention,
+forecasts on constructed samples, and the graph's history fields."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import build_service, create_app
+from gateway.domain import Quota, QuotaUnit, QuotaWindow, day_start
+from gateway.forecast import forecast
+from gateway.servers import ServerThread
+from gateway.snapshot import run_snapshot
+from providers.virustotal.emulator import VirusTotalEmulator
+from tests.conftest import NOW, TLS, Gateway, account_entry, settings_for
+
+TODAY = NOW.date()
+GROUP = "soc-team"
+
+
+def rows(path: Path, table: str, where: str = "1", *args: object) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0])
+
+
+def days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def vt_day(emulator: VirusTotalEmulator, day: date) -> tuple[dict[str, int], dict[str, int]]:
+    consuming, free, _ = emulator.data.day(GROUP, day, 1.0)
+    return consuming, free
+
+
+async def snapshot(settings, clock: Callable[[], datetime]) -> list:
+    async with httpx.AsyncClient(verify=TLS) as http:
+        service = build_service(settings, http, clock=clock)
+        try:
+            return await run_snapshot(service, service.history)
+        finally:
+            await service.upstream.close()
+            await service.history.close()
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "history.sqlite"
+
+
+def accounts(emulators) -> list[dict[str, str]]:
+    return [
+        account_entry("virustotal", emulators["virustotal"].url),
+        account_entry("reputeapi", emulators["reputeapi"].url),
+    ]
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+async def test_snapshots_store_exact_rows_and_rerun_as_upserts(emulators, store_path) -> None:
+    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    vt = emulators["virustotal"].emulator
+    vt_days = days(TODAY - timedelta(days=59), TODAY - timedelta(days=1))  # retention, to yesterday
+    repute_days = days(TODAY - timedelta(days=35), TODAY - timedelta(days=1))
+    endpoint_rows = sum(len(c) + len(f) for c, f in (vt_day(vt, d) for d in vt_days))
+    for run in (1, 2):
+        outcomes = await snapshot(settings, lambda: NOW)
+        assert [(o.account_id, o.ok, o.days, o.changed) for o in outcomes] == [
+            ("vt-soc", True, 59, 0),
+            ("repute-premium", True, 35, 0),
+        ]
+        assert rows(store_path, "usage_days", "account_id = ?", "vt-soc") == len(vt_days)
+        assert rows(store_path, "usage_days", "account_id = ?", "repute-premium") == 35
+        assert rows(store_path, "usage_endpoints") == endpoint_rows  # ReputeAPI has no day split
+        assert rows(store_path, "quota_samples") == 9 + 1  # same moment: one sample each
+        assert rows(store_path, "rate_limit_samples") == 2
+        assert rows(store_path, "snapshot_runs", "outcome = 'ok'") == 2 * run
+        assert rows(store_path, "usage_changes") == 0
+    with sqlite3.connect(store_path) as db:
+        stored = dict(
+            db.execute("SELECT day, requests FROM usage_days WHERE account_id = 'vt-soc'")
+        )
+    assert stored == {
+        d.isoformat(): sum(vt_day(vt, d)[0].values()) + sum(vt_day(vt, d)[1].values())
+        for d in vt_days
+    }
+    key = emulators["reputeapi"].emulator.data.keys["ra_live_premium_demo"]
+    data = emulators["reputeapi"].emulator.data
+    with sqlite3.connect(store_path) as db:
+        stored = dict(
+            db.execute("SELECT day, requests FROM usage_days WHERE account_id = 'repute-premium'")
+        )
+    assert stored == {d.isoformat(): data.day(key, d, NOW).requests for d in repute_days}
+
+
+async def test_a_revised_day_is_updated_and_the_change_recorded(emulators, store_path) -> None:
+    entry = account_entry("virustotal", emulators["virustotal"].url)
+    await snapshot(settings_for(entry, history_path=str(store_path)), lambda: NOW)
+    revised = VirusTotalEmulator(seed=8, clock=lambda: NOW)  # the vendor's figures changed
+    with ServerThread(revised) as vendor:
+        moved = {**entry, "base_url": vendor.urls[0]}
+        (outcome,) = await snapshot(settings_for(moved, history_path=str(store_path)), lambda: NOW)
+    before, after = emulators["virustotal"].emulator, revised
+    expected = 0
+    for day in days(TODAY - timedelta(days=59), TODAY - timedelta(days=1)):
+        old, new = vt_day(before, day), vt_day(after, day)
+        expected += sum(old[0].values()) + sum(old[1].values()) != sum(new[0].values()) + sum(
+            new[1].values()
+        )
+        for index in (0, 1):
+            expected += sum(
+                1 for k, v in new[index].items() if k in old[index] and old[index][k] != v
+            )
+    assert outcome.ok and outcome.changed == expected > 0
+    assert rows(store_path, "usage_changes") == expected
+    day = TODAY - timedelta(days=1)
+    with sqlite3.connect(store_path) as db:
+        (requests,) = db.execute(
+            "SELECT requests FROM usage_days WHERE account_id = 'vt-soc' AND day = ?",
+            [day.isoformat()],
+        ).fetchone()
+    assert requests == sum(vt_day(after, day)[0].values()) + sum(vt_day(after, day)[1].values())
+
+
+async def test_a_failing_account_is_recorded_and_the_others_stored(emulators, store_path) -> None:
+    bad = account_entry("reputeapi", emulators["reputeapi"].url, api_key="ra_live_wrong")
+    good = account_entry("virustotal", emulators["virustotal"].url)
+    outcomes = await snapshot(settings_for(bad, good, history_path=str(store_path)), lambda: NOW)
+    assert [(o.account_id, o.ok) for o in outcomes] == [("repute-premium", False), ("vt-soc", True)]
+    assert "HTTP 401" in (outcomes[0].error or "")
+    assert rows(store_path, "usage_days", "account_id = 'repute-premium'") == 0
+    assert rows(store_path, "snapshot_runs", "outcome = 'failed'") == 1
+
+
+# -- a year beyond retention -------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_year_is_answered_from_history_and_live_for_recent_days(tmp_path) -> None:
+    clock = Clock(NOW)
+    vendor = VirusTotalEmulator(seed=11, clock=clock)  # keeps 60 days, as VirusTotal does
+    path = tmp_path / "history.sqlite"
+    with ServerThread(vendor) as server:
+        settings = settings_for(account_entry("virustotal", server.urls[0]), history_path=str(path))
+        end = NOW
+        skipped = end - timedelta(days=210)
+        for back in range(360, -1, -50):  # a snapshot every 50 days over a year, one missed
+            moment = end - timedelta(days=back)
+            if moment == skipped:
+                continue
+            clock.now = moment
+            (outcome,) = await snapshot(settings, clock)
+            assert outcome.ok
+        clock.now = end
+        vendor.reset()
+        async with httpx.AsyncClient(verify=TLS) as http:
+            app = create_app(settings, http_client=http, clock=clock)
+            gateway = Gateway(app)
+            first = TODAY - timedelta(days=364)
+            answer = await gateway.data(
+                """query($from: Date!, $to: Date!) { account(id: "vt-soc") {
+                    usage(from: $from, to: $to) { requests quotaRequests missingDays
+                      series { start requests }
+                      endpoints { endpoint requests consumesQuota } } } }""",
+                {"from": first.isoformat(), "to": TODAY.isoformat()},
+            )
+            await gateway.client.aclose()
+            await app.state.service.history.close()
+    usage = answer["account"]["usage"]
+    # The missed snapshot would have kept the days after the previous one's, before the next's.
+    gap = [
+        d
+        for d in days(first, TODAY)
+        if (end - timedelta(days=260)).date() <= d < (end - timedelta(days=219)).date()
+    ]
+    assert usage["missingDays"] == [d.isoformat() for d in gap]
+    known = [d for d in days(first, TODAY) if d not in gap]
+    totals = {
+        d: sum(vendor.data.day(GROUP, d, 1.0)[0].values())
+        + sum(vendor.data.day(GROUP, d, 1.0)[1].values())
+        for d in known
+    }
+    assert [(p["start"], p["requests"]) for p in usage["series"]] == [
+        (day_start(d).isoformat().replace("+00:00", "Z"), totals[d]) for d in known
+    ]
+    assert usage["requests"] == sum(totals.values())
+    per_endpoint: dict[tuple[str, bool], int] = {}
+    for d in known:
+        for index, consumes in ((0, True), (1, False)):
+            for name, count in vendor.data.day(GROUP, d, 1.0)[index].items():
+                key = (f"/api/v3/({name})", consumes)
+                per_endpoint[key] = per_endpoint.get(key, 0) + count
+    assert {(e["endpoint"], e["consumesQuota"]): e["requests"] for e in usage["endpoints"]} == (
+        per_endpoint
+    )
+    usage_calls = [r for r in vendor.served if r.path.endswith("/api_usage")]
+    served = sorted((r.param("start_date"), r.param("end_date")) for r in usage_calls)
+    # only the 60 days VirusTotal still keeps, in two 30-day calls
+    assert served == [("20260118", "20260216"), ("20260217", "20260318")]
+
+
+# -- forecasts ---------------------------------------------------------------------------------
+
+
+def monthly(used: int, limit: int = 1000) -> Quota:
+    return Quota(
+        "a:q",
+        "a",
+        "q",
+        QuotaWindow.MONTH,
+        QuotaUnit.REQUESTS,
+        limit,
+        used,
+        resets_at=datetime(2026, 4, 1, tzinfo=UTC),
+    )
+
+
+def test_a_steady_pace_projects_exactly() -> None:
+    now = datetime(2026, 3, 16, tzinfo=UTC)  # 15 days into a 31-day month, 20 a day
+    samples = [(datetime(2026, 3, d, tzinfo=UTC), 20 * (d - 1)) for d in range(2, 16)]
+    result = forecast(monthly(300), samples, now)
+    assert result is not None
+    assert result.used_at_reset_low == result.used_at_reset_high == 20 * 31
+    assert result.runs_out_earliest is None  # 620 stays under 1000
+    tight = forecast(monthly(300, limit=500), samples, now)
+    assert tight is not None
+    assert tight.runs_out_earliest == tight.runs_out_latest == datetime(2026, 3, 26, tzinfo=UTC)
+
+
+def test_an_uneven_pace_gives_a_range() -> None:
+    now = datetime(2026, 3, 16, tzinfo=UTC)
+    samples = [
+        (datetime(2026, 3, d, tzinfo=UTC), 20 * (d - 1) + (15 if d % 2 else -15))
+        for d in range(2, 16)
+    ]
+    result = forecast(monthly(300, limit=600), samples, now)
+    assert result is not None
+    assert result.used_at_reset_low < 620 < result.used_at_reset_high
+    assert result.runs_out_earliest is not None and result.runs_out_earliest < datetime(
+        2026, 4, 1, tzinfo=UTC
+    )
+
+
+def test_no_forecast_early_in_a_window_or_for_a_thin_fixed_term() -> None:
+    early = datetime(2026, 3, 3, tzinfo=UTC)  # 2 of 31 days: under 10%
+    assert forecast(monthly(40), [(datetime(2026, 3, 2, tzinfo=UTC), 20)], early) is None
+    term = Quota(
+        "a:t",
+        "a",
+        "t",
+        QuotaWindow.FIXED_TERM,
+        QuotaUnit.REQUESTS,
+        1000,
+        400,
+        starts_on=date(2026, 1, 1),
+        ends_on=date(2026, 12, 31),
+    )
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    assert forecast(term, [(datetime(2026, 5, 1, tzinfo=UTC), 330)], now) is None  # 2 points
+    enough = [(datetime(2026, 4, 1, tzinfo=UTC), 260), (datetime(2026, 5, 1, tzinfo=UTC), 330)]
+    result = forecast(term, enough, now)
+    assert result is not None and result.samples == 3
+
+
+def test_a_used_up_quota_has_run_out_now() -> None:
+    now = datetime(2026, 3, 20, tzinfo=UTC)
+    result = forecast(monthly(1200), [(datetime(2026, 3, 10, tzinfo=UTC), 600)], now)
+    assert result is not None and result.runs_out_earliest == now
+
+
+# -- the graph ---------------------------------------------------------------------------------
+
+
+async def test_snapshots_quota_history_and_alerts_in_the_graph(emulators, store_path) -> None:
+    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    await snapshot(settings, lambda: NOW - timedelta(days=2))
+    await snapshot(settings, lambda: NOW - timedelta(days=1))
+    async with httpx.AsyncClient(verify=TLS) as http:
+        app = create_app(settings, http_client=http, clock=lambda: NOW)
+        gateway = Gateway(app)
+        data = await gateway.data(
+            """{ snapshots(accountId: "vt-soc") { accountId outcome days changed startedAt }
+                 alerts(threshold: 0.9) { kind message quota { id utilization } }
+                 account(id: "vt-soc") { quotas { id history(from: "2026-03-01T00:00:00Z",
+                   to: "2026-03-18T00:00:00Z") { at used limit } } } }"""
+        )
+        await gateway.client.aclose()
+        await app.state.service.history.close()
+    assert [(r["outcome"], r["days"]) for r in data["snapshots"]] == [("OK", 59), ("OK", 59)]
+    assert data["snapshots"][0]["startedAt"] > data["snapshots"][1]["startedAt"]
+    over = [a for a in data["alerts"] if a["kind"] == "OVER_THRESHOLD"]
+    assert {a["quota"]["id"] for a in over} == {"vt-soc:intelligence_downloads_monthly"}
+    assert over[0]["message"].startswith("vt-soc: intelligence_downloads_monthly is at ")
+    history = {q["id"]: q["history"] for q in data["account"]["quotas"]}
+    samples = history["vt-soc:api_requests_monthly"]
+    assert [s["at"] for s in samples] == ["2026-03-16T14:25:00Z", "2026-03-17T14:25:00Z"]
+    assert all(s["limit"] == 12_000 for s in samples)
