@@ -31,6 +31,7 @@ from gateway.domain import (
     Limits,
     ProviderId,
     UsageReport,
+    day_start,
     utc_now,
 )
 from gateway.errors import (
@@ -123,6 +124,39 @@ def as_int(value: object, what: str) -> int:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())
     raise ValueError(f"{what} is not an integer: {vendor_text(value)[:40]!r}")
+
+
+def as_count(value: object, what: str) -> int:
+    """A vendor count: an exact, non-negative ``int``."""
+    number = as_int(value, what)
+    if number < 0:
+        raise ValueError(f"{what} is negative")
+    return number
+
+
+def as_object(value: object, what: str) -> dict[str, Any]:
+    """A JSON object of a vendor answer, or ``TypeError`` naming what it should have been."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is not an object")
+    return value
+
+
+def as_list(value: object, what: str) -> list[Any]:
+    """A JSON array of a vendor answer, or ``TypeError`` naming what it should have been."""
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is not a list")
+    return value
+
+
+def as_time(value: object) -> datetime:
+    """A vendor timestamp (``...Z``, an offset, naive, or a bare date) as aware UTC."""
+    if not isinstance(value, str):
+        raise ValueError("timestamp is not a string")
+    text = value.strip()
+    if len(text) == 10:
+        return day_start(date.fromisoformat(text))
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def retry_after(headers: httpx.Headers, now: datetime) -> datetime | None:

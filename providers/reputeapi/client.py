@@ -19,32 +19,22 @@ from gateway.domain import (
     UsageDetails,
     UsagePoint,
     UsageReport,
-    day_start,
 )
 from gateway.errors import MalformedResponse
-from providers.base import BaseProvider, ConfigField, VendorAnswer, as_int, parsing
+from providers.base import (
+    BaseProvider,
+    ConfigField,
+    VendorAnswer,
+    as_count,
+    as_list,
+    as_object,
+    as_time,
+    parsing,
+)
 
 USAGE_PATH = "/v1/usage"
 USAGE_ENDPOINT_LIMIT = 30
 """``/v1/usage`` allows 30 calls per minute on every tier (it does not spend the quota)."""
-
-
-def parse_time(value: object) -> datetime:
-    """A vendor timestamp (``...Z``, an offset, or a bare date) as aware UTC."""
-    if not isinstance(value, str):
-        raise ValueError("timestamp is not a string")
-    text = value.strip()
-    if len(text) == 10:
-        return day_start(date.fromisoformat(text))
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def count(value: object, what: str) -> int:
-    number = as_int(value, what)
-    if number < 0:
-        raise ValueError(f"{what} is negative")
-    return number
 
 
 class ReputeApiProvider(BaseProvider):
@@ -73,13 +63,13 @@ class ReputeApiProvider(BaseProvider):
             return self._limits(answer)
 
     def _limits(self, answer: VendorAnswer) -> Limits:
-        body = _object(answer.body, "answer")
-        quota = _object(body["quota"], "quota")
-        rates = _object(body["rate_limits"], "rate_limits")
+        body = as_object(answer.body, "answer")
+        quota = as_object(body["quota"], "quota")
+        rates = as_object(body["rate_limits"], "rate_limits")
         account = body.get("account")
         plan = account.get("tier") if isinstance(account, dict) else None
-        limit = count(quota["monthly_limit"], "quota.monthly_limit")
-        used = count(quota["used"], "quota.used")
+        limit = as_count(quota["monthly_limit"], "quota.monthly_limit")
+        used = as_count(quota["used"], "quota.used")
         monthly = Quota(
             id=f"{self.account.id}:monthly-requests",
             account_id=self.account.id,
@@ -88,15 +78,15 @@ class ReputeApiProvider(BaseProvider):
             unit=QuotaUnit.REQUESTS,
             limit=limit,
             used=used,
-            resets_at=parse_time(quota["reset_date"]) if quota.get("reset_date") else None,
+            resets_at=as_time(quota["reset_date"]) if quota.get("reset_date") else None,
         )
         rate_limits = [
             RateLimit(
                 name="Requests per minute",
                 window=QuotaWindow.MINUTE,
-                limit=count(rates["requests_per_minute"], "rate_limits.requests_per_minute"),
-                used=count(rates.get("current_minute_usage", 0), "current_minute_usage"),
-                resets_at=parse_time(rates["next_reset"]) if rates.get("next_reset") else None,
+                limit=as_count(rates["requests_per_minute"], "rate_limits.requests_per_minute"),
+                used=as_count(rates.get("current_minute_usage", 0), "current_minute_usage"),
+                resets_at=as_time(rates["next_reset"]) if rates.get("next_reset") else None,
             )
         ]
         usage_limit = self._usage_endpoint_limit(answer)
@@ -138,28 +128,30 @@ class ReputeApiProvider(BaseProvider):
             return self._usage(answer.body, start, end, native)
 
     def _usage(self, raw: Any, start: date, end: date, native: Granularity) -> UsageReport:
-        body = _object(raw, "answer")
+        body = as_object(raw, "answer")
         points: dict[datetime, UsagePoint] = {}
-        for entry in _list(body["daily_breakdown"], "daily_breakdown"):
-            item = _object(entry, "daily_breakdown entry")
-            moment = parse_time(item["date"])
+        for entry in as_list(body["daily_breakdown"], "daily_breakdown"):
+            item = as_object(entry, "daily_breakdown entry")
+            moment = as_time(item["date"])
             if not start <= moment.date() <= end:
                 continue  # outside what we asked for: not ours to count
-            requests = count(item["requests"], "daily_breakdown.requests")
-            failed = count(item["failed"], "daily_breakdown.failed") if "failed" in item else None
+            requests = as_count(item["requests"], "daily_breakdown.requests")
+            failed = (
+                as_count(item["failed"], "daily_breakdown.failed") if "failed" in item else None
+            )
             if moment in points:
                 raise MalformedResponse(f"ReputeAPI listed {item['date']} twice")
             points[moment] = UsagePoint(moment, requests, requests, failed_requests=failed)
-        summary = _object(body["summary"], "summary")
+        summary = as_object(body["summary"], "summary")
         endpoints = tuple(
             sorted(
                 (
                     EndpointUsage(
                         endpoint=str(path),
-                        requests=count(n, f"summary.endpoints[{path}]"),
+                        requests=as_count(n, f"summary.endpoints[{path}]"),
                         consumes_quota=path != USAGE_PATH,
                     )
-                    for path, n in _object(summary.get("endpoints", {}), "endpoints").items()
+                    for path, n in as_object(summary.get("endpoints", {}), "endpoints").items()
                 ),
                 key=lambda e: (-e.requests, e.endpoint),
             )
@@ -176,26 +168,14 @@ class ReputeApiProvider(BaseProvider):
     @staticmethod
     def _details(body: dict[str, Any], summary: dict[str, Any]) -> UsageDetails:
         errors = body.get("errors")
-        by_code = _object(errors.get("by_code", {}), "errors.by_code") if errors else {}
+        by_code = as_object(errors.get("by_code", {}), "errors.by_code") if errors else {}
         latency = summary.get("average_response_time_ms")
         failed = summary.get("failed_requests")
         return UsageDetails(
-            failed_requests=None if failed is None else count(failed, "failed_requests"),
+            failed_requests=None if failed is None else as_count(failed, "failed_requests"),
             error_types=tuple(
-                ErrorCount(str(code), count(n, f"errors.by_code[{code}]"))
+                ErrorCount(str(code), as_count(n, f"errors.by_code[{code}]"))
                 for code, n in by_code.items()
             ),
             average_latency_ms=None if latency is None else float(latency),
         )
-
-
-def _object(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} is not an object")
-    return value
-
-
-def _list(value: object, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"{what} is not a list")
-    return value

@@ -37,7 +37,7 @@ from gateway.domain import (
     first_of_next_month,
 )
 from gateway.errors import AuthFailed, UpstreamRejected
-from providers.base import BaseProvider, ConfigField, as_int, parsing
+from providers.base import BaseProvider, ConfigField, as_count, as_list, as_object, parsing
 
 PREFIX = "/api/customer_usage/v1"
 MAX_DAILY_DAYS = 365
@@ -52,32 +52,13 @@ WINDOWS = {
 }
 
 
-def _object(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} is not an object")
-    return value
-
-
-def _list(value: object, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"{what} is not a list")
-    return value
-
-
-def _count(value: object, what: str) -> int:
-    number = as_int(value, what)
-    if number < 0:
-        raise ValueError(f"{what} is negative")
-    return number
-
-
 def _day(value: object) -> date | None:
     return date.fromisoformat(str(value)) if value else None
 
 
 def to_bytes(size: object, what: str) -> int:
     """``{"value": 1000, "unit": "GB"}`` as bytes (decimal units)."""
-    entry = _object(size, what)
+    entry = as_object(size, what)
     unit = str(entry.get("unit", "byte")).strip().lower()
     if unit not in UNITS:
         raise ValueError(f"{what} has an unknown unit {unit!r}")
@@ -136,20 +117,20 @@ class ProductUsage:
 def parse_report(raw: object, what: str) -> dict[str, ProductUsage]:
     """A ``usage_report`` list: product name -> its use."""
     products: dict[str, ProductUsage] = {}
-    for item in _list(raw if raw is not None else [], what):
-        entry = _object(item, f"{what} entry")
+    for item in as_list(raw if raw is not None else [], what):
+        entry = as_object(item, f"{what} entry")
         name = str(entry["product"]).strip()
-        queries = _count(entry.get("number_of_queries", 0), f"{name} number_of_queries")
+        queries = as_count(entry.get("number_of_queries", 0), f"{name} number_of_queries")
         used = entry.get("used_bytes")
         allocation = tuple(
             (
-                str(_object(a, "allocation")["name"]),
-                _count(a["used_bytes"], "allocation used_bytes") if "used_bytes" in a else None,
+                str(as_object(a, "allocation")["name"]),
+                as_count(a["used_bytes"], "allocation used_bytes") if "used_bytes" in a else None,
             )
-            for a in _list(entry.get("allocation", []), "allocation")
+            for a in as_list(entry.get("allocation", []), "allocation")
         )
         products[name] = ProductUsage(
-            queries, None if used is None else _count(used, f"{name} used_bytes"), allocation
+            queries, None if used is None else as_count(used, f"{name} used_bytes"), allocation
         )
     return products
 
@@ -158,8 +139,11 @@ def parse_periods(rl: dict[str, Any], key: str) -> list[tuple[str, dict[str, Pro
     """Single (``{key, usage_report}``) or range (``{usage_reports: [...]}``) answers."""
     if "usage_reports" in rl:
         return [
-            (str(_object(r, "usage_reports entry")[key]), parse_report(r.get("usage_report"), key))
-            for r in _list(rl["usage_reports"], "usage_reports")
+            (
+                str(as_object(r, "usage_reports entry")[key]),
+                parse_report(r.get("usage_report"), key),
+            )
+            for r in as_list(rl["usage_reports"], "usage_reports")
         ]
     return [(str(rl[key]), parse_report(rl.get("usage_report"), key))]
 
@@ -198,7 +182,7 @@ class ReversingLabsProvider(BaseProvider):
         """The ``rl`` object of a JSON answer from ``path``."""
         answer = await self.get_json(path, {**(params or {}), "format": "json"})
         with parsing(self.display_name):
-            return _object(_object(answer.body, "answer")["rl"], "rl")
+            return as_object(as_object(answer.body, "answer")["rl"], "rl")
 
     # -- usage -----------------------------------------------------------------------------
 
@@ -304,7 +288,7 @@ class ReversingLabsProvider(BaseProvider):
     async def limits(self) -> Limits:
         rl = await self.rl(self.path("limits"))
         with parsing(self.display_name):
-            raw_limits = [_object(item, "limit") for item in _list(rl["limits"], "limits")]
+            raw_limits = [as_object(item, "limit") for item in as_list(rl["limits"], "limits")]
             types = {str(item["limit_type"]) for item in raw_limits}
         today = self.clock().astimezone(UTC).date()
         needs = {
@@ -324,7 +308,7 @@ class ReversingLabsProvider(BaseProvider):
                 for t in ("daily", "monthly")
                 if t in usage
             }
-            terms = _list(usage.get("date_range", {}).get("usage_reports", []), "usage_reports")
+            terms = as_list(usage.get("date_range", {}).get("usage_reports", []), "usage_reports")
             quotas = unique_ids(self._quota(item, period, terms, today) for item in raw_limits)
         return Limits(quotas=quotas, active_rulesets=rulesets)
 
@@ -336,7 +320,7 @@ class ReversingLabsProvider(BaseProvider):
             return None  # not licensed for YARA hunting: nothing to show
         with parsing(self.display_name):
             value = rl.get("number_of_active_rulesets")
-            return None if value is None else _count(value, "number_of_active_rulesets")
+            return None if value is None else as_count(value, "number_of_active_rulesets")
 
     def _quota(
         self,
@@ -349,12 +333,12 @@ class ReversingLabsProvider(BaseProvider):
         if limit_type not in WINDOWS:
             raise ValueError(f"unknown limit_type {limit_type!r}")
         window = WINDOWS[limit_type]
-        products = tuple(str(p) for p in _list(item["products"], "products"))
+        products = tuple(str(p) for p in as_list(item["products"], "products"))
         sized = "limit" not in item and "limit_size" in item
         if sized:
             limit: int | None = to_bytes(item["limit_size"], "limit_size")
         else:
-            limit = _count(item["limit"], "limit") if "limit" in item else None
+            limit = as_count(item["limit"], "limit") if "limit" in item else None
         starts_on, ends_on = _day(item.get("start_date")), _day(item.get("end_date"))
         usage: dict[str, ProductUsage] = {}
         if window is QuotaWindow.FIXED_TERM:
@@ -400,26 +384,26 @@ class ReversingLabsProvider(BaseProvider):
     ) -> int | None:
         """A fixed-term license's use, from the ``/usage/date_range`` entry for its products."""
         for raw in terms:
-            entry = _object(raw, "date_range entry")
-            if {str(p) for p in _list(entry.get("products", []), "products")} != set(products):
+            entry = as_object(raw, "date_range entry")
+            if {str(p) for p in as_list(entry.get("products", []), "products")} != set(products):
                 continue
             if starts_on and _day(entry.get("start_date")) not in (None, starts_on):
                 continue
             if ends_on and _day(entry.get("end_date")) not in (None, ends_on):
                 continue
             key = "used_bytes" if sized else "count"
-            return _count(entry[key], f"date_range {key}") if key in entry else None
+            return as_count(entry[key], f"date_range {key}") if key in entry else None
         return None  # the vendor reported no use for this term: unknown, not zero
 
     @staticmethod
     def _free_flex(raw: object) -> Allowance | None:
         if not raw:
             return None
-        entry = _object(raw, "free_flex")
+        entry = as_object(raw, "free_flex")
         if "limit_size" in entry:
             amount, unit = to_bytes(entry["limit_size"], "free_flex.limit_size"), QuotaUnit.BYTES
         else:
-            amount, unit = _count(entry["limit"], "free_flex.limit"), QuotaUnit.REQUESTS
+            amount, unit = as_count(entry["limit"], "free_flex.limit"), QuotaUnit.REQUESTS
         return Allowance(amount, unit, _day(entry.get("start_date")), _day(entry.get("end_date")))
 
     @staticmethod
@@ -427,12 +411,12 @@ class ReversingLabsProvider(BaseProvider):
         if not raw:
             return ()
         result = []
-        for name, value in _object(raw, "entitlements").items():
+        for name, value in as_object(raw, "entitlements").items():
             flag = _flag(value)
             if flag is not None:
                 result.append(Entitlement(str(name), enabled=flag))
             else:
-                result.append(Entitlement(str(name), amount=_count(value, f"entitlement {name}")))
+                result.append(Entitlement(str(name), amount=as_count(value, f"entitlement {name}")))
         return tuple(result)
 
     @staticmethod
@@ -442,8 +426,8 @@ class ReversingLabsProvider(BaseProvider):
         if not raw:
             return ()
         result = []
-        for item in _list(raw, "allocation"):
-            entry = _object(item, "allocation")
+        for item in as_list(raw, "allocation"):
+            entry = as_object(item, "allocation")
             name = str(entry["name"])
             shares = [
                 used

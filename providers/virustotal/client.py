@@ -27,7 +27,7 @@ from gateway.domain import (
     days_between,
     first_of_next_month,
 )
-from providers.base import BaseProvider, ConfigField, as_int, parsing
+from providers.base import BaseProvider, ConfigField, as_count, as_object, parsing
 
 MAX_RANGE_DAYS = 30
 DEFAULT_RETENTION_DAYS = 60
@@ -76,22 +76,9 @@ def next_reset(window: QuotaWindow, now: datetime) -> datetime | None:
     return None
 
 
-def _object(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} is not an object")
-    return value
-
-
-def _count(value: object, what: str) -> int:
-    number = as_int(value, what)
-    if number < 0:
-        raise ValueError(f"{what} is negative")
-    return number
-
-
 def unwrap(body: object) -> dict[str, Any]:
     """The payload with or without VirusTotal's ``{"data": ...}`` envelope."""
-    payload = _object(body, "answer")
+    payload = as_object(body, "answer")
     if "data" in payload and isinstance(payload["data"], dict):
         return payload["data"]
     return payload
@@ -143,14 +130,14 @@ class VirusTotalProvider(BaseProvider):
         if self.scope is AccountScope.GROUP:
             answer = await self.get_json(self.entity_path)
             with parsing(self.display_name):
-                attributes = _object(unwrap(answer.body)["attributes"], "attributes")
-                entries = _object(attributes["quotas"], "quotas")
+                attributes = as_object(unwrap(answer.body)["attributes"], "attributes")
+                entries = as_object(attributes["quotas"], "quotas")
                 quotas = [self._quota(name, entry) for name, entry in entries.items()]
         else:
             answer = await self.get_json(f"{self.entity_path}/overall_quotas")
             with parsing(self.display_name):
                 quotas = [
-                    self._quota(name, self._user_part(_object(entry, name)))
+                    self._quota(name, self._user_part(as_object(entry, name)))
                     for name, entry in unwrap(answer.body).items()
                 ]
         return Limits(quotas=tuple(q for q in quotas if q is not None))
@@ -163,7 +150,7 @@ class VirusTotalProvider(BaseProvider):
     def _quota(self, name: str, raw: object) -> Quota | None:
         if raw is None:
             return None
-        entry = _object(raw, f"quota {name}")
+        entry = as_object(raw, f"quota {name}")
         window = quota_window(name)
         return Quota(
             id=f"{self.account.id}:{name}",
@@ -171,8 +158,8 @@ class VirusTotalProvider(BaseProvider):
             name=name,
             window=window,
             unit=QuotaUnit.BYTES if name.endswith("_bytes") else QuotaUnit.REQUESTS,
-            limit=_count(entry["allowed"], f"{name}.allowed") if "allowed" in entry else None,
-            used=_count(entry["used"], f"{name}.used") if "used" in entry else None,
+            limit=as_count(entry["allowed"], f"{name}.allowed") if "allowed" in entry else None,
+            used=as_count(entry["used"], f"{name}.used") if "used" in entry else None,
             resets_at=next_reset(window, self.clock().astimezone(UTC)),
         )
 
@@ -220,17 +207,17 @@ class VirusTotalProvider(BaseProvider):
             if not DAILY_KEYS & payload.keys() and TOTAL_KEYS & payload.keys():
                 # Totals without days: the range's endpoints are known, its days are not.
                 for key, quota in (("total", True), ("total_endpoints_not_consuming_quota", False)):
-                    for name, value in _object(payload.get(key) or {}, key).items():
+                    for name, value in as_object(payload.get(key) or {}, key).items():
                         endpoint = (normalise_endpoint(str(name)), quota)
-                        endpoints[endpoint] = endpoints.get(endpoint, 0) + _count(value, key)
+                        endpoints[endpoint] = endpoints.get(endpoint, 0) + as_count(value, key)
                 continue
             for key, quota in (("daily", True), ("daily_endpoints_not_consuming_quota", False)):
-                for day_text, counts in _object(payload.get(key) or {}, key).items():
+                for day_text, counts in as_object(payload.get(key) or {}, key).items():
                     day = date.fromisoformat(day_text)
                     if not first <= day <= last:
                         continue  # not what this call asked for
-                    for name, value in _object(counts or {}, f"{key}[{day_text}]").items():
-                        count = _count(value, f"{key}[{day_text}][{name}]")
+                    for name, value in as_object(counts or {}, f"{key}[{day_text}]").items():
+                        count = as_count(value, f"{key}[{day_text}][{name}]")
                         endpoint = (normalise_endpoint(str(name)), quota)
                         endpoints[endpoint] = endpoints.get(endpoint, 0) + count
                         split = per_day.setdefault(day, {})

@@ -11,7 +11,7 @@ vendor's window, which the answer names as its ``breakdownPeriod``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 from gateway.domain import (
@@ -34,7 +34,15 @@ from gateway.domain import (
     bucket_start,
     day_start,
 )
-from providers.base import BaseProvider, ConfigField, as_int, parsing
+from providers.base import (
+    BaseProvider,
+    ConfigField,
+    as_count,
+    as_list,
+    as_object,
+    as_time,
+    parsing,
+)
 
 USAGE_PATH = "/v1/developer/usage"
 PAGE_SIZE = 1000
@@ -56,25 +64,6 @@ LONGEST = {  # the longest timeframe the vendor allows per granularity
 WIRE = {Granularity.MINUTE: "minute", Granularity.HOUR: "hour", Granularity.DAY: "day"}
 
 
-def _object(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} is not an object")
-    return value
-
-
-def _list(value: object, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"{what} is not a list")
-    return value
-
-
-def _count(value: object, what: str) -> int:
-    number = as_int(value, what)
-    if number < 0:
-        raise ValueError(f"{what} is negative")
-    return number
-
-
 def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{what} is not a number")
@@ -92,16 +81,9 @@ def error_rate(item: Mapping[str, Any], failed_key: str, requests: int) -> float
     if not requests:
         return None
     if item.get(failed_key) is not None:
-        return _count(item[failed_key], failed_key) / requests
+        return as_count(item[failed_key], failed_key) / requests
     rate = item.get("successRate")
     return None if rate is None else round(1 - _fraction(rate, "successRate"), 6)
-
-
-def parse_time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("timestamp is not a string")
-    moment = datetime.fromisoformat(value.strip())
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def timeframe_for(start: date, granularity: Granularity, now: datetime) -> str | None:
@@ -164,17 +146,17 @@ class ZkScoreProvider(BaseProvider):
             ),
         )
         with parsing(self.display_name):
-            body = _object(answer.body, "answer")
-            return self._limits(body, parse_time(body["timestamp"]))
+            body = as_object(answer.body, "answer")
+            return self._limits(body, as_time(body["timestamp"]))
 
     def _limits(self, body: dict[str, Any], now: datetime) -> Limits:
-        rates = _object(body["rateLimits"], "rateLimits")
-        current = _object(rates["current"], "rateLimits.current")
-        used = _object(rates.get("usage", {}), "rateLimits.usage")
+        rates = as_object(body["rateLimits"], "rateLimits")
+        current = as_object(rates["current"], "rateLimits.current")
+        used = as_object(rates.get("usage", {}), "rateLimits.usage")
         minute = now.replace(second=0, microsecond=0)
 
         def used_of(name: str) -> int | None:
-            return _count(used[name], f"usage.{name}") if name in used else None
+            return as_count(used[name], f"usage.{name}") if name in used else None
 
         daily = Quota(
             id=f"{self.account.id}:daily-requests",
@@ -182,7 +164,7 @@ class ZkScoreProvider(BaseProvider):
             name="Daily requests",
             window=QuotaWindow.DAY,
             unit=QuotaUnit.REQUESTS,
-            limit=_count(current["requestsPerDay"], "requestsPerDay"),
+            limit=as_count(current["requestsPerDay"], "requestsPerDay"),
             used=used_of("requestsPerDay"),
             resets_at=day_start(now.date() + timedelta(days=1)),
         )
@@ -190,12 +172,12 @@ class ZkScoreProvider(BaseProvider):
             RateLimit(
                 name="Requests per minute",
                 window=QuotaWindow.MINUTE,
-                limit=_count(current["requestsPerMinute"], "requestsPerMinute"),
+                limit=as_count(current["requestsPerMinute"], "requestsPerMinute"),
                 used=used_of("requestsPerMinute"),
                 resets_at=minute + timedelta(minutes=1),
             )
         ]
-        per_hour = _count(current.get("requestsPerHour", 0), "requestsPerHour")
+        per_hour = as_count(current.get("requestsPerHour", 0), "requestsPerHour")
         if per_hour > 0:  # 0: the vendor sets no hourly limit
             rate_limits.append(
                 RateLimit(
@@ -215,7 +197,7 @@ class ZkScoreProvider(BaseProvider):
                 if alert.get("recommendation")
                 else None,
             )
-            for alert in (_object(a, "alert") for a in _list(body.get("alerts", []), "alerts"))
+            for alert in (as_object(a, "alert") for a in as_list(body.get("alerts", []), "alerts"))
         )
         tier = rates.get("tier")
         return Limits(
@@ -246,11 +228,11 @@ class ZkScoreProvider(BaseProvider):
                 ),
             )
             with parsing(self.display_name):
-                body = _object(answer.body, "answer")
+                body = as_object(answer.body, "answer")
                 pages.append(body)
-                paging = _object(body.get("pagination", {}), "pagination")
-                breakdown = _object(body.get("breakdown", {}), "breakdown")
-                served = len(_list(breakdown.get("byEndpoint", []), "byEndpoint"))
+                paging = as_object(body.get("pagination", {}), "pagination")
+                breakdown = as_object(body.get("breakdown", {}), "breakdown")
+                served = len(as_list(breakdown.get("byEndpoint", []), "byEndpoint"))
                 if not paging.get("hasMore") or served == 0:
                     break
                 offset += served  # the vendor may serve fewer than asked
@@ -266,34 +248,36 @@ class ZkScoreProvider(BaseProvider):
         granularity: Granularity,
     ) -> UsageReport:
         first = pages[0]
-        window_end = parse_time(first["timestamp"]).replace(second=0, microsecond=0)
+        window_end = as_time(first["timestamp"]).replace(second=0, microsecond=0)
         span = dict(TIMEFRAMES)[timeframe]
-        series = [_object(b, "timeSeries entry") for b in _list(first["timeSeries"], "timeSeries")]
+        series = [
+            as_object(b, "timeSeries entry") for b in as_list(first["timeSeries"], "timeSeries")
+        ]
         window_start = window_end - span if span is not None else None
         if window_start is None and series:
-            window_start = parse_time(series[0]["timestamp"])
+            window_start = as_time(series[0]["timestamp"])
         points = []
         latency_total = 0.0
         peak: float | None = None
         for bucket in series:
-            moment = parse_time(bucket["timestamp"])
+            moment = as_time(bucket["timestamp"])
             if window_start is not None and moment < window_start:
                 continue  # partly before the window: not the whole bucket
             if not start <= moment.date() <= end:
                 continue
-            requests = _count(bucket["requests"], "timeSeries.requests")
+            requests = as_count(bucket["requests"], "timeSeries.requests")
             points.append(
                 UsagePoint(
                     start=moment,
                     requests=requests,
                     quota_requests=requests,
                     bytes=(
-                        _count(bucket["dataTransferred"], "dataTransferred")
+                        as_count(bucket["dataTransferred"], "dataTransferred")
                         if "dataTransferred" in bucket
                         else None
                     ),
                     failed_requests=(
-                        _count(bucket["failedRequests"], "failedRequests")
+                        as_count(bucket["failedRequests"], "failedRequests")
                         if "failedRequests" in bucket
                         else None
                     ),
@@ -306,24 +290,25 @@ class ZkScoreProvider(BaseProvider):
                 peak = value if peak is None else max(peak, value)
         requests_total = sum(p.requests for p in points)
         endpoints = tuple(
-            self._endpoint(_object(item, "byEndpoint entry"))
+            self._endpoint(as_object(item, "byEndpoint entry"))
             for page in pages
-            for item in _list(
-                _object(page.get("breakdown", {}), "breakdown").get("byEndpoint", []),
+            for item in as_list(
+                as_object(page.get("breakdown", {}), "breakdown").get("byEndpoint", []),
                 "byEndpoint",
             )
         )
-        breakdown = _object(first.get("breakdown", {}), "breakdown")
-        errors = _object(first.get("errors", {}), "errors")
+        breakdown = as_object(first.get("breakdown", {}), "breakdown")
+        errors = as_object(first.get("errors", {}), "errors")
         details = UsageDetails(
             error_types=tuple(
                 ErrorCount(
                     str(item["type"]),
-                    _count(item["count"], "byType.count"),
+                    as_count(item["count"], "byType.count"),
                     str(item["description"]) if item.get("description") else None,
                 )
                 for item in (
-                    _object(i, "byType entry") for i in _list(errors.get("byType", []), "byType")
+                    as_object(i, "byType entry")
+                    for i in as_list(errors.get("byType", []), "byType")
                 )
             ),
             average_latency_ms=(
@@ -333,8 +318,8 @@ class ZkScoreProvider(BaseProvider):
             ),
             peak_latency_ms=peak,
             keys=tuple(
-                self._key(_object(item, "byKey entry"))
-                for item in _list(breakdown.get("byKey", []), "byKey")
+                self._key(as_object(item, "byKey entry"))
+                for item in as_list(breakdown.get("byKey", []), "byKey")
             ),
             breakdown_period=Period(window_start, window_end) if window_start else None,
         )
@@ -350,19 +335,19 @@ class ZkScoreProvider(BaseProvider):
     def _endpoint(item: Mapping[str, Any]) -> EndpointUsage:
         latency = item.get("averageLatency")
         data = item.get("dataTransferred")
-        requests = _count(item["requests"], "byEndpoint.requests")
+        requests = as_count(item["requests"], "byEndpoint.requests")
         return EndpointUsage(
             endpoint=str(item["endpoint"]),
             requests=requests,
             consumes_quota=True,
             error_rate=error_rate(item, "errors", requests),
             average_latency_ms=None if latency is None else _number(latency, "averageLatency"),
-            bytes=None if data is None else _count(data, "dataTransferred"),
+            bytes=None if data is None else as_count(data, "dataTransferred"),
         )
 
     @staticmethod
     def _key(item: Mapping[str, Any]) -> KeyUsage:
-        requests = _count(item["requests"], "byKey.requests")
+        requests = as_count(item["requests"], "byKey.requests")
         latency = item.get("averageLatency")
         return KeyUsage(
             key_id=str(item["keyId"]),
