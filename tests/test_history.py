@@ -16,6 +16,7 @@ from gateway.domain import Quota, QuotaUnit, QuotaWindow, day_start
 from gateway.forecast import forecast
 from gateway.servers import ServerThread
 from gateway.snapshot import run_snapshot
+from providers.reversinglabs.emulator import ReversingLabsEmulator
 from providers.virustotal.emulator import VirusTotalEmulator
 from tests.conftest import NOW, TLS, Gateway, account_entry, settings_for
 
@@ -307,3 +308,33 @@ async def test_snapshots_quota_history_and_alerts_in_the_graph(emulators, store_
     samples = history["vt-soc:api_requests_monthly"]
     assert [s["at"] for s in samples] == ["2026-03-16T14:25:00Z", "2026-03-17T14:25:00Z"]
     assert all(s["limit"] == 12_000 for s in samples)
+
+
+async def test_a_quota_projected_to_run_out_before_its_reset_is_an_alert() -> None:
+    morning = datetime(2026, 3, 18, 6, 0, tzinfo=UTC)  # a quarter into the daily window
+    vendor = ReversingLabsEmulator(seed=7, clock=lambda: morning)
+    limit = vendor.data.limit("acme-daily-reputation")
+    used = vendor.data.limit_used(limit, morning)
+    assert used < 0.9 * limit.limit  # not over the threshold yet...
+    runs_out = morning + timedelta(seconds=(limit.limit - used) / (used / (6 * 3600)))
+    assert runs_out < datetime(2026, 3, 19, tzinfo=UTC)  # ...but at this pace, gone by tonight
+    with ServerThread(vendor) as server:
+        settings = settings_for(account_entry("reversinglabs", server.urls[0]))
+        async with httpx.AsyncClient(verify=TLS) as http:
+            app = create_app(settings, http_client=http, clock=lambda: morning)
+            gateway = Gateway(app)
+            data = await gateway.data(
+                "{ alerts(threshold: 0.9) { kind message quota { id used limit }"
+                " forecast { runsOutEarliest runsOutLatest windowEnd samples } } }"
+            )
+            await gateway.client.aclose()
+    (alert,) = [a for a in data["alerts"] if a["quota"]["id"].startswith("rl-acme:daily")]
+    assert alert["kind"] == "RUNS_OUT_BEFORE_RESET"
+    assert (alert["quota"]["used"], alert["quota"]["limit"]) == (used, limit.limit)
+    projected = datetime.fromisoformat(alert["forecast"]["runsOutEarliest"])
+    assert abs((projected - runs_out).total_seconds()) < 1
+    assert alert["forecast"]["windowEnd"] == "2026-03-19T00:00:00Z"
+    assert alert["message"].startswith(
+        f"rl-acme: Daily queries: TCA-0101 File Reputation, TCA-0104 RLDATA may run out as early"
+        f" as {runs_out:%Y-%m-%dT%H:%M}Z"
+    )
