@@ -75,7 +75,6 @@ class Cache:
             )
         else:
             raise ValueError(f"unsupported cache URL scheme {parts.scheme!r}")
-        self.shared = parts.scheme != "memory"
 
     async def get(self, key: str) -> Cached[Any] | None:
         try:

@@ -43,7 +43,6 @@ class ResponseCache:
         self.clock = clock
         self.path = path
         self.entries: OrderedDict[str, _Entry] = OrderedDict()
-        self.hits = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -69,7 +68,6 @@ class ResponseCache:
         entry = self.entries.get(key)
         if entry is not None and now < entry.expires:
             self.entries.move_to_end(key)
-            self.hits += 1
             await send(entry.start)
             await send({"type": "http.response.body", "body": entry.body})
             return

@@ -333,8 +333,3 @@ def _check_base_url(value: object, source: str, account: str) -> str:
             field="base_url",
         )
     return value.rstrip("/")
-
-
-def provider_names() -> list[str]:
-    """The provider ids a config may name."""
-    return sorted(p.value for p in ProviderId if p in registry())

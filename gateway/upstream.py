@@ -90,8 +90,6 @@ class Upstream:
         self.breakers: dict[str, Breaker] = {}
         self.last_error: dict[str, SourceStatus] = {}
         self.background: set[asyncio.Task[Any]] = set()
-        self.calls = 0
-        """Calls made to vendors (for tests and benchmarks)."""
 
     async def fetch(
         self,
@@ -138,7 +136,6 @@ class Upstream:
         breaker = self.breakers.setdefault(account, Breaker())
         try:
             breaker.check(self.clock(), vendor)
-            self.calls += 1
             value = await call()
         except UpstreamError as exc:
             if isinstance(exc, Unavailable) and not isinstance(exc, CircuitOpen):

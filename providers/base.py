@@ -206,8 +206,6 @@ class BaseProvider(ABC):
         self.held_until: datetime | None = None
         """No call before this moment: the vendor said so (429) or its window is spent."""
         self.limiter = OutboundLimiter(*self.outbound_rate) if self.outbound_rate else None
-        self.retries = 0
-        """Requests sent again after a connection failure or a 5xx (for tests and metrics)."""
 
     @classmethod
     def validate_options(cls, options: Mapping[str, str]) -> tuple[str, str] | None:
@@ -358,7 +356,6 @@ class BaseProvider(ABC):
                 if response.status_code < 500 or last:
                     return response
                 self._note_rate_window(response.headers, response.status_code)
-            self.retries += 1
             await asyncio.sleep(BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")  # pragma: no cover
 

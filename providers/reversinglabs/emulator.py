@@ -511,10 +511,6 @@ class ReversingLabsData:
         """Every user of ``company`` (entitled or not), in table order."""
         return tuple(u.name for u in self.users.values() if u.company == company)
 
-    def company_day(self, company: str, day: date, now: datetime) -> Report:
-        """What ``/usage/company/daily`` shows for ``day``: all of ``company``'s users summed."""
-        return self.users_day(self.company_users(company), day, now)
-
     def period(self, users: Iterable[str], start: date, end: date, now: datetime) -> Report:
         """The summed usage of ``users`` over the days ``start``..``end`` (inclusive) at ``now``."""
         names = tuple(users)
@@ -542,10 +538,6 @@ class ReversingLabsData:
 
     def users_month(self, users: Iterable[str], month: date, now: datetime) -> Report:
         return combine(self.user_month(u, month, now) for u in users)
-
-    def company_month(self, company: str, month: date, now: datetime) -> Report:
-        """What ``/usage/company/monthly`` shows for ``month``."""
-        return self.users_month(self.company_users(company), month, now)
 
     # -- limits ----------------------------------------------------------------------------
 

@@ -784,10 +784,6 @@ class ZkScoreData:
         keys = self.accounts[account_id].keys
         return tuple(sorted((k for k in keys if k.exists_at(now)), key=lambda k: _key_order(k.id)))
 
-    def key_table(self) -> list[tuple[Account, ApiKey]]:
-        """Every (account, key) pair, in table order."""
-        return [(a, k) for a in self.accounts.values() for k in a.keys]
-
     # -- generation ----------------------------------------------------------------------------
 
     def _generate_day(self, key_id: str, day: date) -> Stats:
@@ -977,12 +973,6 @@ class ZkScoreData:
             out.append((moment, self.window(keys, max(moment, start), min(following, end))))
             moment = following
         return out
-
-    def endpoint_totals(
-        self, key_ids: Iterable[str], start: datetime, end: datetime
-    ) -> dict[str, EndpointStats]:
-        """Per endpoint path, the usage of ``key_ids`` in ``[start, end)`` (zeros included)."""
-        return {e.endpoint: e for e in self.window(key_ids, start, end).endpoints()}
 
     def last_request(
         self,
