@@ -191,20 +191,27 @@ def _alive(owner: str | None) -> bool:
 class HistoryStore:
     """The history file, used from async code; every call runs in the store's own thread."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.create = create
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         self._db: Database | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
     async def _run(self, work: Callable[[Database], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: work(self._open()))
+
+    async def _read(self, work: Callable[[Database], T], nothing: T) -> T:
+        """``work`` on the store, or ``nothing`` when no snapshot ever made the file (reads
+        never create it). The check runs in the store's thread too, off the event loop."""
+
+        def read() -> T:
+            if self._db is None and not self.path.exists():
+                return nothing
+            return work(self._open())
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, read)
 
     def _open(self) -> Database:
         if self._db is None:
@@ -418,8 +425,6 @@ class HistoryStore:
 
     async def days(self, account_id: str, start: date, end: date) -> list[DayRecord]:
         """Stored days of ``account_id`` from ``start`` to ``end``, with their endpoints."""
-        if not self.exists():
-            return []
 
         def work(db: Database) -> list[DayRecord]:
             args = [account_id, start.isoformat(), end.isoformat()]
@@ -446,14 +451,11 @@ class HistoryStore:
                 ).fetchall()
             ]
 
-        return await self._run(work)
+        return await self._read(work, [])
 
     async def quota_samples(
         self, quota_id: str, start: datetime, end: datetime
     ) -> list[QuotaSample]:
-        if not self.exists():
-            return []
-
         def work(db: Database) -> list[QuotaSample]:
             return [
                 QuotaSample(datetime.fromisoformat(at), used, limit)
@@ -464,12 +466,9 @@ class HistoryStore:
                 ).fetchall()
             ]
 
-        return await self._run(work)
+        return await self._read(work, [])
 
     async def runs(self, account_id: str | None = None, limit: int = 50) -> list[SnapshotRun]:
-        if not self.exists():
-            return []
-
         def work(db: Database) -> list[SnapshotRun]:
             where, args = ("WHERE account_id = ?", [account_id]) if account_id else ("", [])
             rows = db.execute(
@@ -491,20 +490,4 @@ class HistoryStore:
                 for row in rows
             ]
 
-        return await self._run(work)
-
-    async def count(self, table: str) -> int:
-        """Rows in ``table`` (for tests and operators)."""
-        if table not in (
-            "snapshot_runs",
-            "usage_days",
-            "usage_endpoints",
-            "usage_changes",
-            "quota_samples",
-            "rate_limit_samples",
-        ):
-            raise ValueError(table)
-        if not self.exists():
-            return 0
-        query = f"SELECT count(*) FROM {table}"  # the name is one of the tables above
-        return await self._run(lambda db: int(db.execute(query).fetchone()[0]))
+        return await self._read(work, [])

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from functools import cached_property
 
 from gateway.cache import Cache, fingerprint
 from gateway.domain import (
@@ -65,9 +66,10 @@ class ConfiguredAccount:
     provider: BaseProvider
     times: CacheTimes = field(default_factory=CacheTimes)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """What identifies the account's answers in a cache shared with other gateways."""
+        """What identifies the account's answers in a cache shared with other gateways
+        (hashed once: it is part of every cache key)."""
         config = self.config
         return fingerprint(
             config.provider.value,
