@@ -58,10 +58,17 @@ class ConfigError(GatewayError):
 
 
 class InputError(GatewayError):
-    """A GraphQL argument the gateway cannot answer; the message is shown to the caller."""
+    """A GraphQL argument the gateway cannot answer; the message is shown to the caller.
+
+    ``extensions`` is copied by graphql-core into the error's ``extensions``, so a frontend can
+    tell which argument to point at without parsing the message.
+    """
 
     def __init__(self, message: str, *, argument: str | None = None) -> None:
         self.argument = argument
+        self.extensions: dict[str, object] = {"code": "BAD_USER_INPUT"}
+        if argument is not None:
+            self.extensions["argument"] = argument
         super().__init__(message)
 
 

@@ -250,7 +250,8 @@ def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str])
         value = raw.get(spec.name)
         if value is None:
             if spec.required:
-                raise ConfigError(source, "missing", account=label, field=spec.name)
+                hint = f" ({spec.help})" if spec.help else ""
+                raise ConfigError(source, f"missing{hint}", account=label, field=spec.name)
             continue
         if spec.integer is not None:
             low, high = spec.integer

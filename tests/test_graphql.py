@@ -214,33 +214,37 @@ async def test_future_days_are_neither_counted_nor_missing(repute, data, make_ga
     assert repute.emulator.calls == {"/v1/usage": 1}  # nothing asked for the future
 
 
-@pytest.mark.parametrize(
-    ("start", "end", "granularity", "message"),
-    [
-        ("2026-03-10", "2026-03-01", "DAY", "`from` (2026-03-10) is after `to` (2026-03-01)"),
-        ("1999-12-31", "2026-03-01", "DAY", "`from` (1999-12-31) is before 2000-01-01"),
-        (
-            "2026-03-01",
-            "2027-04-01",
-            "DAY",
-            "`to` (2027-04-01) is more than 366 days in the future",
-        ),
-        (
-            "2026-01-01",
-            "2026-03-18",
-            "HOUR",
-            "granularity HOUR allows at most 62 days; this range has 77",
-        ),
-        (
-            "2026-03-18",
-            "2026-03-18",
-            "MINUTE",
-            "ReputeAPI reports usage per hour, not per minute; ask for HOUR or coarser",
-        ),
-    ],
-)
+BAD_ARGUMENTS = [
+    # from, to, granularity, the argument to blame, the message
+    ("2026-03-10", "2026-03-01", "DAY", "from", "`from` (2026-03-10) is after `to` (2026-03-01)"),
+    ("1999-12-31", "2026-03-01", "DAY", "from", "`from` (1999-12-31) is before 2000-01-01"),
+    (
+        "2026-03-01",
+        "2027-04-01",
+        "DAY",
+        "to",
+        "`to` (2027-04-01) is more than 366 days in the future",
+    ),
+    (
+        "2026-01-01",
+        "2026-03-18",
+        "HOUR",
+        "granularity",
+        "granularity HOUR allows at most 62 days; this range has 77",
+    ),
+    (
+        "2026-03-18",
+        "2026-03-18",
+        "MINUTE",
+        "granularity",
+        "ReputeAPI reports usage per hour, not per minute; ask for HOUR or coarser",
+    ),
+]
+
+
+@pytest.mark.parametrize(("start", "end", "granularity", "argument", "message"), BAD_ARGUMENTS)
 async def test_bad_usage_arguments_name_the_problem(
-    repute, make_gateway, start, end, granularity, message
+    repute, make_gateway, start, end, granularity, argument, message
 ) -> None:
     gateway = make_gateway(settings_for(*three_accounts(repute.url)))
     answer = await gateway.query(USAGE, {"from": start, "to": end, "g": granularity})
@@ -248,6 +252,7 @@ async def test_bad_usage_arguments_name_the_problem(
     assert [(e["message"], e["path"]) for e in answer["errors"]] == [
         (message, ["account", "usage"])
     ]
+    assert answer["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
     assert repute.emulator.total_calls() == 0
 
 

@@ -90,7 +90,13 @@ ACCOUNT = '[[accounts]]\nid = "{id}"\nprovider = "{provider}"\n'
             "provider",
             "unknown provider 'shodan' (expected one of: reputeapi, reversinglabs, virustotal",
         ),
-        (ACCOUNT.format(id="x", provider="reputeapi"), {}, "x", "api_key", "missing"),
+        (
+            ACCOUNT.format(id="x", provider="reputeapi"),
+            {},
+            "x",
+            "api_key",
+            "missing (X-API-Key value (ra_live_...))",
+        ),
         ('[[accounts]]\nprovider = "reputeapi"\napi_key = "k"\n', {}, "#1", "id", "missing"),
         ('[[accounts]]\nid = "x"\napi_key = "k"\n', {}, "x", "provider", "missing"),
         (
