@@ -16,6 +16,7 @@ import pytest
 from gateway.app import create_app
 from gateway.domain import AccountConfig, ProviderId, Secret
 from gateway.errors import RateLimited
+from gateway.response_cache import ResponseCache
 from gateway.upstream import BREAKER_COOLDOWN, BREAKER_THRESHOLD
 from providers.base import RETRIES, OutboundLimiter
 from providers.emulation import Fault
@@ -325,10 +326,34 @@ async def test_a_repeated_document_is_answered_from_the_response_cache(repute, g
     assert later.json()["data"]["accounts"][0]["source"]["state"] == "UNAVAILABLE"
 
 
-async def test_only_successful_answers_are_reused(repute, gateway_at) -> None:
-    gateway, _ = gateway_at(account_entry("reputeapi", repute.url), cache={"response_ttl": 60})
-    bad = "{ accounts { nope } }"
-    refused = await gateway.post(bad)
-    assert refused.status_code != 200 or "errors" in refused.json()
-    query = "{ accounts { id } }"
-    assert (await gateway.post(query)).json() == {"data": {"accounts": [{"id": "repute-premium"}]}}
+async def test_only_200_answers_are_reused() -> None:
+    answers = [(500, b"first"), (200, b"second"), (200, b"third")]
+    served: list[bytes] = []
+
+    async def app(scope, receive, send) -> None:  # an app that answers differently each time
+        await receive()
+        status, body = answers[len(served)]
+        served.append(body)
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    cache = ResponseCache(app, ttl=5, clock=lambda: NOW)
+
+    async def post(body: bytes) -> tuple[int, bytes]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": []}
+        await cache(scope, receive, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    assert await post(b"{}") == (500, b"first")
+    assert await post(b"{}") == (200, b"second")  # the 500 was not kept
+    assert await post(b"{}") == (200, b"second")  # the 200 was
+    assert await post(b"{ }") == (200, b"third")  # another body is another answer
+    assert served == [b"first", b"second", b"third"]
