@@ -319,12 +319,12 @@ class Limits:
 class UsageReport:
     """A provider's raw answer for a range, before the service rolls it up.
 
-    ``points`` are in the provider's native ``granularity`` (DAY, HOUR or MINUTE). ``known_days``
-    lists every day of the range for which the vendor gave an answer (zero or not); the service
-    derives ``missingDays`` from it.
+    ``points`` are buckets of the granularity the provider was asked for (whole months may
+    stand beside days where it reads monthly totals). ``known_days`` lists every day of the range
+    for which the vendor gave an answer (zero or not); the service derives ``missingDays`` from
+    it.
     """
 
-    granularity: Granularity
     points: tuple[UsagePoint, ...]
     endpoints: tuple[EndpointUsage, ...]
     known_days: frozenset[date]

@@ -95,7 +95,7 @@ def forecast(
         used_at_reset_low=round(used + low * remaining_s),
         used_at_reset_high=round(used + high * remaining_s),
         runs_out_earliest=runs_out(high),
-        runs_out_latest=runs_out(low) if runs_out(high) is not None else None,
+        runs_out_latest=runs_out(low),  # never without an earliest: low <= high
         samples=len(points),
     )
 

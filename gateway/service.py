@@ -413,7 +413,6 @@ def with_history(report: UsageReport | None, records: Sequence[DayRecord]) -> Us
         for r in used
     ]
     return UsageReport(
-        granularity=report.granularity if report is not None else Granularity.DAY,
         points=tuple(sorted([*(report.points if report else ()), *points], key=lambda p: p.start)),
         endpoints=tuple(EndpointUsage(e, n, q) for (e, q), n in totals.items()),
         known_days=known | {r.day for r in used},

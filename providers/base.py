@@ -99,7 +99,6 @@ class VendorAnswer:
 
     body: Any
     headers: httpx.Headers
-    status: int
 
 
 @contextmanager
@@ -394,4 +393,4 @@ class BaseProvider(ABC):
             body = json.loads(content)
         except ValueError as exc:
             raise MalformedResponse(f"{vendor} answered with a body that is not JSON") from exc
-        return VendorAnswer(body=body, headers=response.headers, status=status)
+        return VendorAnswer(body=body, headers=response.headers)

@@ -123,11 +123,10 @@ class ReputeApiProvider(BaseProvider):
             USAGE_PATH,
             {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": wire},
         )
-        native = Granularity.HOUR if wire == "hour" else Granularity.DAY
         with parsing(self.display_name):
-            return self._usage(answer.body, start, end, native)
+            return self._usage(answer.body, start, end)
 
-    def _usage(self, raw: Any, start: date, end: date, native: Granularity) -> UsageReport:
+    def _usage(self, raw: Any, start: date, end: date) -> UsageReport:
         body = as_object(raw, "answer")
         points: dict[datetime, UsagePoint] = {}
         for entry in as_list(body["daily_breakdown"], "daily_breakdown"):
@@ -158,7 +157,6 @@ class ReputeApiProvider(BaseProvider):
         )
         ordered = tuple(points[m] for m in sorted(points))
         return UsageReport(
-            granularity=native,
             points=ordered,
             endpoints=endpoints,
             known_days=frozenset(p.start.date() for p in ordered),

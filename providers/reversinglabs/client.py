@@ -273,7 +273,6 @@ class ReversingLabsProvider(BaseProvider):
             for name, product in products.items():
                 totals[name] = totals.get(name, 0) + product.queries
         return UsageReport(
-            granularity=Granularity.DAY,
             points=tuple(points),
             endpoints=tuple(EndpointUsage(name, n, True) for name, n in totals.items()),
             known_days=frozenset(known),

@@ -237,7 +237,6 @@ class VirusTotalProvider(BaseProvider):
             for day in sorted(known)
         )
         return UsageReport(
-            granularity=Granularity.DAY,
             points=points,
             endpoints=tuple(EndpointUsage(e, n, q) for (e, q), n in endpoints.items()),
             known_days=frozenset(known),

@@ -237,7 +237,7 @@ class ZkScoreProvider(BaseProvider):
                     break
                 offset += served  # the vendor may serve fewer than asked
         with parsing(self.display_name):
-            return self._usage(pages, timeframe, start, end, granularity)
+            return self._usage(pages, timeframe, start, end)
 
     def _usage(
         self,
@@ -245,7 +245,6 @@ class ZkScoreProvider(BaseProvider):
         timeframe: str,
         start: date,
         end: date,
-        granularity: Granularity,
     ) -> UsageReport:
         first = pages[0]
         window_end = as_time(first["timestamp"]).replace(second=0, microsecond=0)
@@ -324,7 +323,6 @@ class ZkScoreProvider(BaseProvider):
             breakdown_period=Period(window_start, window_end) if window_start else None,
         )
         return UsageReport(
-            granularity=granularity,
             points=tuple(points),
             endpoints=endpoints,
             known_days=frozenset(p.start.date() for p in points),
