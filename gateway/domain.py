@@ -67,6 +67,33 @@ class SourceState(enum.Enum):
     UNAVAILABLE = "unavailable"
 
 
+class FailureCause(enum.Enum):
+    """Why a vendor read did not give fresh data: the cause, not its display.
+
+    Only ``CONNECTION``, ``TIMEOUT`` and ``VENDOR_ERROR`` say the vendor itself is unwell (and
+    count toward an account's circuit breaker); the others are answers about this request.
+    """
+
+    CONNECTION = "connection"
+    """The vendor could not be reached, or broke off the connection."""
+    TIMEOUT = "timeout"
+    """The vendor did not answer within ``upstream_timeout``."""
+    VENDOR_ERROR = "vendor_error"
+    """The vendor answered with a 5xx."""
+    RATE_LIMITED = "rate_limited"
+    """The vendor answered 429, or its rate window is spent and the gateway holds back."""
+    CREDENTIALS_REJECTED = "credentials_rejected"
+    """401, or 403 for the credentials themselves: the key or password is not accepted."""
+    REQUEST_REJECTED = "request_rejected"
+    """Another 4xx (unknown group, not an administrator, 404): the account's config is wrong."""
+    MALFORMED = "malformed"
+    """An answer the gateway cannot read (not JSON, wrong shape, too large)."""
+    CIRCUIT_OPEN = "circuit_open"
+    """The gateway pauses calls to a vendor that kept failing."""
+    INTERNAL = "internal"
+    """A fault of the gateway itself (logged)."""
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
@@ -366,12 +393,18 @@ class Usage:
 
 @dataclass(frozen=True)
 class SourceStatus:
-    """How fresh one account's data is in an answer, and why not."""
+    """How fresh one payload (or an account's data, over its payloads) is, and why not.
+
+    ``message`` is for people; ``cause``, ``vendor`` and ``http_status`` are for programs.
+    """
 
     state: SourceState
     fetched_at: datetime | None = None
     message: str | None = None
     retry_at: datetime | None = None
+    cause: FailureCause | None = None
+    vendor: str | None = None
+    http_status: int | None = None
 
 
 @dataclass(frozen=True)
