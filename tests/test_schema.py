@@ -173,6 +173,7 @@ def test_graphql_types_mirror_the_domain() -> None:
         (domain.QuotaWindow, types.QuotaWindow),
         (domain.QuotaUnit, types.QuotaUnit),
         (domain.SourceState, types.SourceState),
+        (domain.FailureCause, types.FailureCause),
     ]
     for ours, theirs in enums:
         assert [m.name for m in ours] == [m.name for m in theirs]

@@ -133,11 +133,44 @@ class SourceState(enum.Enum):
     )
 
 
+@strawberry.enum(description="Why a vendor read did not give fresh data.")
+class FailureCause(enum.Enum):
+    CONNECTION = strawberry.enum_value(
+        "connection", description="The vendor could not be reached or broke off the connection."
+    )
+    TIMEOUT = strawberry.enum_value(
+        "timeout", description="The vendor did not answer within the gateway's deadline."
+    )
+    VENDOR_ERROR = strawberry.enum_value(
+        "vendor_error", description="The vendor failed on its side (HTTP 5xx)."
+    )
+    RATE_LIMITED = strawberry.enum_value(
+        "rate_limited", description="The vendor asked us to wait, or its rate window is spent."
+    )
+    CREDENTIALS_REJECTED = strawberry.enum_value(
+        "credentials_rejected", description="The vendor rejected the account's credentials."
+    )
+    REQUEST_REJECTED = strawberry.enum_value(
+        "request_rejected",
+        description="The vendor refused the request (unknown group, not an administrator, "
+        "404): the account's config needs a change.",
+    )
+    MALFORMED = strawberry.enum_value(
+        "malformed", description="The vendor's answer could not be read."
+    )
+    CIRCUIT_OPEN = strawberry.enum_value(
+        "circuit_open", description="The gateway pauses calls to a vendor that kept failing."
+    )
+    INTERNAL = strawberry.enum_value(
+        "internal", description="A fault of the gateway itself; see its log."
+    )
+
+
 def _enum(target: type[E], value: enum.Enum) -> E:
     return target[value.name]
 
 
-@strawberry.type(description="How fresh an account's data is in this answer, and why not.")
+@strawberry.type(description="How fresh some data is in this answer, and why not.")
 class SourceStatus:
     state: SourceState = strawberry.field(description="The data's state.")
     fetched_at: datetime | None = strawberry.field(
@@ -149,6 +182,15 @@ class SourceStatus:
     retry_at: datetime | None = strawberry.field(
         description="When the vendor allows the next call (RATE_LIMITED)."
     )
+    cause: FailureCause | None = strawberry.field(
+        description="Why the last read failed, for programs; null when it did not."
+    )
+    vendor: str | None = strawberry.field(
+        description="The vendor whose read failed; null when none did."
+    )
+    http_status: int | None = strawberry.field(
+        description="The vendor's HTTP status of the failed read, where it answered."
+    )
 
     @classmethod
     def from_domain(cls, status: domain.SourceStatus) -> SourceStatus:
@@ -157,6 +199,9 @@ class SourceStatus:
             fetched_at=status.fetched_at,
             message=status.message,
             retry_at=status.retry_at,
+            cause=None if status.cause is None else _enum(FailureCause, status.cause),
+            vendor=status.vendor,
+            http_status=status.http_status,
         )
 
 
