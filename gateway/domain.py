@@ -358,37 +358,9 @@ class UsageReport:
     details: UsageDetails = UsageDetails()
     day_endpoints: Mapping[date, tuple[EndpointUsage, ...]] | None = None
     """Per day, the endpoint split, where the vendor gives it (kept by the history store)."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Usage over ``[from_, to]`` in buckets of ``granularity``."""
-
-    from_: date
-    to: date
-    granularity: Granularity
-    requests: int
-    quota_requests: int
-    bytes: int | None
-    series: tuple[UsagePoint, ...]
-    endpoints: tuple[EndpointUsage, ...]
-    missing_days: tuple[date, ...]
-    details: UsageDetails = UsageDetails()
-
-    @property
-    def failed_requests(self) -> int | None:
-        """Failed requests over the known days: from the series where every bucket has them."""
-        if self.series and all(p.failed_requests is not None for p in self.series):
-            return sum(p.failed_requests or 0 for p in self.series)
-        return self.details.failed_requests
-
-    @property
-    def error_rate(self) -> float | None:
-        """``failed_requests / requests`` as a fraction; unknown without both."""
-        failed = self.failed_requests
-        if failed is None or self.requests <= 0:
-            return None
-        return failed / self.requests
+    absent_days: frozenset[date] = frozenset()
+    """Known days the vendor's answer left out and that count as zero: a vendor that omits
+    unused days may also omit days it no longer keeps, so a stored day overrides these."""
 
 
 @dataclass(frozen=True)
@@ -405,6 +377,39 @@ class SourceStatus:
     cause: FailureCause | None = None
     vendor: str | None = None
     http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Usage over ``[from_, to]`` in buckets of ``granularity``."""
+
+    from_: date
+    to: date
+    granularity: Granularity
+    requests: int
+    quota_requests: int
+    bytes: int | None
+    series: tuple[UsagePoint, ...]
+    endpoints: tuple[EndpointUsage, ...]
+    missing_days: tuple[date, ...]
+    details: UsageDetails = UsageDetails()
+    source: SourceStatus = SourceStatus(SourceState.FRESH)
+    """The status of the vendor read this usage came from (FRESH when none was needed)."""
+
+    @property
+    def failed_requests(self) -> int | None:
+        """Failed requests over the known days: from the series where every bucket has them."""
+        if self.series and all(p.failed_requests is not None for p in self.series):
+            return sum(p.failed_requests or 0 for p in self.series)
+        return self.details.failed_requests
+
+    @property
+    def error_rate(self) -> float | None:
+        """``failed_requests / requests`` as a fraction; unknown without both."""
+        failed = self.failed_requests
+        if failed is None or self.requests <= 0:
+            return None
+        return failed / self.requests
 
 
 @dataclass(frozen=True)

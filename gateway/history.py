@@ -120,7 +120,14 @@ def _migration_1(db: Database) -> None:
     )
 
 
-MIGRATIONS = (_migration_1,)
+def _migration_2(db: Database) -> None:
+    """Endpoint bytes, so usage merged from history keeps them (ReversingLabs meters bytes),
+    and whether a day's endpoint split was stored (a day without use has no endpoint rows)."""
+    db.execute("ALTER TABLE usage_endpoints ADD COLUMN bytes INTEGER")
+    db.execute("ALTER TABLE usage_days ADD COLUMN split INTEGER")
+
+
+MIGRATIONS = (_migration_1, _migration_2)
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,9 @@ class DayRecord:
     bytes: int | None = None
     failed_requests: int | None = None
     endpoints: tuple[EndpointUsage, ...] | None = None
+    absent: bool = False
+    """The vendor's answer left the day out (zero use, or a day it no longer keeps): stored as
+    zero only where the store holds nothing for it, never over a day it knows."""
 
 
 @dataclass(frozen=True)
@@ -369,20 +379,30 @@ class HistoryStore:
         changes: list[tuple[str, str, int | None, int]] = []
         for record in days:
             day = record.day.isoformat()
+            if record.absent:
+                db.execute(
+                    "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
+                    " failed_requests, split, run_id, updated_at)"
+                    " VALUES (?, ?, 0, 0, NULL, NULL, 1, ?, ?)"
+                    " ON CONFLICT (account_id, day) DO NOTHING",
+                    [account_id, day, run_id, _iso(now)],
+                )
+                continue
             before = old_days.get(day)
             if before is not None and before[0] != record.requests:
                 changes.append((day, "requests", before[0], record.requests))
             db.execute(
                 "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
-                " failed_requests, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " failed_requests, split, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (account_id, day) DO UPDATE SET requests = excluded.requests,"
                 " quota_requests = excluded.quota_requests, bytes = excluded.bytes,"
-                " failed_requests = excluded.failed_requests, run_id = excluded.run_id,"
-                " updated_at = excluded.updated_at"
+                " failed_requests = excluded.failed_requests, split = excluded.split,"
+                " run_id = excluded.run_id, updated_at = excluded.updated_at"
                 " WHERE requests IS NOT excluded.requests"
                 " OR quota_requests IS NOT excluded.quota_requests"
                 " OR bytes IS NOT excluded.bytes"
-                " OR failed_requests IS NOT excluded.failed_requests",
+                " OR failed_requests IS NOT excluded.failed_requests"
+                " OR split IS NOT excluded.split",
                 [
                     account_id,
                     day,
@@ -390,6 +410,7 @@ class HistoryStore:
                     record.quota_requests,
                     record.bytes,
                     record.failed_requests,
+                    int(record.endpoints is not None),
                     run_id,
                     _iso(now),
                 ],
@@ -401,15 +422,17 @@ class HistoryStore:
                     changes.append((day, f"endpoint {item.endpoint}", previous, item.requests))
                 db.execute(
                     "INSERT INTO usage_endpoints (account_id, day, endpoint, consumes_quota,"
-                    " requests, run_id) VALUES (?, ?, ?, ?, ?, ?)"
+                    " requests, bytes, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT DO UPDATE SET requests = excluded.requests,"
-                    " run_id = excluded.run_id WHERE requests IS NOT excluded.requests",
+                    " bytes = excluded.bytes, run_id = excluded.run_id"
+                    " WHERE requests IS NOT excluded.requests OR bytes IS NOT excluded.bytes",
                     (
                         account_id,
                         day,
                         item.endpoint,
                         int(item.consumes_quota),
                         item.requests,
+                        item.bytes,
                         run_id,
                     ),
                 )
@@ -429,12 +452,14 @@ class HistoryStore:
         def work(db: Database) -> list[DayRecord]:
             args = [account_id, start.isoformat(), end.isoformat()]
             endpoints: dict[str, list[EndpointUsage]] = {}
-            for day, endpoint, quota, requests in db.execute(
-                "SELECT day, endpoint, consumes_quota, requests FROM usage_endpoints"
+            for day, endpoint, quota, requests, bytes_ in db.execute(
+                "SELECT day, endpoint, consumes_quota, requests, bytes FROM usage_endpoints"
                 " WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
                 args,
             ).fetchall():
-                endpoints.setdefault(day, []).append(EndpointUsage(endpoint, requests, bool(quota)))
+                endpoints.setdefault(day, []).append(
+                    EndpointUsage(endpoint, requests, bool(quota), bytes=bytes_)
+                )
             return [
                 DayRecord(
                     date.fromisoformat(day),
@@ -442,11 +467,11 @@ class HistoryStore:
                     quota_requests,
                     bytes_,
                     failed,
-                    tuple(endpoints[day]) if day in endpoints else None,
+                    tuple(endpoints.get(day, ())) if split or day in endpoints else None,
                 )
-                for day, requests, quota_requests, bytes_, failed in db.execute(
-                    "SELECT day, requests, quota_requests, bytes, failed_requests FROM usage_days"
-                    " WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+                for day, requests, quota_requests, bytes_, failed, split in db.execute(
+                    "SELECT day, requests, quota_requests, bytes, failed_requests, split"
+                    " FROM usage_days WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
                     args,
                 ).fetchall()
             ]

@@ -1,9 +1,10 @@
-"""The service: fan-out over accounts, range planning, roll-ups, and each account's status.
+"""The service: fan-out over accounts, range planning, and each payload's status.
 
-The graph calls one :class:`RequestScope` per GraphQL request. A scope runs each distinct vendor
-fetch once (every resolver that needs the same data awaits the same task), never lets an expected
-vendor failure escape (it becomes the account's :class:`SourceStatus`), and answers usage with
-unknown days listed as missing rather than counted as zero.
+The graph calls one :class:`RequestScope` per GraphQL request. A scope reads each distinct vendor
+payload once (every resolver that needs the same data awaits the same task), never lets an
+expected vendor failure escape (each payload carries its own :class:`SourceStatus`), and answers
+usage with unknown days listed as missing rather than counted as zero. The rules themselves
+(what to ask, merging with history, roll-ups) are pure functions in :mod:`gateway.usage`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property
+from typing import Any, TypeVar
 
 from gateway.cache import Cache, fingerprint
 from gateway.domain import (
     Account,
     AccountConfig,
-    EndpointUsage,
     Granularity,
     Limits,
     ProviderId,
@@ -28,21 +29,18 @@ from gateway.domain import (
     SourceState,
     SourceStatus,
     Usage,
-    UsageDetails,
-    UsagePoint,
     UsageReport,
-    bucket_start,
-    day_start,
-    days_between,
     utc_now,
 )
 from gateway.errors import InputError
 from gateway.forecast import Forecast, forecast, window_of
 from gateway.history import DayRecord, HistoryStore, QuotaSample, SnapshotRun
 from gateway.settings import CacheTimes
-from gateway.upstream import Upstream
+from gateway.upstream import Fetched, Upstream
+from gateway.usage import FROM_HISTORY, build_usage, empty_usage, live_range, merge_history
 from providers.base import BaseProvider
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 EARLIEST_DAY = date(2000, 1, 1)
@@ -124,24 +122,39 @@ class GatewayService:
         return RequestScope(self)
 
 
+@dataclass(frozen=True)
+class UsageArgs:
+    """The arguments of one ``usage`` field: what a request asks of an account's usage."""
+
+    start: date
+    end: date
+    granularity: Granularity
+    recheck: bool = False
+
+
 class RequestScope:
-    """Per-request memo of vendor fetches and per-account status."""
+    """Per-request memo of vendor reads: each payload is read once and keeps its own status."""
 
     def __init__(self, service: GatewayService) -> None:
         self.service = service
-        self._tasks: dict[tuple[object, ...], asyncio.Task[object]] = {}
-        self._by_account: dict[str, list[asyncio.Task[object]]] = {}
-        self._status: dict[str, SourceStatus] = {}
+        self._tasks: dict[tuple[object, ...], asyncio.Task[Any]] = {}
 
     # -- public reads ----------------------------------------------------------------------
 
+    async def limits_payload(self, account_id: str) -> Fetched:
+        """The account's quotas and rate limits with their status (value ``None`` on failure)."""
+        configured = self.service.configured(account_id)
+        return await self._once(
+            ("limits", account_id),
+            lambda: self._fetch(
+                account_id, "limits", (), configured.provider.limits, configured.times.limits
+            ),
+        )
+
     async def limits(self, account_id: str) -> Limits:
         """The account's quotas and rate limits; empty when the vendor failed."""
-        configured = self.service.configured(account_id)
-        result = await self._once(
-            account_id, "limits", (), configured.provider.limits, configured.times.limits
-        )
-        return result if isinstance(result, Limits) else Limits()
+        value = (await self.limits_payload(account_id)).value
+        return value if isinstance(value, Limits) else Limits()
 
     async def quotas(
         self, provider: ProviderId | None = None, min_utilization: float | None = None
@@ -165,42 +178,39 @@ class RequestScope:
         )
 
     async def usage(
-        self, account_id: str, start: date, end: date, granularity: Granularity
+        self,
+        account_id: str,
+        start: date,
+        end: date,
+        granularity: Granularity,
+        *,
+        recheck: bool = False,
     ) -> Usage:
-        """Usage for ``start``..``end`` in buckets of ``granularity``."""
-        configured = self.service.configured(account_id)
-        provider = configured.provider
-        today = self.service.clock().date()
-        native = self._plan(provider, start, end, granularity, today)
-        last = min(end, today)
-        problem = provider.check_range(start, last, native) if start <= last else None
-        if problem is not None:
-            raise InputError(problem, argument="granularity")
-        if start > last:
-            return _empty_usage(start, end, granularity)
-        live_since = provider.live_since(today)
-        live_start = max(start, live_since) if live_since is not None else start
-        report: UsageReport | None = None
-        if live_start <= last:  # only the part the vendor still keeps is asked of it
-            ttl = configured.times.history if last < today else configured.times.usage
-            answer = await self._once(
-                account_id,
-                "usage",
-                (live_start.isoformat(), last.isoformat(), native.value),
-                lambda: provider.usage(live_start, last, native),
-                ttl,
-            )
-            report = answer if isinstance(answer, UsageReport) else None
-        history = self.service.history
-        days_wanted = (last - start).days + 1
-        if (
-            history is not None
-            and native in (Granularity.DAY, Granularity.MONTH)
-            and (report is None or len(report.known_days) < days_wanted)
-        ):
-            records = await history.days(account_id, start, last)
-            report = with_history(report, records)
-        return build_usage(report, start, end, last, granularity)
+        """Usage for ``start``..``end`` in buckets of ``granularity``, with its own status.
+
+        Read once per request for the same arguments; ``InputError`` for a range the vendor
+        cannot answer.
+        """
+        args = UsageArgs(start, end, granularity, recheck)
+        return await self._once(("usage", account_id, args), lambda: self._usage(account_id, args))
+
+    async def source(self, account_id: str, usages: Iterable[UsageArgs] = ()) -> SourceStatus:
+        """How fresh this account's data is, over exactly the payloads named: its limits, and
+        the usage of each of ``usages`` (the ``usage`` fields its selection asks for).
+
+        Every one of them is awaited, so the answer does not depend on which resolver ran first.
+        A usage the caller asked for wrongly (an ``InputError``) has no payload and no say.
+        """
+        statuses = [(await self.limits_payload(account_id)).status]
+        for args in dict.fromkeys(usages):
+            try:
+                usage = await self.usage(
+                    account_id, args.start, args.end, args.granularity, recheck=args.recheck
+                )
+            except InputError:
+                continue
+            statuses.append(usage.source)
+        return combine(statuses)
 
     async def quota_history(
         self, quota_id: str, start: datetime, end: datetime
@@ -235,16 +245,49 @@ class RequestScope:
         history = self.service.history
         return [] if history is None else await history.runs(account_id, limit)
 
-    async def source(self, account_id: str) -> SourceStatus:
-        """How fresh this account's data is, over everything this request fetched for it."""
-        await self.limits(account_id)
-        # Let sibling resolvers of the same account (started in the same gather) register.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        await asyncio.gather(*self._by_account.get(account_id, []), return_exceptions=True)
-        return self._status.get(account_id, SourceStatus(SourceState.FRESH))
-
     # -- internals -------------------------------------------------------------------------
+
+    async def _usage(self, account_id: str, args: UsageArgs) -> Usage:
+        configured = self.service.configured(account_id)
+        provider = configured.provider
+        start, end, granularity = args.start, args.end, args.granularity
+        today = self.service.clock().date()
+        native = self._plan(provider, start, end, granularity, today)
+        last = min(end, today)
+        problem = provider.check_range(start, last, native) if start <= last else None
+        if problem is not None:
+            raise InputError(problem, argument="granularity")
+        if start > last:
+            return empty_usage(start, end, granularity)
+        history = self.service.history
+        records: list[DayRecord] = []
+        if history is not None and native in (Granularity.DAY, Granularity.MONTH):
+            records = await history.days(account_id, start, last)
+        # A stored day replaces the vendor's only where it keeps the endpoint split too;
+        # otherwise the range's endpoint totals would cover only the days asked.
+        ask = live_range(
+            start,
+            last,
+            today,
+            provider.live_since(today),
+            {r.day for r in records if r.endpoints is not None},
+            recheck=args.recheck,
+        )
+        report: UsageReport | None = None
+        status = FROM_HISTORY
+        if ask is not None:  # only what the vendor still keeps, and the store does not hold
+            first, final = ask
+            ttl = configured.times.history if final < today else configured.times.usage
+            fetched = await self._fetch(
+                account_id,
+                "usage",
+                (first.isoformat(), final.isoformat(), native.value),
+                lambda: provider.usage(first, final, native),
+                ttl,
+            )
+            report = fetched.value if isinstance(fetched.value, UsageReport) else None
+            status = fetched.status
+        return build_usage(merge_history(report, records), start, end, last, granularity, status)
 
     def _plan(
         self,
@@ -290,22 +333,14 @@ class RequestScope:
             )
         return granularity
 
-    async def _once(
-        self,
-        account_id: str,
-        resource: str,
-        params: tuple[object, ...],
-        fetch: Callable[[], Awaitable[object]],
-        ttl: float,
-    ) -> object:
-        """One fetch per (account, resource, params) in this request; ``None`` on failure."""
-        key = (account_id, resource, *params)
+    async def _once(self, key: tuple[object, ...], make: Callable[[], Awaitable[T]]) -> T:
+        """One task per ``key`` in this request; every caller awaits the same outcome."""
         task = self._tasks.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._fetch(account_id, resource, params, fetch, ttl))
+            task = asyncio.ensure_future(make())
             self._tasks[key] = task
-            self._by_account.setdefault(account_id, []).append(task)
-        return await asyncio.shield(task)
+        result: T = await asyncio.shield(task)
+        return result
 
     async def _fetch(
         self,
@@ -314,9 +349,9 @@ class RequestScope:
         params: tuple[object, ...],
         fetch: Callable[[], Awaitable[object]],
         ttl: float,
-    ) -> object:
+    ) -> Fetched:
         configured = self.service.configured(account_id)
-        outcome = await self.service.upstream.fetch(
+        return await self.service.upstream.fetch(
             account_id,
             configured.fingerprint,
             configured.provider.display_name,
@@ -326,56 +361,14 @@ class RequestScope:
             ttl,
             configured.times.max_stale,
         )
-        self._note(account_id, outcome.status)
-        return outcome.value
-
-    def _note(self, account_id: str, status: SourceStatus) -> None:
-        current = self._status.get(account_id)
-        if current is None or _SEVERITY[status.state] > _SEVERITY[current.state]:
-            self._status[account_id] = status
-        elif (
-            status.state is current.state
-            and status.fetched_at
-            and current.fetched_at
-            and status.fetched_at < current.fetched_at
-        ):  # the same state: show the oldest data's age
-            self._status[account_id] = replace(current, fetched_at=status.fetched_at)
 
 
-def _empty_usage(start: date, end: date, granularity: Granularity) -> Usage:
-    return Usage(start, end, granularity, 0, 0, None, (), (), ())
-
-
-def build_usage(
-    report: UsageReport | None,
-    start: date,
-    end: date,
-    last: date,
-    granularity: Granularity,
-) -> Usage:
-    """Roll a provider report up into ``granularity`` buckets and list unknown days.
-
-    ``last`` is the last day that can have data (``end`` or today, whichever is earlier); days
-    after it are in the future, neither counted nor missing. With no report at all, every day up
-    to ``last`` is missing.
-    """
-    days = list(days_between(start, last))
-    if report is None:
-        return Usage(start, end, granularity, 0, 0, None, (), (), tuple(days))
-    series = rollup(report.points, granularity)
-    has_bytes = any(p.bytes is not None for p in series)
-    return Usage(
-        from_=start,
-        to=end,
-        granularity=granularity,
-        requests=sum(p.requests for p in series),
-        quota_requests=sum(p.quota_requests for p in series),
-        bytes=sum(p.bytes or 0 for p in series) if has_bytes else None,
-        series=series,
-        endpoints=tuple(sorted(report.endpoints, key=lambda e: (-e.requests, e.endpoint))),
-        missing_days=tuple(d for d in days if d not in report.known_days),
-        details=report.details,
-    )
+def combine(statuses: Sequence[SourceStatus]) -> SourceStatus:
+    """One status over several payloads: the most severe state, and with it that payload's
+    message, cause and retry time; among payloads in that state, the oldest data's age."""
+    worst = max(statuses, key=lambda s: _SEVERITY[s.state])
+    ages = [s.fetched_at for s in statuses if s.state is worst.state and s.fetched_at is not None]
+    return replace(worst, fetched_at=min(ages)) if ages else worst
 
 
 class AlertKind(enum.Enum):
@@ -392,51 +385,3 @@ class QuotaAlert:
     quota: Quota
     kind: AlertKind
     forecast: Forecast | None
-
-
-def with_history(report: UsageReport | None, records: Sequence[DayRecord]) -> UsageReport | None:
-    """``report`` with the stored days it does not know itself (older days, or all of them
-    when the vendor failed)."""
-    known = report.known_days if report is not None else frozenset()
-    used = [r for r in records if r.day not in known]
-    if not used:
-        return report
-    totals: dict[tuple[str, bool], int] = {
-        (e.endpoint, e.consumes_quota): e.requests for e in (report.endpoints if report else ())
-    }
-    for record in used:
-        for item in record.endpoints or ():
-            key = (item.endpoint, item.consumes_quota)
-            totals[key] = totals.get(key, 0) + item.requests
-    points = [
-        UsagePoint(day_start(r.day), r.requests, r.quota_requests, r.bytes, r.failed_requests)
-        for r in used
-    ]
-    return UsageReport(
-        points=tuple(sorted([*(report.points if report else ()), *points], key=lambda p: p.start)),
-        endpoints=tuple(EndpointUsage(e, n, q) for (e, q), n in totals.items()),
-        known_days=known | {r.day for r in used},
-        details=report.details if report is not None else UsageDetails(),
-    )
-
-
-def rollup(points: Sequence[UsagePoint], granularity: Granularity) -> tuple[UsagePoint, ...]:
-    """Sum points into buckets of ``granularity`` (weeks from Monday, months from the 1st)."""
-    buckets: dict[datetime, list[UsagePoint]] = {}
-    for point in points:
-        buckets.setdefault(bucket_start(point.start, granularity), []).append(point)
-    result = []
-    for moment in sorted(buckets):
-        group = buckets[moment]
-        byte_values = [p.bytes for p in group if p.bytes is not None]
-        failed = [p.failed_requests for p in group]
-        result.append(
-            UsagePoint(
-                start=moment,
-                requests=sum(p.requests for p in group),
-                quota_requests=sum(p.quota_requests for p in group),
-                bytes=sum(byte_values) if byte_values else None,
-                failed_requests=None if None in failed else sum(f or 0 for f in failed),
-            )
-        )
-    return tuple(result)

@@ -44,6 +44,7 @@ def day_records(report: UsageReport) -> list[DayRecord]:
             bytes=point.bytes,
             failed_requests=point.failed_requests,
             endpoints=split.get(point.start.date()) if split is not None else None,
+            absent=point.start.date() in report.absent_days,
         )
         for point in report.points
         if point.start.date() in report.known_days

@@ -108,8 +108,12 @@ async def test_a_revised_day_is_updated_and_the_change_recorded(emulators, store
         (outcome,) = await snapshot(settings_for(moved, history_path=str(store_path)), lambda: NOW)
     before, after = emulators["virustotal"].emulator, revised
     expected = 0
+    kept = 0
     for day in days(TODAY - timedelta(days=59), TODAY - timedelta(days=1)):
         old, new = vt_day(before, day), vt_day(after, day)
+        if not any(after.data.day(GROUP, day, 1.0)):  # left out of the answer: vendor silence
+            kept += sum(old[0].values()) + sum(old[1].values()) > 0
+            continue  # never erases a stored day
         expected += sum(old[0].values()) + sum(old[1].values()) != sum(new[0].values()) + sum(
             new[1].values()
         )
@@ -118,6 +122,7 @@ async def test_a_revised_day_is_updated_and_the_change_recorded(emulators, store
                 1 for k, v in new[index].items() if k in old[index] and old[index][k] != v
             )
     assert outcome.ok and outcome.changed == expected > 0
+    assert kept > 0  # the seeds leave days out that the first snapshot stored with use
     assert rows(store_path, "usage_changes") == expected
     day = TODAY - timedelta(days=1)
     with sqlite3.connect(store_path) as db:
@@ -177,6 +182,17 @@ async def test_a_year_is_answered_from_history_and_live_for_recent_days(tmp_path
                       endpoints { endpoint requests consumesQuota } } } }""",
                 {"from": first.isoformat(), "to": TODAY.isoformat()},
             )
+            asked = sorted(
+                (r.param("start_date"), r.param("end_date"))
+                for r in vendor.served
+                if r.path.endswith("/api_usage")
+            )
+            vendor.reset()
+            rechecked = await gateway.data(
+                """query($from: Date!, $to: Date!) { account(id: "vt-soc") {
+                    usage(from: $from, to: $to, recheck: true) { requests missingDays } } }""",
+                {"from": first.isoformat(), "to": TODAY.isoformat()},
+            )
             await gateway.client.aclose()
             await app.state.service.history.close()
     usage = answer["account"]["usage"]
@@ -206,10 +222,16 @@ async def test_a_year_is_answered_from_history_and_live_for_recent_days(tmp_path
     assert {(e["endpoint"], e["consumesQuota"]): e["requests"] for e in usage["endpoints"]} == (
         per_endpoint
     )
+    # only the days the store does not hold: after the last snapshot (10 days ago) up to today
+    assert asked == [("20260308", "20260318")]
+    # a revision check asks for every day VirusTotal still keeps, in two 30-day calls
     usage_calls = [r for r in vendor.served if r.path.endswith("/api_usage")]
     served = sorted((r.param("start_date"), r.param("end_date")) for r in usage_calls)
-    # only the 60 days VirusTotal still keeps, in two 30-day calls
     assert served == [("20260118", "20260216"), ("20260217", "20260318")]
+    assert rechecked["account"]["usage"] == {
+        "requests": usage["requests"],
+        "missingDays": usage["missingDays"],
+    }
 
 
 # -- forecasts ---------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_graphql_types_mirror_the_domain() -> None:
             domain.Quota,
             "Quota",
             {"vendor_exceeded"},
-            {"remaining", "utilization", "exceeded", "history", "forecast"},
+            {"remaining", "utilization", "exceeded", "history", "forecast", "source"},
         ),
         (history.QuotaSample, "QuotaSample", set(), set()),
         (history.SnapshotRun, "SnapshotRun", set(), set()),
@@ -154,7 +154,8 @@ def test_graphql_types_mirror_the_domain() -> None:
             domain.Account,
             "Account",
             set(),
-            {"source", "plan", "activeRulesets", "vendorAlerts", "quotas", "rateLimits", "usage"},
+            {"source", "quotasSource", "plan", "activeRulesets", "vendorAlerts"}
+            | {"quotas", "rateLimits", "usage"},
         ),
         (domain.Allowance, "Allowance", set(), set()),
         (domain.Entitlement, "Entitlement", set(), set()),

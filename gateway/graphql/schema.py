@@ -22,6 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway import domain
 from gateway.errors import InputError
+from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
     SCALARS,
     Account,
@@ -56,7 +57,11 @@ class Query:
         ] = None,
     ) -> list[Account]:
         service = scope_of(info).service
-        return [Account.from_domain(a) for a in service.accounts(_provider(provider))]
+        plan = usage_plan(info)
+        return [
+            Account.from_domain(a, plan.for_account(a))
+            for a in service.accounts(_provider(provider))
+        ]
 
     @strawberry.field(description="One account by its config id; null when there is none.")
     def account(
@@ -65,7 +70,11 @@ class Query:
         id: Annotated[strawberry.ID, strawberry.argument(description="The account's id.")],
     ) -> Account | None:
         found = scope_of(info).service.account(str(id))
-        return None if found is None else Account.from_domain(found)
+        return (
+            None
+            if found is None
+            else Account.from_domain(found, usage_plan(info).for_account(found))
+        )
 
     @strawberry.field(description="Every account's quotas, highest utilization first.")
     async def quotas(

@@ -15,6 +15,7 @@ from strawberry.litestar import BaseContext
 
 from gateway import domain, history
 from gateway.forecast import Forecast
+from gateway.service import UsageArgs
 
 if TYPE_CHECKING:
     from gateway.service import RequestScope
@@ -335,6 +336,13 @@ class Quota:
     )
     _domain: strawberry.Private[domain.Quota]
 
+    @strawberry.field(
+        description="How fresh this quota is: the status of the read of its account's quotas."
+    )
+    async def source(self, info: strawberry.Info) -> SourceStatus:
+        payload = await scope_of(info).limits_payload(self._domain.account_id)
+        return SourceStatus.from_domain(payload.status)
+
     @strawberry.field(description="The quota's use as sampled by snapshots, oldest first.")
     async def history(
         self,
@@ -553,10 +561,15 @@ class Usage:
     missing_days: list[date] = strawberry.field(
         description="Days up to today with no data from vendor or history: unknown, not zero."
     )
+    source: SourceStatus = strawberry.field(
+        description="How fresh this usage is: the status of the vendor read it came from "
+        "(FRESH with no fetchedAt when the history store answered it all)."
+    )
 
     @classmethod
     def from_domain(cls, usage: domain.Usage) -> Usage:
         return cls(
+            source=SourceStatus.from_domain(usage.source),
             from_=usage.from_,
             to=usage.to,
             granularity=_enum(Granularity, usage.granularity),
@@ -604,19 +617,32 @@ class Account:
     provider: Provider = strawberry.field(description="The vendor.")
     name: str = strawberry.field(description="Display name from the config.")
     scope: AccountScope = strawberry.field(description="Whose usage the account reports.")
+    _usages: strawberry.Private[tuple[UsageArgs, ...]]
+    """The ``usage`` fields the query selects on this account (their payloads count in
+    ``source``)."""
 
     @classmethod
-    def from_domain(cls, account: domain.Account) -> Account:
+    def from_domain(cls, account: domain.Account, usages: tuple[UsageArgs, ...] = ()) -> Account:
         return cls(
             id=strawberry.ID(account.id),
             provider=_enum(Provider, account.provider),
             name=account.name,
             scope=_enum(AccountScope, account.scope),
+            _usages=usages,
         )
 
-    @strawberry.field(description="How fresh this account's data is in this answer, and why not.")
+    @strawberry.field(
+        description="How fresh this account's data is in this answer, and why not: the most "
+        "severe status over its quotas and every usage this query selects on it."
+    )
     async def source(self, info: strawberry.Info) -> SourceStatus:
-        return SourceStatus.from_domain(await scope_of(info).source(self.id))
+        return SourceStatus.from_domain(await scope_of(info).source(self.id, self._usages))
+
+    @strawberry.field(
+        description="How fresh the account's quotas, rate limits, plan and vendor alerts are."
+    )
+    async def quotas_source(self, info: strawberry.Info) -> SourceStatus:
+        return SourceStatus.from_domain((await scope_of(info).limits_payload(self.id)).status)
 
     @strawberry.field(description="The vendor's plan or tier name for the account, if it says.")
     async def plan(self, info: strawberry.Info) -> str | None:
@@ -658,8 +684,17 @@ class Account:
         granularity: Annotated[
             Granularity, strawberry.argument(description="Bucket size of the series.")
         ] = Granularity.DAY,
+        recheck: Annotated[
+            bool,
+            strawberry.argument(
+                description="Ask the vendor again even for closed days the history store "
+                "holds (a revision check); by default those are answered from the store."
+            ),
+        ] = False,
     ) -> Usage:
-        usage = await scope_of(info).usage(self.id, from_, to, domain.Granularity[granularity.name])
+        usage = await scope_of(info).usage(
+            self.id, from_, to, domain.Granularity[granularity.name], recheck=recheck
+        )
         return Usage.from_domain(usage)
 
 

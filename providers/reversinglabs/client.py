@@ -265,6 +265,7 @@ class ReversingLabsProvider(BaseProvider):
         metered = any(p.bytes is not None for ps in periods.values() for p in ps.values())
         points = []
         totals: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         for moment in sorted(periods):
             products = periods[moment]
             queries = sum(p.queries for p in products.values())
@@ -272,12 +273,19 @@ class ReversingLabsProvider(BaseProvider):
             points.append(UsagePoint(day_start(moment), queries, queries, used))
             for name, product in products.items():
                 totals[name] = totals.get(name, 0) + product.queries
+                sizes[name] = sizes.get(name, 0) + (product.bytes or 0)
         return UsageReport(
             points=tuple(points),
-            endpoints=tuple(EndpointUsage(name, n, True) for name, n in totals.items()),
+            endpoints=tuple(
+                EndpointUsage(name, n, True, bytes=sizes[name] if metered else None)
+                for name, n in totals.items()
+            ),
             known_days=frozenset(known),
             day_endpoints={
-                day: tuple(EndpointUsage(n, p.queries, True) for n, p in periods[day].items())
+                day: tuple(
+                    EndpointUsage(n, p.queries, True, bytes=(p.bytes or 0) if metered else None)
+                    for n, p in periods[day].items()
+                )
                 for day in day_level
             },
         )

@@ -200,6 +200,7 @@ class VirusTotalProvider(BaseProvider):
         endpoints: dict[tuple[str, bool], int] = {}
         per_day: dict[date, dict[tuple[str, bool], int]] = {}
         known: set[date] = set()
+        listed: set[date] = set()
         for body, (first, last) in zip(bodies, pieces, strict=True):
             payload = unwrap(body)
             if payload and not USAGE_KEYS & payload.keys():
@@ -216,6 +217,7 @@ class VirusTotalProvider(BaseProvider):
                     day = date.fromisoformat(day_text)
                     if not first <= day <= last:
                         continue  # not what this call asked for
+                    listed.add(day)
                     for name, value in as_object(counts or {}, f"{key}[{day_text}]").items():
                         count = as_count(value, f"{key}[{day_text}][{name}]")
                         endpoint = (normalise_endpoint(str(name)), quota)
@@ -225,8 +227,9 @@ class VirusTotalProvider(BaseProvider):
                         every[day] = every.get(day, 0) + count
                         if quota:
                             consuming[day] = consuming.get(day, 0) + count
-            # Inside the retention window an absent day is a day without use: the vendor
-            # answered for the whole range of the call.
+            # The vendor answered for the whole range of the call: a day it left out is a day
+            # without use, or one it no longer keeps (its real retention may be shorter than
+            # configured), so it counts as zero unless the history store knows better.
             known.update(days_between(first, last))
         points = tuple(
             UsagePoint(
@@ -240,6 +243,7 @@ class VirusTotalProvider(BaseProvider):
             points=points,
             endpoints=tuple(EndpointUsage(e, n, q) for (e, q), n in endpoints.items()),
             known_days=frozenset(known),
+            absent_days=frozenset(known - listed),
             day_endpoints={
                 day: tuple(
                     EndpointUsage(e, n, q) for (e, q), n in sorted(per_day.get(day, {}).items())

@@ -1,0 +1,124 @@
+"""What a query asks of each account, read from its document (variables, fragments and
+``@skip``/``@include`` applied), so ``Account.source`` covers exactly the payloads the request
+reads for that account, wherever in the query they are selected."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import strawberry
+from strawberry.types.nodes import (
+    FragmentSpread,
+    InlineFragment,
+    SelectedField,
+    convert_selections,
+)
+
+from gateway import domain
+from gateway.domain import Granularity
+from gateway.service import UsageArgs
+
+Selection = SelectedField | FragmentSpread | InlineFragment
+
+
+@dataclass(frozen=True)
+class UsagePlan:
+    """Every ``usage`` field of an operation, with the root field that leads to its account."""
+
+    entries: tuple[tuple[str | None, str | None, UsageArgs], ...] = ()
+    """(account id of ``account(id:)``, provider of ``accounts(provider:)``, the arguments)."""
+
+    def for_account(self, account: domain.Account) -> tuple[UsageArgs, ...]:
+        """The usage arguments the operation selects on ``account``, each once."""
+        return tuple(
+            dict.fromkeys(
+                args
+                for account_id, provider, args in self.entries
+                if (account_id is None or account_id == account.id)
+                and (provider is None or provider == _provider_id(account.provider))
+            )
+        )
+
+
+def usage_plan(info: strawberry.Info) -> UsagePlan:
+    """The operation's plan, worked out once per operation document and variables."""
+    raw = info._raw_info
+    entries: list[tuple[str | None, str | None, UsageArgs]] = []
+    roots = raw.operation.selection_set.selections
+    # convert_selections handles fragment nodes too; its annotation names only FieldNode.
+    for root in _fields(convert_selections(raw, roots)):  # type: ignore[arg-type]
+        if root.name == "account":
+            account_id, provider = str(root.arguments.get("id")), None
+        elif root.name == "accounts":
+            account_id, provider = None, _provider(root.arguments.get("provider"))
+        else:
+            continue
+        for field in _fields(root.selections):
+            if field.name == "usage":
+                args = _usage_args(field.arguments)
+                if args is not None:
+                    entries.append((account_id, provider, args))
+    return UsagePlan(tuple(entries))
+
+
+def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
+    """The fields of one selection set, through fragments, that ``@skip``/``@include`` keep."""
+    for selection in selections:
+        if not _included(selection.directives):
+            continue
+        if isinstance(selection, SelectedField):
+            yield selection
+        else:
+            yield from _fields(selection.selections)
+
+
+def _included(directives: Mapping[str, Mapping[str, Any]]) -> bool:
+    if "skip" in directives and directives["skip"].get("if") is True:
+        return False
+    return not ("include" in directives and directives["include"].get("if") is not True)
+
+
+def _usage_args(arguments: Mapping[str, Any]) -> UsageArgs | None:
+    """The arguments as the resolver will see them; ``None`` where they cannot be read (the
+    field itself then answers with the error)."""
+    try:
+        start, end = _day(arguments["from"]), _day(arguments["to"])
+        granularity = _granularity(arguments.get("granularity"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return UsageArgs(start, end, granularity, arguments.get("recheck") is True)
+
+
+def _day(value: object) -> date:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    raise TypeError("not a day")
+
+
+def _granularity(value: object) -> Granularity:
+    if value is None:
+        return Granularity.DAY
+    if isinstance(value, enum.Enum):
+        return Granularity[value.name]
+    if isinstance(value, str):
+        return Granularity[value] if value in Granularity.__members__ else Granularity(value)
+    raise TypeError("not a granularity")
+
+
+def _provider(value: object) -> str | None:
+    """A ``Provider`` argument (an enum member from a variable, its name from a literal)."""
+    if value is None:
+        return None
+    if isinstance(value, enum.Enum):
+        return str(value.name).lower()
+    return str(value).lower()
+
+
+def _provider_id(provider: object) -> str:
+    return str(provider.value if isinstance(provider, enum.Enum) else provider).lower()

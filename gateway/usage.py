@@ -1,0 +1,168 @@
+"""Pure functions over usage: what to ask the vendor, how to merge it with history, roll-ups.
+
+Nothing here awaits or reads a clock: the service passes in today, the vendor's answer and the
+stored days, and gets back plain values, so each rule has unit tests of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+
+from gateway.domain import (
+    EndpointUsage,
+    Granularity,
+    SourceState,
+    SourceStatus,
+    Usage,
+    UsageDetails,
+    UsagePoint,
+    UsageReport,
+    bucket_start,
+    day_start,
+    days_between,
+)
+from gateway.history import DayRecord
+
+
+def live_range(
+    start: date,
+    last: date,
+    today: date,
+    live_since: date | None,
+    stored: Collection[date],
+    *,
+    recheck: bool = False,
+) -> tuple[date, date] | None:
+    """The days ``start``..``last`` to ask the vendor for, or ``None`` for none.
+
+    Days before ``live_since`` are gone from the vendor. Closed days (before ``today``) that the
+    history store already holds, from the first day on, need not be asked again unless the
+    caller wants a revision check (``recheck``); the rest is asked in one contiguous range.
+    """
+    first = max(start, live_since) if live_since is not None else start
+    if not recheck:
+        while first <= last and first < today and first in stored:
+            first += timedelta(days=1)
+    return (first, last) if first <= last else None
+
+
+def merge_history(report: UsageReport | None, records: Sequence[DayRecord]) -> UsageReport | None:
+    """``report`` with the stored days it does not answer for itself.
+
+    A stored day counts where the vendor gave nothing for it: a day outside what it was asked
+    or kept, every day when it failed, and a day its answer left out (``absent_days``: the vendor
+    counts those as zero, but may simply no longer keep them). A day the vendor listed wins over
+    the stored one. Endpoint entries keep their details: requests and bytes add up; error rates
+    and latencies are combined weighted by requests where both sides know them.
+    """
+    listed = report.known_days - report.absent_days if report is not None else frozenset()
+    used = [r for r in records if r.day not in listed]
+    if not used:
+        return report
+    replaced = {r.day for r in used}
+    points = [p for p in (report.points if report else ()) if p.start.date() not in replaced]
+    points += [
+        UsagePoint(day_start(r.day), r.requests, r.quota_requests, r.bytes, r.failed_requests)
+        for r in used
+    ]
+    endpoints: dict[tuple[str, bool], EndpointUsage] = {
+        (e.endpoint, e.consumes_quota): e for e in (report.endpoints if report else ())
+    }
+    for record in used:
+        for item in record.endpoints or ():
+            key = (item.endpoint, item.consumes_quota)
+            endpoints[key] = add_endpoint(endpoints[key], item) if key in endpoints else item
+    return UsageReport(
+        points=tuple(sorted(points, key=lambda p: p.start)),
+        endpoints=tuple(endpoints.values()),
+        known_days=(report.known_days if report else frozenset()) | replaced,
+        details=report.details if report is not None else UsageDetails(),
+    )
+
+
+def add_endpoint(a: EndpointUsage, b: EndpointUsage) -> EndpointUsage:
+    """One endpoint's totals over two disjoint sets of days."""
+
+    def weighted(x: float | None, y: float | None) -> float | None:
+        if b.requests == 0:
+            return x
+        if a.requests == 0:
+            return y
+        if x is None or y is None:
+            return None
+        return (x * a.requests + y * b.requests) / (a.requests + b.requests)
+
+    return replace(
+        a,
+        requests=a.requests + b.requests,
+        bytes=None if a.bytes is None or b.bytes is None else a.bytes + b.bytes,
+        error_rate=weighted(a.error_rate, b.error_rate),
+        average_latency_ms=weighted(a.average_latency_ms, b.average_latency_ms),
+    )
+
+
+def build_usage(
+    report: UsageReport | None,
+    start: date,
+    end: date,
+    last: date,
+    granularity: Granularity,
+    source: SourceStatus,
+) -> Usage:
+    """Roll a report up into ``granularity`` buckets and list unknown days.
+
+    ``last`` is the last day that can have data (``end`` or today, whichever is earlier); days
+    after it are in the future, neither counted nor missing. With no report at all, every day up
+    to ``last`` is missing. ``source`` is the status of the vendor read the report came from.
+    """
+    days = list(days_between(start, last))
+    if report is None:
+        return Usage(start, end, granularity, 0, 0, None, (), (), tuple(days), source=source)
+    series = rollup(report.points, granularity)
+    has_bytes = any(p.bytes is not None for p in series)
+    return Usage(
+        from_=start,
+        to=end,
+        granularity=granularity,
+        requests=sum(p.requests for p in series),
+        quota_requests=sum(p.quota_requests for p in series),
+        bytes=sum(p.bytes or 0 for p in series) if has_bytes else None,
+        series=series,
+        endpoints=tuple(sorted(report.endpoints, key=lambda e: (-e.requests, e.endpoint))),
+        missing_days=tuple(d for d in days if d not in report.known_days),
+        details=report.details,
+        source=source,
+    )
+
+
+def empty_usage(start: date, end: date, granularity: Granularity) -> Usage:
+    """A range wholly in the future: nothing to count, nothing missing, nothing asked."""
+    return Usage(start, end, granularity, 0, 0, None, (), (), (), source=FROM_HISTORY)
+
+
+FROM_HISTORY = SourceStatus(SourceState.FRESH)
+"""The status of usage the gateway answered without asking the vendor (stored or future days)."""
+
+
+def rollup(points: Sequence[UsagePoint], granularity: Granularity) -> tuple[UsagePoint, ...]:
+    """Sum points into buckets of ``granularity`` (weeks from Monday, months from the 1st)."""
+    buckets: dict[datetime, list[UsagePoint]] = {}
+    for point in points:
+        buckets.setdefault(bucket_start(point.start, granularity), []).append(point)
+    result = []
+    for moment in sorted(buckets):
+        group = buckets[moment]
+        byte_values = [p.bytes for p in group if p.bytes is not None]
+        failed = [p.failed_requests for p in group]
+        result.append(
+            UsagePoint(
+                start=moment,
+                requests=sum(p.requests for p in group),
+                quota_requests=sum(p.quota_requests for p in group),
+                bytes=sum(byte_values) if byte_values else None,
+                failed_requests=None if None in failed else sum(f or 0 for f in failed),
+            )
+        )
+    return tuple(result)
