@@ -90,7 +90,7 @@ async def test_source_does_not_depend_on_the_order_of_fields(broken_usage, order
     if order >= 3:
         fields.reverse()
     for _ in range(5):
-        data = await gateway.data('{ account(id: "vt") { %s } }' % " ".join(fields))
+        data = await gateway.data('{ account(id: "vt") { ' + " ".join(fields) + " } }")
         assert data["account"]["source"]["state"] == "UNAVAILABLE"
 
 
