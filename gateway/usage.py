@@ -94,10 +94,17 @@ def add_endpoint(a: EndpointUsage, b: EndpointUsage) -> EndpointUsage:
             return None
         return (x * a.requests + y * b.requests) / (a.requests + b.requests)
 
+    def plus(x: int | None, y: int | None) -> int | None:
+        if y is None and b.requests == 0:
+            return x
+        if x is None and a.requests == 0:
+            return y
+        return None if x is None or y is None else x + y
+
     return replace(
         a,
         requests=a.requests + b.requests,
-        bytes=None if a.bytes is None or b.bytes is None else a.bytes + b.bytes,
+        bytes=plus(a.bytes, b.bytes),
         error_rate=weighted(a.error_rate, b.error_rate),
         average_latency_ms=weighted(a.average_latency_ms, b.average_latency_ms),
     )

@@ -273,17 +273,17 @@ class ReversingLabsProvider(BaseProvider):
             points.append(UsagePoint(day_start(moment), queries, queries, used))
             for name, product in products.items():
                 totals[name] = totals.get(name, 0) + product.queries
-                sizes[name] = sizes.get(name, 0) + (product.bytes or 0)
+                if product.bytes is not None:  # only byte-metered products report bytes
+                    sizes[name] = sizes.get(name, 0) + product.bytes
         return UsageReport(
             points=tuple(points),
             endpoints=tuple(
-                EndpointUsage(name, n, True, bytes=sizes[name] if metered else None)
-                for name, n in totals.items()
+                EndpointUsage(name, n, True, bytes=sizes.get(name)) for name, n in totals.items()
             ),
             known_days=frozenset(known),
             day_endpoints={
                 day: tuple(
-                    EndpointUsage(n, p.queries, True, bytes=(p.bytes or 0) if metered else None)
+                    EndpointUsage(n, p.queries, True, bytes=p.bytes)
                     for n, p in periods[day].items()
                 )
                 for day in day_level

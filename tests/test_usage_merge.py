@@ -1,0 +1,200 @@
+"""Vendor silence never erases what we know: the live/history merge and range planning.
+
+The pure rules (gateway/usage.py) first, then end to end: a VirusTotal that keeps fewer days than
+configured, and ReversingLabs bytes per product merged from the store.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import httpx
+
+from gateway.app import create_app
+from gateway.domain import (
+    EndpointUsage,
+    Granularity,
+    SourceState,
+    SourceStatus,
+    UsagePoint,
+    UsageReport,
+    day_start,
+)
+from gateway.history import DayRecord
+from gateway.servers import ServerThread
+from gateway.usage import add_endpoint, build_usage, live_range, merge_history
+from providers.virustotal.emulator import VirusTotalEmulator
+from tests.conftest import NOW, TLS, Gateway, account_entry, settings_for
+from tests.providers.test_reversinglabs import ACME, bytes_of, queries_of, usage_report
+from tests.test_history import GROUP, days, snapshot
+
+TODAY = NOW.date()
+D = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]  # 1..5 March
+FRESH = SourceStatus(SourceState.FRESH)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def test_live_range_skips_leading_stored_closed_days() -> None:
+    today = D[4]
+    assert live_range(D[0], D[4], today, None, set()) == (D[0], D[4])
+    assert live_range(D[0], D[4], today, None, {D[0], D[1]}) == (D[2], D[4])
+    assert live_range(D[0], D[4], today, None, {D[1]}) == (D[0], D[4])  # one contiguous call
+    assert live_range(D[0], D[4], today, None, set(D)) == (D[4], D[4])  # today is always asked
+    assert live_range(D[0], D[3], today, None, set(D)) is None  # all closed and stored
+    assert live_range(D[0], D[4], today, D[2], set()) == (D[2], D[4])  # past retention: not asked
+    assert live_range(D[0], D[1], today, D[2], set()) is None
+    assert live_range(D[0], D[4], today, None, set(D), recheck=True) == (D[0], D[4])
+
+
+# -- merging -----------------------------------------------------------------------------------
+
+
+def report(points: dict[date, int], absent: set[date] = frozenset(), **kw) -> UsageReport:
+    return UsageReport(
+        points=tuple(UsagePoint(day_start(d), n, n) for d, n in sorted(points.items())),
+        endpoints=kw.get("endpoints", ()),
+        known_days=frozenset(points),
+        absent_days=frozenset(absent),
+    )
+
+
+def test_a_listed_day_wins_and_a_left_out_day_yields_to_the_store() -> None:
+    vendor = report({D[0]: 5, D[1]: 0, D[2]: 7}, absent={D[1]})
+    stored = [DayRecord(D[0], 99, 99), DayRecord(D[1], 40, 30), DayRecord(D[3], 8, 8)]
+    merged = merge_history(vendor, stored)
+    assert merged is not None
+    assert [(p.start.date(), p.requests) for p in merged.points] == [
+        (D[0], 5),  # the vendor listed it: its figure wins
+        (D[1], 40),  # left out of the answer: the stored day counts
+        (D[2], 7),
+        (D[3], 8),  # not asked of the vendor: from the store
+    ]
+    assert merged.known_days == {D[0], D[1], D[2], D[3]}
+    usage = build_usage(merged, D[0], D[4], D[4], Granularity.DAY, FRESH)
+    assert usage.requests == 60 and usage.missing_days == (D[4],)
+
+
+def test_a_left_out_day_without_a_stored_one_stays_zero() -> None:
+    vendor = report({D[0]: 5, D[1]: 0}, absent={D[1]})
+    merged = merge_history(vendor, [])
+    assert merged is vendor
+    usage = build_usage(merged, D[0], D[1], D[1], Granularity.DAY, FRESH)
+    assert usage.requests == 5 and usage.missing_days == ()
+
+
+def test_merged_endpoints_keep_their_details() -> None:
+    live = EndpointUsage("/a", 300, True, error_rate=0.1, average_latency_ms=20.0, bytes=3000)
+    only_live = EndpointUsage("/b", 10, False, error_rate=0.5, average_latency_ms=5.0, bytes=7)
+    vendor = report({D[2]: 310}, endpoints=(live, only_live))
+    stored = [
+        DayRecord(D[0], 100, 100, endpoints=(EndpointUsage("/a", 100, True, bytes=1000),)),
+        DayRecord(D[1], 0, 0, endpoints=()),
+        DayRecord(D[1], 50, 50, endpoints=(EndpointUsage("/c", 50, True, bytes=None),)),
+    ]
+    merged = merge_history(vendor, stored)
+    assert merged is not None
+    by_name = {e.endpoint: e for e in merged.endpoints}
+    assert by_name["/b"] == only_live  # nothing from the store: untouched, every detail kept
+    a = by_name["/a"]
+    assert (a.requests, a.bytes) == (400, 4000)
+    assert a.error_rate is None and a.average_latency_ms is None  # the store's part is unknown
+    assert by_name["/c"] == EndpointUsage("/c", 50, True)
+
+
+def test_add_endpoint_weights_rates_by_requests() -> None:
+    a = EndpointUsage("/a", 300, True, error_rate=0.1, average_latency_ms=20.0, bytes=30)
+    b = EndpointUsage("/a", 100, True, error_rate=0.5, average_latency_ms=60.0, bytes=10)
+    total = add_endpoint(a, b)
+    assert (total.requests, total.bytes) == (400, 40)
+    assert total.error_rate is not None and abs(total.error_rate - 0.2) < 1e-12
+    assert total.average_latency_ms is not None and abs(total.average_latency_ms - 30.0) < 1e-12
+    assert add_endpoint(a, EndpointUsage("/a", 0, True)) == a  # nothing added: nothing lost
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+def vt_totals(vendor: VirusTotalEmulator, day: date) -> int:
+    consuming, free, _ = vendor.data.day(GROUP, day, 1.0)
+    return sum(consuming.values()) + sum(free.values())
+
+
+USAGE = """query($from: Date!, $to: Date!, $recheck: Boolean!) { account(id: "vt-soc") {
+  usage(from: $from, to: $to, recheck: $recheck) {
+    requests missingDays series { start requests } source { state } } } }"""
+
+
+async def test_days_a_vendor_no_longer_keeps_come_from_the_store(tmp_path) -> None:
+    """VirusTotal keeps 30 days here while the config says 60: the days it leaves out of its
+    answer are the stored ones, not zeros."""
+    path = str(tmp_path / "history.sqlite")
+    full = VirusTotalEmulator(seed=11, clock=lambda: NOW)  # keeps 60 days
+    short = VirusTotalEmulator(seed=11, clock=lambda: NOW, retention_days=30)  # the same data
+    first = TODAY - timedelta(days=59)
+    with ServerThread(full, short) as servers:
+        stored_from, live_from = servers.urls
+        await snapshot(
+            settings_for(account_entry("virustotal", stored_from), history_path=path), lambda: NOW
+        )
+        settings = settings_for(account_entry("virustotal", live_from), history_path=path)
+        async with httpx.AsyncClient(verify=TLS) as http:
+            app = create_app(settings, http_client=http, clock=lambda: NOW)
+            gateway = Gateway(app)
+            answers = {}
+            for recheck in (True, False):
+                short.reset()
+                variables = {"from": first.isoformat(), "to": TODAY.isoformat()}
+                answer = await gateway.data(USAGE, {**variables, "recheck": recheck})
+                asked = sorted(
+                    (r.param("start_date"), r.param("end_date"))
+                    for r in short.served
+                    if r.path.endswith("/api_usage")
+                )
+                answers[recheck] = (answer["account"]["usage"], asked)
+            await gateway.client.aclose()
+            await app.state.service.history.close()
+    expected = {d: vt_totals(full, d) for d in days(first, TODAY)}
+    older = [d for d in days(first, TODAY - timedelta(days=30)) if expected[d]]
+    assert older, "the seed has use on the days the short vendor no longer keeps"
+    for recheck, (usage, _) in answers.items():
+        assert usage["missingDays"] == [], recheck
+        assert usage["requests"] == sum(expected.values()), recheck
+        assert {p["start"][:10]: p["requests"] for p in usage["series"]} == {
+            d.isoformat(): n for d, n in expected.items()
+        }
+        assert usage["source"] == {"state": "FRESH"}
+    # a revision check asked the vendor for every day it is said to keep; the default only today
+    assert answers[True][1] == [("20260118", "20260216"), ("20260217", "20260318")]
+    assert answers[False][1] == [("20260318", "20260318")]
+
+
+async def test_bytes_per_product_survive_the_merge_with_history(emulators, tmp_path) -> None:
+    """ReversingLabs meters bytes per product: an answer built from the store and today's read
+    has the same endpoints, bytes included, as one read wholly from the vendor."""
+    path = str(tmp_path / "history.sqlite")
+    entry = account_entry("reversinglabs", emulators["reversinglabs"].url)
+    settings = settings_for(entry, history_path=path)
+    await snapshot(settings, lambda: NOW)
+    query = """query($recheck: Boolean!) { account(id: "rl-acme") {
+      usage(from: "2026-02-16", to: "2026-03-18", recheck: $recheck) {
+        requests bytes endpoints { endpoint requests bytes } } } }"""
+    async with httpx.AsyncClient(verify=TLS) as http:
+        app = create_app(settings, http_client=http, clock=lambda: NOW)
+        gateway = Gateway(app)
+        merged = (await gateway.data(query, {"recheck": False}))["account"]["usage"]
+        vendor = emulators["reversinglabs"].emulator
+        asked = [r.param("from") for r in vendor.served if r.path.endswith("/daily")]
+        live = (await gateway.data(query, {"recheck": True}))["account"]["usage"]
+        await gateway.client.aclose()
+        await app.state.service.history.close()
+    assert asked[-1] == "2026-03-18"  # the stored days were not asked again
+    expected = usage_report(vendor.data, ACME, date(2026, 2, 16), TODAY)
+    by_product = {e["product"]: e for e in expected}
+    for usage in (merged, live):
+        assert usage["requests"] == queries_of(expected)
+        assert usage["bytes"] == bytes_of(expected)
+        assert {e["endpoint"]: (e["requests"], e["bytes"]) for e in usage["endpoints"]} == {
+            name: (e["number_of_queries"], e.get("used_bytes")) for name, e in by_product.items()
+        }
