@@ -39,6 +39,8 @@ LEAKS = {
     "basic credentials": BASIC,
 }
 
+LOGGERS = ["gateway.upstream", "uvicorn.error", "httpx", "some.library"]
+
 
 @pytest.fixture
 def secrets() -> frozenset[str]:
@@ -58,7 +60,7 @@ def secrets() -> frozenset[str]:
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """Put back the root handlers and the levels ``configure_logging`` changes."""
-    names = ["", "httpx", "httpcore"]
+    names = ["", "httpx", "httpcore", *LOGGERS]
     levels = {name: logging.getLogger(name).level for name in names}
     handlers = logging.getLogger().handlers[:]
     yield
@@ -71,12 +73,13 @@ def test_settings_collect_the_basic_credentials_as_a_secret(secrets) -> None:
     assert secrets == {USER, PASSWORD, f"{USER}:{PASSWORD}", API_KEY}
 
 
-@pytest.mark.parametrize("logger", ["gateway.upstream", "uvicorn.error", "httpx", "some.library"])
+@pytest.mark.parametrize("logger", LOGGERS)
 def test_every_form_of_every_secret_is_redacted_on_stderr(
     logger, secrets, restore_logging, capfd
 ) -> None:
-    configure_logging("info", secrets)
     log = logging.getLogger(logger)
+    log.setLevel(logging.NOTSET)  # an in-process uvicorn of another test may have set one
+    configure_logging("info", secrets)
     for name, leaked in LEAKS.items():
         log.warning(f"in the message ({name}): {leaked}")
         log.warning("in the args (%s): %s", name, leaked)
@@ -86,7 +89,7 @@ def test_every_form_of_every_secret_is_redacted_on_stderr(
             log.exception("in an exception (%s)", name)
     err = capfd.readouterr().err
     for name, leaked in LEAKS.items():
-        # nor its second half: redacting only a prefix (a user name's base64) would leave that
+        # neither the form nor its second half (what redacting only a prefix would leave)
         assert leaked not in err and leaked[len(leaked) // 2 :] not in err, f"{name} leaked"
         assert f"WARNING {logger}: in the message ({name}): ********" in err
         assert f"WARNING {logger}: in the args ({name}): ********" in err
