@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 from litestar import Litestar, get
@@ -30,12 +32,38 @@ USER_AGENT = f"usage-gateway/{__version__}"
 log = logging.getLogger(__name__)
 
 
+def secret_forms(secret: str) -> set[str]:
+    """``secret`` as a log line may carry it: as is, URL-encoded and base64-encoded (standard
+    and URL-safe alphabets, with and without ``=`` padding)."""
+    raw = secret.encode()
+    encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        *encoded,
+        *(e.rstrip("=") for e in encoded),
+    }
+
+
 class RedactSecrets(logging.Filter):
-    """Replaces every configured secret in log records with ``********``."""
+    """Replaces every configured secret in log records with ``********``.
+
+    Each secret is also matched URL-encoded and base64-encoded (:func:`secret_forms`); a
+    credential made of two secrets, such as HTTP Basic's ``user:password``, comes in as one more
+    secret (``Settings.secret_values``) so that its base64 form is matched too. The message (with
+    its arguments), an exception's traceback and a stack trace are redacted.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+        forms = {form for s in secrets if len(s) >= 4 for form in secret_forms(s)}
+        self.secrets = sorted(forms, key=len, reverse=True)
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "********")
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
@@ -44,12 +72,11 @@ class RedactSecrets(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         exc_text = record.exc_text or ""
-        if any(s in text or s in exc_text for s in self.secrets):
-            for secret in self.secrets:
-                text = text.replace(secret, "********")
-                exc_text = exc_text.replace(secret, "********")
-            record.msg, record.args = text, ()
-            record.exc_text = exc_text or None
+        stack = record.stack_info or ""
+        if any(s in text or s in exc_text or s in stack for s in self.secrets):
+            record.msg, record.args = self._redact(text), ()
+            record.exc_text = self._redact(exc_text) or None
+            record.stack_info = self._redact(stack) or None
         return True
 
 

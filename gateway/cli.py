@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.app import create_app, install_redaction, snapshot_once
@@ -23,7 +23,9 @@ CONFIG_ENV = "USAGE_GATEWAY_CONFIG"
 DEMO_SEED = 42
 
 
-def _setup_logging(level: str) -> None:
+def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """Log every logger's records to stderr at ``level`` (httpx and httpcore from warning on),
+    with ``secrets`` redacted in every form :class:`~gateway.app.RedactSecrets` knows."""
     formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s")
     formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stderr)
@@ -33,6 +35,7 @@ def _setup_logging(level: str) -> None:
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    install_redaction(secrets)
 
 
 def _bind_or_exit(host: str, port: int) -> Any:
@@ -66,8 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     path, settings = loaded
-    _setup_logging(args.log_level)
-    install_redaction(settings.secret_values)
+    configure_logging(args.log_level, settings.secret_values)
     app = create_app(settings, snapshot_every=args.snapshot_every)
     gateway = Served(app, _bind_or_exit(args.host, args.port))
     count = len(settings.accounts)
@@ -84,8 +86,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     _, settings = loaded
-    _setup_logging(args.log_level)
-    install_redaction(settings.secret_values)
+    configure_logging(args.log_level, settings.secret_values)
     outcomes = asyncio.run(snapshot_once(settings))
     for outcome in outcomes:
         if outcome.ok:
@@ -107,7 +108,7 @@ def demo_settings(emulators: dict[str, str]) -> Settings:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
+    configure_logging(args.log_level)
     served: list[Served] = []
     urls: dict[str, str] = {}
     for provider, entry in sorted(registry().items(), key=lambda item: item[0].value):
@@ -135,7 +136,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    _setup_logging(args.log_level)
+    configure_logging(args.log_level)
     emulator = Served(entry.emulator.factory(seed=args.seed), _bind_or_exit(args.host, args.port))
     print(f"emulator {args.provider}: {emulator.url} (seed {args.seed})", flush=True)
     for account in entry.emulator.accounts:

@@ -143,6 +143,7 @@ def parse_settings(
         seen[account.id] = index
         accounts.append(account)
         secrets.update(s.reveal() for s in account.secrets.values() if s.reveal())
+        secrets.update(registry()[account.provider].client.derived_secrets(account))
     return Settings(
         accounts=tuple(accounts),
         history_path=history_path,

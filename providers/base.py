@@ -184,6 +184,8 @@ class BaseProvider(ABC):
     """At most this many calls per this many seconds, where the vendor documents a limit."""
     rate_header_period: ClassVar[float | None] = None
     """Seconds the vendor's ``X-RateLimit-Limit`` counts over; set to follow that header."""
+    basic_auth: ClassVar[tuple[str, str] | None] = None
+    """The (user, password) secret fields of a vendor that authenticates with HTTP Basic."""
     native_granularities: ClassVar[frozenset[Granularity]] = frozenset({Granularity.DAY})
     """Granularities the vendor itself reports. WEEK is always rolled up from DAY, and so is
     MONTH unless listed here: then ``usage()`` is asked for MONTH and may answer with month
@@ -249,8 +251,20 @@ class BaseProvider(ABC):
         return {}
 
     def auth(self) -> httpx.Auth | None:
-        """An httpx auth flow (HTTP Basic, say); vendor packages override."""
-        return None
+        """An httpx auth flow: HTTP Basic when ``basic_auth`` names the fields; overridable."""
+        if self.basic_auth is None:
+            return None
+        user, password = self.basic_auth
+        return httpx.BasicAuth(self.account.secret(user), self.account.secret(password))
+
+    @classmethod
+    def derived_secrets(cls, account: AccountConfig) -> tuple[str, ...]:
+        """Credentials built from ``account``'s secrets that a log line may carry (HTTP Basic's
+        ``user:password``), so logs redact them, and their encodings, too. Overridable."""
+        if cls.basic_auth is None:
+            return ()
+        user, password = cls.basic_auth
+        return (f"{account.secret(user)}:{account.secret(password)}",)
 
     def error_message(self, response: httpx.Response) -> str | None:
         """The vendor's own explanation in an error body, if it has one; overridable."""

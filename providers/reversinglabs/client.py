@@ -16,8 +16,6 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-import httpx
-
 from gateway.domain import (
     AccountScope,
     Allocation,
@@ -159,6 +157,7 @@ class ReversingLabsProvider(BaseProvider):
         ConfigField("password", required=True, secret=True, help="its password"),
         ConfigField("scope", choices=("user", "company"), help="user (default) or company"),
     )
+    basic_auth = ("username", "password")
     native_granularities = frozenset({Granularity.DAY, Granularity.MONTH})
 
     @property
@@ -166,9 +165,6 @@ class ReversingLabsProvider(BaseProvider):
         if self.account.options.get("scope") == "company":
             return AccountScope.COMPANY
         return AccountScope.USER
-
-    def auth(self) -> httpx.Auth | None:
-        return httpx.BasicAuth(self.account.secret("username"), self.account.secret("password"))
 
     def path(self, kind: str) -> str:
         """``usage/daily`` or ``limits`` -> the user's or the company's path."""

@@ -3,58 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
-from gateway.servers import bind
 from tests.e2e.test_demo import cli, read_until
 
 QUERY = """{ accounts { id source { state fetchedAt } quotas { used limit }
              usage(from: "2026-01-01", to: "2026-01-31") { requests } } }"""
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server on a free loopback port, for this test only."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server is missing: .ci/run installs it (apt-get install redis-server)"
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    sock.close()
-    process = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        ping = [shutil.which("redis-cli") or "redis-cli", "-p", str(port), "ping"]
-        while subprocess.run(ping, capture_output=True, text=True).stdout.strip() != "PONG":
-            if time.monotonic() > deadline:
-                pytest.fail("redis-server did not start within 10 s")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_a_second_gateway_answers_from_the_shared_cache(tmp_path, redis_url) -> None:
