@@ -157,10 +157,10 @@ def parse_settings(
 
 def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId, CacheTimes]]:
     """``[cache]`` with ``limits_ttl``, ``usage_ttl``, ``history_ttl``, ``max_stale`` and
-    per-provider tables (``[cache.virustotal]``) overriding any of them."""
+    per-provider tables (``[cache.<provider id>]``) overriding any of them but ``response_ttl``."""
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "[cache] must be a table")
-    providers = {p.value: p for p in registry()}
+    providers = registry()
 
     def times(table: Mapping[str, Any], where: str, base: CacheTimes) -> CacheTimes:
         values: dict[str, float] = {}
@@ -183,7 +183,7 @@ def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId,
         if name in providers:
             if not isinstance(table, Mapping):
                 raise ConfigError(source, f"[cache.{name}] must be a table")
-            per_provider[providers[name]] = times(table, f"[cache.{name}]", defaults)
+            per_provider[ProviderId(name)] = times(table, f"[cache.{name}]", defaults)
     return defaults, per_provider
 
 
@@ -213,8 +213,8 @@ def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str])
     provider_name = raw.get("provider")
     if provider_name is None:
         raise ConfigError(source, "missing", account=label, field="provider")
-    known = {p.value: p for p in registry()}
-    if provider_name not in known:
+    known = registry()
+    if not isinstance(provider_name, str) or provider_name not in known:
         choices = ", ".join(sorted(known))
         raise ConfigError(
             source,
@@ -222,8 +222,8 @@ def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str])
             account=label,
             field="provider",
         )
-    provider = known[provider_name]
-    client = registry()[provider].client
+    provider = ProviderId(provider_name)
+    client = known[provider].client
     specs = {f.name: f for f in client.fields}
 
     for key in raw:

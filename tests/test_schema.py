@@ -12,6 +12,7 @@ from gateway import domain, history
 from gateway.forecast import Forecast
 from gateway.graphql import types
 from gateway.graphql.schema import schema
+from providers import registry
 
 ROOT = Path(__file__).parent.parent
 CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
@@ -167,7 +168,6 @@ def test_graphql_types_mirror_the_domain() -> None:
         graph_fields = set(schema._schema.type_map[name].fields)
         assert graph_fields == fields | derived, name
     enums = [
-        (domain.ProviderId, types.Provider),
         (domain.AccountScope, types.AccountScope),
         (domain.Granularity, types.Granularity),
         (domain.QuotaWindow, types.QuotaWindow),
@@ -178,3 +178,16 @@ def test_graphql_types_mirror_the_domain() -> None:
     for ours, theirs in enums:
         assert [m.name for m in ours] == [m.name for m in theirs]
         assert [m.value for m in ours] == [m.value for m in theirs]
+
+
+def test_the_provider_enum_is_the_registry() -> None:
+    """One ``Provider`` value per registered provider: name ``ID``, value ``id``, described by
+    the provider class; the same in the exported graph."""
+    ids = list(registry())
+    assert [m.name for m in types.Provider] == [pid.upper() for pid in ids]
+    assert [m.value for m in types.Provider] == ids
+    graph = schema._schema.type_map["Provider"]
+    assert isinstance(graph, GraphQLEnumType)
+    assert {name: value.description for name, value in graph.values.items()} == {
+        pid.upper(): entry.client.description for pid, entry in registry().items()
+    }
