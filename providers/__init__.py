@@ -9,12 +9,18 @@ the graph's ``Provider`` enum all come from it.
 Only the ``client`` modules are imported to build the registry, so a gateway serving a config
 never loads an emulator: :attr:`ProviderEntry.emulator` imports the package's ``emulator``
 module (and ``providers.emulation``) on first use, for ``demo``, ``emulator`` and the tests.
+
+The package's path is extended (:func:`pkgutil.extend_path`) with the ``providers/`` directory
+of every other ``sys.path`` entry, so a vendor package may also live outside this repository:
+``<dir>/providers/<vendor>/`` (with no ``<dir>/providers/__init__.py``) and ``<dir>`` on
+``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 import re
 from dataclasses import dataclass
@@ -26,6 +32,9 @@ from providers.base import BaseProvider
 
 if TYPE_CHECKING:
     from providers.emulation import EmulatorSpec
+
+# Absolute paths, once each (a '' entry of sys.path would add this directory again, relatively).
+__path__ = list(dict.fromkeys(os.path.abspath(p) for p in pkgutil.extend_path(__path__, __name__)))
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -81,7 +90,7 @@ def _client_class(package: str) -> type[BaseProvider]:
 
 @cache
 def registry() -> dict[ProviderId, ProviderEntry]:
-    """Every provider package below ``providers/``, by id, sorted."""
+    """Every provider package below ``providers/`` (on any ``sys.path`` entry), by id, sorted."""
     found: dict[ProviderId, ProviderEntry] = {}
     for module in pkgutil.iter_modules(__path__):
         if not module.ispkg:
