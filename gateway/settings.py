@@ -54,6 +54,8 @@ CACHE_FIELDS = {
     "max_stale": "max_stale",
     "response_ttl": "response",
 }
+WHOLE_ANSWER_FIELDS = frozenset({"response_ttl"})
+"""``[cache]`` fields about whole GraphQL answers, which no ``[cache.<provider>]`` may set."""
 
 
 @dataclass(frozen=True)
@@ -164,11 +166,19 @@ def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId,
 
     def times(table: Mapping[str, Any], where: str, base: CacheTimes) -> CacheTimes:
         values: dict[str, float] = {}
+        top = where == "[cache]"
         for key, value in table.items():
-            if key in providers and where == "[cache]":
+            if key in providers and top:
                 continue
+            if key in WHOLE_ANSWER_FIELDS and not top:
+                raise ConfigError(
+                    source,
+                    f"{where} field {key!r} is not per provider: a whole answer spans every "
+                    "provider, so it only applies in [cache]",
+                )
             if key not in CACHE_FIELDS:
-                allowed = ", ".join([*CACHE_FIELDS, *sorted(providers)])
+                fields = [k for k in CACHE_FIELDS if top or k not in WHOLE_ANSWER_FIELDS]
+                allowed = ", ".join([*fields, *(sorted(providers) if top else [])])
                 raise ConfigError(
                     source, f"{where} has an unknown field {key!r} (allowed: {allowed})"
                 )

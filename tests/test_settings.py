@@ -229,6 +229,16 @@ def test_bad_accounts(tmp_path, text, env, account, field, words) -> None:
         ("[gateway]\nupstream_timeout = 0\n", "upstream_timeout"),
         ("[gateway]\nhistory = 'x'\n", "unknown field 'history'"),
         ("[gatway]\n", "unknown section 'gatway'"),
+        (
+            "[cache.reputeapi]\nresponse_ttl = 5\n",
+            "[cache.reputeapi] field 'response_ttl' is not per provider: a whole answer spans "
+            "every provider, so it only applies in [cache]",
+        ),
+        (
+            "[cache.reputeapi]\nreputeapi = 5\n",
+            "[cache.reputeapi] has an unknown field 'reputeapi' (allowed: limits_ttl, usage_ttl, "
+            "history_ttl, max_stale)",
+        ),
         ("accounts = 'x'\n", "array of tables"),
     ],
 )
