@@ -112,6 +112,13 @@ ACCOUNT = '[[accounts]]\nid = "{id}"\nprovider = "{provider}"\n'
         ('[[accounts]]\nprovider = "reputeapi"\napi_key = "k"\n', {}, "#1", "id", "missing"),
         ('[[accounts]]\nid = "x"\napi_key = "k"\n', {}, "x", "provider", "missing"),
         (
+            '[[accounts]]\nid = "x"\nprovider = ["reputeapi"]\n',
+            {},
+            "x",
+            "provider",
+            "unknown provider ['reputeapi']",
+        ),
+        (
             (ACCOUNT.format(id="dup", provider="reputeapi") + 'api_key = "k"\n') * 2,
             {},
             "dup",
