@@ -96,7 +96,7 @@ async def fan_out(rounds: int = 15) -> tuple[float, float]:
         urls = dict(zip(emulators, vendors.urls, strict=True))
         app = create_app(settings_for(urls, NO_CACHE))
         with ServerThread(app) as gateway:
-            zks = registry()[ProviderId.ZKSCORE].emulator.accounts[0]["api_key"]
+            zks = registry()[ProviderId("zkscore")].emulator.accounts[0]["api_key"]
             slowest = (urls["zkscore"] + "/v1/developer/usage", {"Authorization": f"Bearer {zks}"})
             async with httpx.AsyncClient(timeout=60) as client:
                 direct, through = [], []
@@ -196,7 +196,7 @@ async def year_from_history(rounds: int = 10) -> tuple[float, int, int]:
     moment = [end]
     vendor = VirusTotalEmulator(seed=4, clock=lambda: moment[0])
     with tempfile.TemporaryDirectory() as tmp, ServerThread(vendor) as server:
-        account = {**registry()[ProviderId.VIRUSTOTAL].emulator.accounts[0]}
+        account = {**registry()[ProviderId("virustotal")].emulator.accounts[0]}
         account |= {"provider": "virustotal", "base_url": server.urls[0]}
         data = {"gateway": {"history_path": f"{tmp}/history.sqlite"}, "cache": NO_CACHE}
         settings = parse_settings({**data, "accounts": [account]}, env={})

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.app import create_app, install_redaction, snapshot_once
+from gateway.domain import ProviderId
 from gateway.errors import ConfigError
 from gateway.servers import Served, bind, serve_all
 from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings, parse_settings
@@ -101,9 +102,7 @@ def demo_settings(emulators: dict[str, str]) -> Settings:
     accounts: list[dict[str, Any]] = []
     for provider, entry in registry().items():
         for account in entry.emulator.accounts:
-            accounts.append(
-                {"provider": provider.value, "base_url": emulators[provider.value], **account}
-            )
+            accounts.append({"provider": provider, "base_url": emulators[provider], **account})
     return parse_settings({"accounts": accounts}, source="<demo>", env={})
 
 
@@ -111,11 +110,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     served: list[Served] = []
     urls: dict[str, str] = {}
-    for provider, entry in sorted(registry().items(), key=lambda item: item[0].value):
+    for provider, entry in registry().items():
         emulator = Served(entry.emulator.factory(seed=args.seed), bind(args.host, 0))
         served.append(emulator)
-        urls[provider.value] = emulator.url
-        print(f"emulator {provider.value}: {emulator.url}", flush=True)
+        urls[provider] = emulator.url
+        print(f"emulator {provider}: {emulator.url}", flush=True)
     settings = demo_settings(urls)
     gateway = Served(create_app(settings), _bind_or_exit(args.host, args.port))
     served.append(gateway)
@@ -127,8 +126,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    known = {p.value: entry for p, entry in registry().items()}
-    entry = known.get(args.provider)
+    known = registry()
+    entry = known.get(ProviderId(args.provider))
     if entry is None:
         print(
             f"usage-gateway: unknown provider {args.provider!r} "
@@ -192,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     emulator = commands.add_parser("emulator", help="run one vendor emulator alone")
-    emulator.add_argument("provider", help="provider id, e.g. reputeapi")
+    emulator.add_argument("provider", help=f"provider id: one of {', '.join(registry())}")
     emulator.add_argument("--seed", type=int, default=DEMO_SEED, help="data seed")
     common(emulator, 0)
     emulator.set_defaults(func=cmd_emulator)

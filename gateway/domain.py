@@ -10,15 +10,14 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import NewType
 
+ProviderId = NewType("ProviderId", str)
+"""A vendor the gateway speaks to, as the config's ``provider`` string names it (``"acme"``).
 
-class ProviderId(enum.Enum):
-    """The vendors the gateway speaks to; the value is the config's ``provider`` string."""
-
-    VIRUSTOTAL = "virustotal"
-    REVERSINGLABS = "reversinglabs"
-    ZKSCORE = "zkscore"
-    REPUTEAPI = "reputeapi"
+The set of ids is not written here: each provider package declares its own (``id =
+ProviderId("acme")``) and :func:`providers.registry` is the one list of them.
+"""
 
 
 class AccountScope(enum.Enum):

@@ -70,7 +70,7 @@ class ConfiguredAccount:
         (hashed once: it is part of every cache key)."""
         config = self.config
         return fingerprint(
-            config.provider.value,
+            config.provider,
             config.id,
             self.provider.base_url,
             repr(sorted(config.options.items())),

@@ -54,6 +54,8 @@ CACHE_FIELDS = {
     "max_stale": "max_stale",
     "response_ttl": "response",
 }
+WHOLE_ANSWER_FIELDS = frozenset({"response_ttl"})
+"""``[cache]`` fields about whole GraphQL answers, which no ``[cache.<provider>]`` may set."""
 
 
 @dataclass(frozen=True)
@@ -158,18 +160,26 @@ def parse_settings(
 
 def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId, CacheTimes]]:
     """``[cache]`` with ``limits_ttl``, ``usage_ttl``, ``history_ttl``, ``max_stale`` and
-    per-provider tables (``[cache.virustotal]``) overriding any of them."""
+    per-provider tables (``[cache.<provider id>]``) overriding any of them but ``response_ttl``."""
     if not isinstance(raw, Mapping):
         raise ConfigError(source, "[cache] must be a table")
-    providers = {p.value: p for p in registry()}
+    providers = registry()
 
     def times(table: Mapping[str, Any], where: str, base: CacheTimes) -> CacheTimes:
         values: dict[str, float] = {}
+        top = where == "[cache]"
         for key, value in table.items():
-            if key in providers and where == "[cache]":
+            if key in providers and top:
                 continue
+            if key in WHOLE_ANSWER_FIELDS and not top:
+                raise ConfigError(
+                    source,
+                    f"{where} field {key!r} is not per provider: a whole answer spans every "
+                    "provider, so it only applies in [cache]",
+                )
             if key not in CACHE_FIELDS:
-                allowed = ", ".join([*CACHE_FIELDS, *sorted(providers)])
+                fields = [k for k in CACHE_FIELDS if top or k not in WHOLE_ANSWER_FIELDS]
+                allowed = ", ".join([*fields, *(sorted(providers) if top else [])])
                 raise ConfigError(
                     source, f"{where} has an unknown field {key!r} (allowed: {allowed})"
                 )
@@ -184,7 +194,7 @@ def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId,
         if name in providers:
             if not isinstance(table, Mapping):
                 raise ConfigError(source, f"[cache.{name}] must be a table")
-            per_provider[providers[name]] = times(table, f"[cache.{name}]", defaults)
+            per_provider[ProviderId(name)] = times(table, f"[cache.{name}]", defaults)
     return defaults, per_provider
 
 
@@ -214,8 +224,8 @@ def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str])
     provider_name = raw.get("provider")
     if provider_name is None:
         raise ConfigError(source, "missing", account=label, field="provider")
-    known = {p.value: p for p in registry()}
-    if provider_name not in known:
+    known = registry()
+    if not isinstance(provider_name, str) or provider_name not in known:
         choices = ", ".join(sorted(known))
         raise ConfigError(
             source,
@@ -223,8 +233,8 @@ def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str])
             account=label,
             field="provider",
         )
-    provider = known[provider_name]
-    client = registry()[provider].client
+    provider = ProviderId(provider_name)
+    client = known[provider].client
     specs = {f.name: f for f in client.fields}
 
     for key in raw:

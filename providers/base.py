@@ -177,7 +177,12 @@ class BaseProvider(ABC):
     """One configured account of one vendor."""
 
     id: ClassVar[ProviderId]
+    """The config's ``provider`` string, e.g. ``ProviderId("acme")``; the graph's ``Provider``
+    value is it upper-cased, so: lower-case letters, digits and ``_``, starting with a letter."""
     display_name: ClassVar[str]
+    """The vendor's name in messages."""
+    description: ClassVar[str]
+    """One sentence on the vendor, shown on its ``Provider`` value in the graph."""
     default_base_url: ClassVar[str]
     fields: ClassVar[tuple[ConfigField, ...]] = ()
     outbound_rate: ClassVar[tuple[int, float] | None] = None

@@ -5,7 +5,8 @@ vendor's paths and ``error()`` for the vendor's error format. This base adds, fo
 
 * request counting per path (``calls``) and the peak number of requests in flight;
 * faults, set from Python (``set_fault``) or over HTTP (``POST /_emulator/fault``):
-  ``status`` (answer that status in the vendor's error form, with ``Retry-After`` for 429),
+  ``status`` (answer that status in the vendor's error form, with ``Retry-After`` for 429 and
+  503: the subclass's ``error()`` may set it, else this base adds ``retry_after`` itself),
   ``delay_ms`` (be slow), ``drop`` (start an answer and break the connection), ``malformed``
   (``"json"``: a 200 that is not JSON; ``"shape"``: a 200 of the wrong shape);
   ``times`` limits how many requests a fault applies to (default: until cleared);
@@ -242,6 +243,8 @@ class Emulator:
         if fault is not None and fault.status is not None:
             retry = fault.retry_after if fault.status in (429, 503) else None
             response = self.error(fault.status, "Emulated failure", retry_after=retry)
+            if retry is not None and not any(k.lower() == "retry-after" for k in response.headers):
+                response.headers["Retry-After"] = str(retry)
         elif fault is not None and fault.malformed == "json":
             response = Response.text(
                 "<html>502 Bad Gateway</html>", content_type="application/json"

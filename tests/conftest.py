@@ -54,7 +54,7 @@ class Running:
 def emulator_servers() -> Iterator[dict[str, list[Running]]]:
     """Two instances of every registered emulator (a primary and a healthy twin)."""
     instances: dict[str, list[Emulator]] = {
-        provider.value: [entry.emulator.factory(seed=SEED, clock=clock) for _ in range(2)]
+        provider: [entry.emulator.factory(seed=SEED, clock=clock) for _ in range(2)]
         for provider, entry in registry().items()
     }
     flat = [e for pair in instances.values() for e in pair]

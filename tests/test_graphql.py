@@ -323,7 +323,7 @@ SECRET = "ra_live_very_secret_value"
 class ExplodingProvider(BaseProvider):
     """A stand-in provider (not ours) whose failures are not the expected kind."""
 
-    id = ProviderId.REPUTEAPI
+    id = ProviderId("reputeapi")
     display_name = "Exploding vendor"
     default_base_url = "http://127.0.0.1:9"
     explode_in_scope = False
@@ -343,7 +343,7 @@ class ExplodingProvider(BaseProvider):
 
 async def execute(query: str, *, explode_in_scope: bool) -> tuple[dict, list[str]]:
     config = AccountConfig(
-        "boom", ProviderId.REPUTEAPI, "Boom", secrets={"api_key": Secret(SECRET)}
+        "boom", ProviderId("reputeapi"), "Boom", secrets={"api_key": Secret(SECRET)}
     )
     async with httpx.AsyncClient() as http:
         provider = ExplodingProvider(config, http, clock=clock)

@@ -21,7 +21,7 @@ def provider(handler) -> tuple[ReputeApiProvider, httpx.AsyncClient]:
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     config = AccountConfig(
         "hostile",
-        ProviderId.REPUTEAPI,
+        ProviderId("reputeapi"),
         "Hostile",
         "http://vendor.test",
         {},
@@ -127,7 +127,7 @@ async def test_virustotal_totals_without_days_leave_the_days_unknown() -> None:
     )
     config = AccountConfig(
         "vt",
-        ProviderId.VIRUSTOTAL,
+        ProviderId("virustotal"),
         "VT",
         "http://vendor.test",
         {"group": "g"},

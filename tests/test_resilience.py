@@ -294,7 +294,7 @@ async def test_the_gateway_keeps_under_reputeapis_30_calls_a_minute() -> None:
         return httpx.Response(200, json=body)
 
     config = AccountConfig(
-        "r", ProviderId.REPUTEAPI, "R", "http://vendor.test", {}, {"api_key": Secret("k")}
+        "r", ProviderId("reputeapi"), "R", "http://vendor.test", {}, {"api_key": Secret("k")}
     )
     async with httpx.AsyncClient(transport=httpx.MockTransport(vendor)) as http:
         provider = ReputeApiProvider(config, http, clock=lambda: NOW)

@@ -10,7 +10,8 @@ import pytest
 
 from gateway.domain import ProviderId, Secret
 from gateway.errors import ConfigError
-from gateway.settings import load_settings
+from gateway.settings import load_settings, parse_settings
+from providers import registry
 
 GOOD = """
 [gateway]
@@ -46,7 +47,7 @@ def test_a_good_file(tmp_path: Path) -> None:
     first, second = settings.accounts
     assert (first.id, first.provider, first.name, first.base_url) == (
         "repute",
-        ProviderId.REPUTEAPI,
+        ProviderId("reputeapi"),
         "Repute prod",
         "http://127.0.0.1:9004",
     )
@@ -63,9 +64,20 @@ def test_provider_fields_and_whole_numbers(tmp_path: Path) -> None:
         'api_key = "${VT_API_KEY}"\ngroup = "soc-team"\nretention_days = 30\n'
     )
     (account,) = load_settings(write(tmp_path, text), env={"VT_API_KEY": "vt_k"}).accounts
-    assert account.provider is ProviderId.VIRUSTOTAL
+    assert account.provider == ProviderId("virustotal")
     assert account.options == {"group": "soc-team", "retention_days": "30"}
     assert account.secrets == {"api_key": Secret("vt_k")}
+
+
+@pytest.mark.parametrize("provider", list(registry()))
+def test_every_registered_provider_is_a_config_choice(provider: str) -> None:
+    """The config's provider choices are the registry's ids, each with its own cache table."""
+    demo = registry()[ProviderId(provider)].emulator.accounts[0]
+    data = {"cache": {provider: {"usage_ttl": 7}}, "accounts": [{"provider": provider, **demo}]}
+    settings = parse_settings(data, env={})
+    (account,) = settings.accounts
+    assert account.provider == provider
+    assert settings.times_for(account.provider).usage == 7
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -88,7 +100,7 @@ ACCOUNT = '[[accounts]]\nid = "{id}"\nprovider = "{provider}"\n'
             {},
             "x",
             "provider",
-            "unknown provider 'shodan' (expected one of: reputeapi, reversinglabs, virustotal",
+            f"unknown provider 'shodan' (expected one of: {', '.join(registry())})",
         ),
         (
             ACCOUNT.format(id="x", provider="reputeapi"),
@@ -99,6 +111,13 @@ ACCOUNT = '[[accounts]]\nid = "{id}"\nprovider = "{provider}"\n'
         ),
         ('[[accounts]]\nprovider = "reputeapi"\napi_key = "k"\n', {}, "#1", "id", "missing"),
         ('[[accounts]]\nid = "x"\napi_key = "k"\n', {}, "x", "provider", "missing"),
+        (
+            '[[accounts]]\nid = "x"\nprovider = ["reputeapi"]\n',
+            {},
+            "x",
+            "provider",
+            "unknown provider ['reputeapi']",
+        ),
         (
             (ACCOUNT.format(id="dup", provider="reputeapi") + 'api_key = "k"\n') * 2,
             {},
@@ -217,6 +236,16 @@ def test_bad_accounts(tmp_path, text, env, account, field, words) -> None:
         ("[gateway]\nupstream_timeout = 0\n", "upstream_timeout"),
         ("[gateway]\nhistory = 'x'\n", "unknown field 'history'"),
         ("[gatway]\n", "unknown section 'gatway'"),
+        (
+            "[cache.reputeapi]\nresponse_ttl = 5\n",
+            "[cache.reputeapi] field 'response_ttl' is not per provider: a whole answer spans "
+            "every provider, so it only applies in [cache]",
+        ),
+        (
+            "[cache.reputeapi]\nreputeapi = 5\n",
+            "[cache.reputeapi] has an unknown field 'reputeapi' (allowed: limits_ttl, usage_ttl, "
+            "history_ttl, max_stale)",
+        ),
         ("accounts = 'x'\n", "array of tables"),
     ],
 )

@@ -43,7 +43,7 @@ MAX_ALIASES = 30
 
 
 def _provider(value: Provider | None) -> domain.ProviderId | None:
-    return None if value is None else domain.ProviderId[value.name]
+    return None if value is None else domain.ProviderId(value.value)
 
 
 @strawberry.type(description="Usage, quotas and rate limits of every configured vendor account.")

@@ -39,7 +39,7 @@ class UsagePlan:
                 args
                 for account_id, provider, args in self.entries
                 if (account_id is None or account_id == account.id)
-                and (provider is None or provider == _provider_id(account.provider))
+                and (provider is None or provider == account.provider)
             )
         )
 
@@ -112,13 +112,10 @@ def _granularity(value: object) -> Granularity:
 
 
 def _provider(value: object) -> str | None:
-    """A ``Provider`` argument (an enum member from a variable, its name from a literal)."""
+    """A ``Provider`` argument as a provider id: an enum member (from a variable) has the id
+    as its value; a literal is the member's name, the id upper-cased."""
     if value is None:
         return None
     if isinstance(value, enum.Enum):
-        return str(value.name).lower()
+        return str(value.value)
     return str(value).lower()
-
-
-def _provider_id(provider: object) -> str:
-    return str(provider.value if isinstance(provider, enum.Enum) else provider).lower()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Annotated, NewType, TypeVar
+from typing import TYPE_CHECKING, Annotated, NewType, TypeVar, cast
 
 import strawberry
 from strawberry.litestar import BaseContext
@@ -16,6 +16,7 @@ from strawberry.litestar import BaseContext
 from gateway import domain, history
 from gateway.forecast import Forecast
 from gateway.service import UsageArgs
+from providers import registry
 
 if TYPE_CHECKING:
     from gateway.service import RequestScope
@@ -73,14 +74,24 @@ SCALARS = {
 }
 
 
-@strawberry.enum(description="A vendor the gateway reads usage from.")
-class Provider(enum.Enum):
-    VIRUSTOTAL = strawberry.enum_value("virustotal", description="VirusTotal API v3.")
-    REVERSINGLABS = strawberry.enum_value(
-        "reversinglabs", description="ReversingLabs Spectra Intelligence."
-    )
-    ZKSCORE = strawberry.enum_value("zkscore", description="ZKScore developer API.")
-    REPUTEAPI = strawberry.enum_value("reputeapi", description="ReputeAPI.")
+def _provider_enum() -> type[enum.Enum]:
+    """The ``Provider`` enum, one value per registered provider: name ``ID``, value ``id``."""
+    members = {
+        provider.upper(): strawberry.enum_value(provider, description=entry.client.description)
+        for provider, entry in registry().items()
+    }
+    # The functional API builds a class; typeshed calls that an Enum instance.
+    provider = cast("type[enum.Enum]", enum.Enum("Provider", members))
+    return strawberry.enum(provider, description="A vendor the gateway reads usage from.")
+
+
+if TYPE_CHECKING:
+
+    class Provider(enum.Enum):
+        """Built from the provider registry at import; its members are not known here."""
+
+else:
+    Provider = _provider_enum()
 
 
 @strawberry.enum(description="Whose usage an account reports.")
@@ -625,7 +636,7 @@ class Account:
     def from_domain(cls, account: domain.Account, usages: tuple[UsageArgs, ...] = ()) -> Account:
         return cls(
             id=strawberry.ID(account.id),
-            provider=_enum(Provider, account.provider),
+            provider=Provider(account.provider),
             name=account.name,
             scope=_enum(AccountScope, account.scope),
             _usages=usages,

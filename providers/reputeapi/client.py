@@ -40,8 +40,9 @@ USAGE_ENDPOINT_LIMIT = 30
 class ReputeApiProvider(BaseProvider):
     """One ReputeAPI key (scope API_KEY)."""
 
-    id = ProviderId.REPUTEAPI
+    id = ProviderId("reputeapi")
     display_name = "ReputeAPI"
+    description = "ReputeAPI."
     default_base_url = "https://api.reputeapi.com"
     fields: ClassVar[tuple[ConfigField, ...]] = (
         ConfigField("api_key", required=True, secret=True, help="X-API-Key value (ra_live_...)"),

@@ -149,8 +149,9 @@ def parse_periods(rl: dict[str, Any], key: str) -> list[tuple[str, dict[str, Pro
 class ReversingLabsProvider(BaseProvider):
     """A ReversingLabs Spectra Intelligence user (scope USER) or its whole company (COMPANY)."""
 
-    id = ProviderId.REVERSINGLABS
+    id = ProviderId("reversinglabs")
     display_name = "ReversingLabs"
+    description = "ReversingLabs Spectra Intelligence."
     default_base_url = "https://data.reversinglabs.com"
     fields: ClassVar[tuple[ConfigField, ...]] = (
         ConfigField("username", required=True, secret=True, help="Spectra Intelligence user"),

@@ -87,8 +87,9 @@ def unwrap(body: object) -> dict[str, Any]:
 class VirusTotalProvider(BaseProvider):
     """A VirusTotal group (scope GROUP) or user (scope USER)."""
 
-    id = ProviderId.VIRUSTOTAL
+    id = ProviderId("virustotal")
     display_name = "VirusTotal"
+    description = "VirusTotal API v3."
     default_base_url = "https://www.virustotal.com"
     fields: ClassVar[tuple[ConfigField, ...]] = (
         ConfigField("api_key", required=True, secret=True, help="x-apikey value"),

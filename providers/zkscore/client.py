@@ -102,8 +102,9 @@ def timeframe_for(start: date, granularity: Granularity, now: datetime) -> str |
 class ZkScoreProvider(BaseProvider):
     """A ZKScore developer account: every key, or one key (``key_id``)."""
 
-    id = ProviderId.ZKSCORE
+    id = ProviderId("zkscore")
     display_name = "ZKScore"
+    description = "ZKScore developer API."
     default_base_url = "https://api-mainnet.onzks.com"
     fields: ClassVar[tuple[ConfigField, ...]] = (
         ConfigField("api_key", required=True, secret=True, help="Bearer token"),

@@ -17,7 +17,7 @@ from providers import registry
 from providers.emulation import Fault
 from tests.conftest import NOW, account_entry, settings_for
 
-PROVIDERS = sorted(p.value for p in registry())
+PROVIDERS = list(registry())
 TESTS = Path(__file__).parent
 
 QUERY = """
