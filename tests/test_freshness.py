@@ -121,3 +121,18 @@ async def test_usage_answered_by_the_history_store_alone_needs_no_vendor(
         "source": {"state": "FRESH", "fetchedAt": None},
     }
     assert emulators["virustotal"].emulator.total_calls() == 0
+
+
+async def test_the_accounts_a_usage_belongs_to_come_from_variables_too(broken_usage) -> None:
+    gateway, _ = broken_usage
+    data = await gateway.data(
+        """query($p: Provider, $id: ID!, $g: Granularity!) {
+             c: accounts(provider: $p) { id source { state } }
+             b: account(id: $id) { usage(from: "2026-03-10", to: "2026-03-12", granularity: $g) {
+                  requests } } }""",
+        {"p": "VIRUSTOTAL", "id": "vt", "g": "WEEK"},
+    )
+    assert {a["id"]: a["source"]["state"] for a in data["c"]} == {
+        "vt": "UNAVAILABLE",
+        "vt-ok": "FRESH",
+    }
