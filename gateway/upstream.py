@@ -10,7 +10,10 @@ parameters) it answers, in this order:
 3. otherwise a call to the vendor, shared by every concurrent caller of the same key
    (singleflight), unless the account's circuit is open.
 
-Only successful answers are cached. Expected failures come back as a status, never raised.
+Only successful answers are cached. Expected failures come back as a status, never raised,
+built from the error's fields (state, cause, vendor, HTTP status, retry time). Only a vendor that
+is unwell (``Unavailable``: connection failure, timeout, 5xx) counts toward the breaker; a 4xx
+that says the config is wrong, a rate limit or an unreadable answer never opens it.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.cache import Cache, Cached, Singleflight, cache_key
-from gateway.domain import SourceState, SourceStatus
+from gateway.domain import FailureCause, SourceState, SourceStatus
 from gateway.errors import CircuitOpen, Unavailable, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -45,14 +48,11 @@ class Breaker:
     probing: bool = False
 
     def check(self, now: datetime, vendor: str) -> None:
-        """Raise ``Unavailable`` while open; let one probe through once the cooldown is over."""
+        """Raise ``CircuitOpen`` while open; let one probe through once the cooldown is over."""
         if self.open_until is None:
             return
         if now < self.open_until or self.probing:
-            raise CircuitOpen(
-                f"{vendor} failed {self.failures} times in a row; the gateway pauses calls "
-                f"until {self.open_until:%Y-%m-%dT%H:%M:%SZ}"
-            )
+            raise CircuitOpen(vendor, failures=self.failures, retry_at=self.open_until)
         self.probing = True
 
     def success(self) -> None:
@@ -121,7 +121,10 @@ class Upstream:
         except Exception:
             log.exception("account %s: unexpected error while reading %s", account, vendor)
             message = f"internal error while reading {vendor}; see the gateway log"
-            return Fetched(None, SourceStatus(SourceState.UNAVAILABLE, None, message))
+            status = SourceStatus(
+                SourceState.UNAVAILABLE, None, message, cause=FailureCause.INTERNAL, vendor=vendor
+            )
+            return Fetched(None, status)
         return Fetched(fresh.value, SourceStatus(SourceState.FRESH, fresh.fetched_at))
 
     async def _call(
@@ -138,10 +141,10 @@ class Upstream:
             breaker.check(self.clock(), vendor)
             value = await call()
         except UpstreamError as exc:
-            if isinstance(exc, Unavailable) and not isinstance(exc, CircuitOpen):
+            if isinstance(exc, Unavailable):  # connection, timeout, 5xx: the vendor is unwell
                 breaker.failure(self.clock())
             elif breaker.probing:
-                breaker.probing = False  # not the vendor's health speaking (401, 429)
+                breaker.probing = False  # not the vendor's health speaking (4xx, 429, malformed)
             self.last_error[key] = _status_of(exc)
             log.warning("account %s: %s", account, exc.message)
             raise
@@ -183,13 +186,13 @@ class Upstream:
 
     def _stale(self, key: str, entry: Cached[Any]) -> SourceStatus:
         error = self.last_error.get(key)
-        if error is not None and error.state in (SourceState.RATE_LIMITED, SourceState.AUTH_FAILED):
-            return SourceStatus(error.state, entry.fetched_at, error.message, error.retry_at)
-        if error is not None:
-            message = f"showing the last good answer; the last refresh failed: {error.message}"
-        else:
+        if error is None:
             message = "past its freshness; a refresh is under way"
-        return SourceStatus(SourceState.STALE, entry.fetched_at, message)
+            return SourceStatus(SourceState.STALE, entry.fetched_at, message)
+        if error.state in (SourceState.RATE_LIMITED, SourceState.AUTH_FAILED):
+            return replace(error, fetched_at=entry.fetched_at)
+        message = f"showing the last good answer; the last refresh failed: {error.message}"
+        return replace(error, state=SourceState.STALE, fetched_at=entry.fetched_at, message=message)
 
     async def close(self) -> None:
         for task in list(self.background):
@@ -199,4 +202,12 @@ class Upstream:
 
 
 def _status_of(exc: UpstreamError) -> SourceStatus:
-    return SourceStatus(exc.state, None, exc.message, getattr(exc, "retry_at", None))
+    return SourceStatus(
+        exc.state,
+        None,
+        exc.message,
+        exc.retry_at,
+        cause=exc.cause,
+        vendor=exc.vendor,
+        http_status=exc.status,
+    )

@@ -36,10 +36,12 @@ from gateway.domain import (
 )
 from gateway.errors import (
     AuthFailed,
+    ConnectionFailed,
     MalformedResponse,
     RateLimited,
-    Unavailable,
-    UpstreamRejected,
+    RequestRejected,
+    TimedOut,
+    VendorFailed,
     vendor_text,
 )
 
@@ -108,7 +110,7 @@ def parsing(vendor: str) -> Iterator[None]:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise MalformedResponse(
-            f"{vendor} answered with an unexpected shape ({type(exc).__name__}: {vendor_text(exc)})"
+            vendor, detail=f"unexpected shape ({type(exc).__name__}: {vendor_text(exc)})"
         ) from exc
 
 
@@ -253,19 +255,36 @@ class BaseProvider(ABC):
         return None
 
     def error_message(self, response: httpx.Response) -> str | None:
-        """The vendor's own explanation in an error body, if it has one; overridable."""
+        """The vendor's own explanation in an error body, if it has one; overridable.
+
+        The ``message`` (or ``error``) of a JSON body, or a plain-text body itself. Raw vendor
+        text: the base class blanks secrets (:meth:`redact`) and bounds it.
+        """
         try:
             body = response.json()
         except ValueError:
+            if response.headers.get("content-type", "").startswith("text/plain"):
+                return response.text or None
             return None
         if isinstance(body, dict):
             for key in ("message", "error"):
                 value = body.get(key)
                 if isinstance(value, str):
-                    return vendor_text(value)
+                    return value
                 if isinstance(value, dict) and isinstance(value.get("message"), str):
-                    return vendor_text(value["message"])
+                    return str(value["message"])
         return None
+
+    def refusal(self, response: httpx.Response, detail: str | None) -> AuthFailed | RequestRejected:
+        """The error for a 4xx other than 429; overridable where a vendor's 403 means config.
+
+        By default 401 and 403 say the credentials were rejected; any other 4xx says the
+        request (the account's config: group, user, parameters) was.
+        """
+        status = response.status_code
+        if status in (401, 403):
+            return AuthFailed(self.display_name, status=status, detail=detail)
+        return RequestRejected(self.display_name, status=status, detail=detail)
 
     def redact(self, text: str | None) -> str | None:
         """``text`` with this account's secrets blanked (a vendor may echo a key back)."""
@@ -306,26 +325,21 @@ class BaseProvider(ABC):
         nothing else is. Calls are paced below the vendor's documented rate, and none is made
         while the vendor's rate window is spent.
 
-        Raises ``AuthFailed`` (401/403), ``RateLimited`` (429, or held back by us),
-        ``Unavailable`` (connection, deadline, 5xx), ``UpstreamRejected`` (other 4xx) or
-        ``MalformedResponse`` (not JSON).
+        Raises ``AuthFailed`` or ``RequestRejected`` (4xx, see :meth:`refusal`),
+        ``RateLimited`` (429, or held back by us), ``ConnectionFailed``, ``TimedOut``,
+        ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON).
         """
-        vendor = self.display_name
         self._check_held()
         try:
             async with asyncio.timeout(self.deadline):
                 response = await self._send(path, params)
         except TimeoutError as exc:
-            raise Unavailable(f"{vendor} did not answer within {self.deadline:g} s") from exc
+            raise TimedOut(self.display_name, deadline=self.deadline) from exc
         return self._answer(response)
 
     def _check_held(self) -> None:
         if self.held_until is not None and self.clock() < self.held_until:
-            raise RateLimited(
-                f"{self.display_name} asked us to wait; no call until "
-                f"{self.held_until:%Y-%m-%dT%H:%M:%SZ}",
-                retry_at=self.held_until,
-            )
+            raise RateLimited(self.display_name, retry_at=self.held_until)
 
     async def _send(self, path: str, params: Mapping[str, str] | None) -> httpx.Response:
         """The request, retried on connection failures and 5xx (inside the caller's deadline)."""
@@ -342,15 +356,13 @@ class BaseProvider(ABC):
                 )
                 await response.aread()
             except httpx.TimeoutException as exc:
-                raise Unavailable(f"{vendor} timed out ({type(exc).__name__})") from exc
+                raise TimedOut(vendor, deadline=self.deadline) from exc
             except httpx.ConnectError as exc:
                 if last:
-                    raise Unavailable(f"{vendor} could not be reached (connection failed)") from exc
+                    raise ConnectionFailed(vendor) from exc
             except httpx.HTTPError as exc:
                 if last:
-                    raise Unavailable(
-                        f"{vendor} broke off the connection ({type(exc).__name__})"
-                    ) from exc
+                    raise ConnectionFailed(vendor, broke_off=True) from exc
             else:
                 if response.status_code < 500 or last:
                     return response
@@ -365,9 +377,9 @@ class BaseProvider(ABC):
         wait = self.limiter.wait()
         if wait > MAX_PACING_WAIT:
             raise RateLimited(
-                f"{self.display_name} allows {self.limiter.calls} calls per "
-                f"{self.limiter.period:g} s; the gateway holds back to stay under it",
+                self.display_name,
                 retry_at=self.clock() + timedelta(seconds=wait),
+                pacing=(self.limiter.calls, self.limiter.period),
             )
         if wait > 0:
             await asyncio.sleep(wait)
@@ -379,18 +391,20 @@ class BaseProvider(ABC):
         status = response.status_code
         self._note_rate_window(response.headers, status)
         if status != 200:
-            detail = self.redact(self.error_message(response))
-            suffix = f": {detail}" if detail else ""
-            if status in (401, 403):
-                raise AuthFailed(f"{vendor} rejected the credentials (HTTP {status}){suffix}")
+            raw = self.error_message(response)
+            detail = None if raw is None else vendor_text(self.redact(raw))
             if status == 429:
                 when = retry_after(response.headers, self.clock())
-                raise RateLimited(f"{vendor} is rate limiting (HTTP 429){suffix}", retry_at=when)
+                raise RateLimited(vendor, status=status, detail=detail, retry_at=when)
             if status >= 500:
-                raise Unavailable(f"{vendor} failed (HTTP {status}){suffix}")
-            raise UpstreamRejected(f"{vendor} refused the request (HTTP {status}){suffix}")
+                raise VendorFailed(vendor, status=status, detail=detail)
+            if 400 <= status < 500:
+                raise self.refusal(response, detail)
+            raise MalformedResponse(vendor, status=status, detail="an unexpected HTTP status")
         try:
             body = json.loads(content)
         except ValueError as exc:
-            raise MalformedResponse(f"{vendor} answered with a body that is not JSON") from exc
+            raise MalformedResponse(
+                vendor, status=status, detail="a body that is not JSON"
+            ) from exc
         return VendorAnswer(body=body, headers=response.headers)

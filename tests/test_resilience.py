@@ -23,7 +23,8 @@ from providers.emulation import Fault
 from providers.reputeapi.client import ReputeApiProvider
 from tests.conftest import NO_CACHE, NOW, TLS, Gateway, account_entry, settings_for
 
-QUERY = "{ accounts { source { state fetchedAt message retryAt } quotas { used } } }"
+QUERY = """{ accounts { source { state fetchedAt message retryAt cause vendor httpStatus }
+                        quotas { used } } }"""
 
 
 def z(moment: datetime) -> str:
@@ -92,6 +93,9 @@ async def test_answers_are_cached_for_their_ttl(repute, gateway_at) -> None:
         "fetchedAt": z(NOW),
         "message": None,
         "retryAt": None,
+        "cause": None,
+        "vendor": None,
+        "httpStatus": None,
     }
     clock.advance(59)
     again = await source_of(gateway)
@@ -237,20 +241,22 @@ async def test_the_circuit_opens_after_repeated_failures_and_probes_later(repute
         assert (await source_of(gateway))["source"]["state"] == "UNAVAILABLE"
     sent = calls(repute.emulator)
     assert sent == BREAKER_THRESHOLD * (1 + RETRIES)
-    paused = await source_of(gateway)
+    paused = (await source_of(gateway))["source"]
     reopen = NOW + timedelta(seconds=BREAKER_COOLDOWN)
-    assert paused["source"]["state"] == "UNAVAILABLE"
-    assert (
-        f"the gateway pauses calls until {reopen:%Y-%m-%dT%H:%M:%SZ}" in paused["source"]["message"]
+    assert (paused["state"], paused["cause"], paused["vendor"]) == (
+        "UNAVAILABLE",
+        "CIRCUIT_OPEN",
+        "ReputeAPI",
     )
+    assert paused["retryAt"] == z(reopen)
     assert calls(repute.emulator) == sent  # nothing was sent while open
 
     clock.advance(BREAKER_COOLDOWN)  # one probe, which fails: open again, twice as long
     assert (await source_of(gateway))["source"]["state"] == "UNAVAILABLE"
     assert calls(repute.emulator) == sent + 1 + RETRIES
-    again = await source_of(gateway)
-    reopen = clock.now + timedelta(seconds=2 * BREAKER_COOLDOWN)
-    assert f"until {reopen:%Y-%m-%dT%H:%M:%SZ}" in again["source"]["message"]
+    again = (await source_of(gateway))["source"]
+    assert again["cause"] == "CIRCUIT_OPEN"
+    assert again["retryAt"] == z(clock.now + timedelta(seconds=2 * BREAKER_COOLDOWN))
 
     repute.emulator.set_fault(None)
     clock.advance(2 * BREAKER_COOLDOWN)  # the next probe succeeds and closes the circuit
@@ -267,6 +273,69 @@ async def test_one_accounts_open_circuit_leaves_the_others_alone(repute, twins, 
         data = await gateway.data("{ accounts { id source { state } } }")
     states = {a["id"]: a["source"]["state"] for a in data["accounts"]}
     assert states == {"broken": "UNAVAILABLE", "healthy": "FRESH"}
+
+
+@pytest.mark.parametrize(
+    ("options", "status", "words"),
+    [
+        ({"group": "no-such-group"}, 404, 'Group "no-such-group" not found'),
+        (  # a key that is no administrator of the group: config, not credentials
+            {"api_key": "vt_demo_analyst_key"},
+            403,
+            "You are not authorized to perform the requested operation",
+        ),
+    ],
+    ids=["unknown-group", "not-an-administrator"],
+)
+async def test_a_config_the_vendor_refuses_never_opens_the_circuit(
+    emulators, gateway_at, options, status, words
+):
+    vt = emulators["virustotal"]
+    gateway, _ = gateway_at(account_entry("virustotal", vt.url, **options), cache=NO_CACHE)
+    per_query = 0
+    for n in range(1, 2 * BREAKER_THRESHOLD + 2):
+        source = (await source_of(gateway))["source"]
+        per_query = per_query or calls(vt.emulator)
+        assert calls(vt.emulator) == n * per_query  # every call reaches the vendor
+        assert (source["state"], source["cause"], source["vendor"], source["httpStatus"]) == (
+            "UNAVAILABLE",
+            "REQUEST_REJECTED",
+            "VirusTotal",
+            status,
+        )
+        assert words in source["message"]  # the vendor's own words, every time
+
+
+@pytest.mark.parametrize("malformed", ["json", "shape"])
+async def test_unreadable_answers_never_open_the_circuit(repute, gateway_at, malformed):
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url), cache=NO_CACHE)
+    repute.emulator.set_fault(Fault(malformed=malformed))
+    for n in range(1, 2 * BREAKER_THRESHOLD + 2):
+        source = (await source_of(gateway))["source"]
+        assert (source["cause"], source["vendor"]) == ("MALFORMED", "ReputeAPI")
+        assert calls(repute.emulator) == n
+
+
+@pytest.mark.parametrize(
+    ("fault", "deadline", "cause"),
+    [
+        (Fault(status=500), 10, "VENDOR_ERROR"),
+        (Fault(drop=True), 10, "CONNECTION"),
+        (Fault(delay_ms=600), 0.2, "TIMEOUT"),
+    ],
+    ids=["5xx", "dropped", "slow"],
+)
+async def test_an_unwell_vendor_opens_the_circuit(repute, gateway_at, fault, deadline, cause):
+    gateway, _ = gateway_at(
+        account_entry("reputeapi", repute.url), cache=NO_CACHE, upstream_timeout=deadline
+    )
+    repute.emulator.set_fault(fault)
+    for _ in range(BREAKER_THRESHOLD):
+        assert (await source_of(gateway))["source"]["cause"] == cause
+    sent = calls(repute.emulator)
+    paused = (await source_of(gateway))["source"]
+    assert (paused["state"], paused["cause"]) == ("UNAVAILABLE", "CIRCUIT_OPEN")
+    assert calls(repute.emulator) == sent
 
 
 # -- outbound pacing ---------------------------------------------------------------------------
