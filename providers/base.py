@@ -58,24 +58,65 @@ MAX_PACING_WAIT = 1.0
 
 
 class OutboundLimiter:
-    """At most ``calls`` calls in any ``period`` seconds (a sliding window, monotonic time)."""
+    """At most ``calls`` calls in any ``period`` seconds: a sliding window kept by hand.
 
-    def __init__(self, calls: int, period: float) -> None:
+    A caller first *reserves* a slot (:meth:`reserve`): the earliest moment at which one more
+    call keeps every window of ``period`` seconds at ``calls`` or fewer, counting the slots
+    already handed out, and recorded at once, so concurrent callers never share one free slot.
+    A slot too far away is refused without being reserved. The caller then waits for its slot
+    and :meth:`send` records the moment it really sends, waiting a little longer if an earlier
+    caller woke late: the real send times, not only the plan, stay within the limit.
+
+    Why not a leaky bucket (aiolimiter)? A bucket of ``calls`` per ``period`` starts full and
+    drains continuously, so it admits ``calls`` at once and one more as soon as ``period /
+    calls`` has drained: ``calls + 1`` in one window, which a vendor counting a sliding window
+    (ReputeAPI: 30 per minute) answers with a 429. Keeping the window's own send times is exact,
+    and its size is bounded by ``calls``.
+    """
+
+    def __init__(
+        self, calls: int, period: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.calls = calls
         self.period = period
+        self.clock = clock
+        self.slots: deque[float] = deque()
+        """Slots handed out (some in the future), in order."""
         self.sent: deque[float] = deque()
+        """When calls were really sent, in order."""
 
-    def wait(self) -> float:
-        """Seconds until one more call fits in the window (0: now)."""
-        now = time.monotonic()
-        while self.sent and self.sent[0] <= now - self.period:
-            self.sent.popleft()
-        if len(self.sent) < self.calls:
-            return 0.0
-        return self.sent[0] + self.period - now
+    def _free_at(self, times: deque[float], now: float) -> float:
+        """The earliest moment from ``now`` at which one more entry of ``times`` fits."""
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        if len(times) < self.calls:
+            return max(now, times[-1]) if times else now
+        return max(now, times[-1], times[-self.calls] + self.period)
 
-    def record(self) -> None:
-        self.sent.append(time.monotonic())
+    def next_slot(self) -> float:
+        """Seconds until the next slot not yet handed out (0: now)."""
+        now = self.clock()
+        return self._free_at(self.slots, now) - now
+
+    def reserve(self, max_wait: float) -> float | None:
+        """Reserve the next slot and return the seconds until it; ``None`` (and nothing
+        reserved) when it is more than ``max_wait`` away."""
+        now = self.clock()
+        slot = self._free_at(self.slots, now)
+        if slot - now > max_wait:
+            return None
+        self.slots.append(slot)
+        return slot - now
+
+    async def send(self) -> None:
+        """Wait until a call really fits the window, and record it as sent now."""
+        now = self.clock()
+        free = self._free_at(self.sent, now)
+        while free > now:  # an earlier caller sent late: its window ends later than planned
+            await asyncio.sleep(free - now)
+            now = self.clock()
+            free = self._free_at(self.sent, now)
+        self.sent.append(now)
 
     def resize(self, calls: int) -> None:
         """The vendor told us its limit (e.g. ``X-RateLimit-Limit``)."""
@@ -198,15 +239,20 @@ class BaseProvider(ABC):
         *,
         deadline: float = DEFAULT_DEADLINE,
         clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.account = account
         self.http = http
         self.deadline = deadline
         self.clock = clock
+        self.monotonic = monotonic
+        """The clock of outbound pacing (seconds, never jumps)."""
         self.base_url = (account.base_url or self.default_base_url).rstrip("/")
         self.held_until: datetime | None = None
         """No call before this moment: the vendor said so (429) or its window is spent."""
-        self.limiter = OutboundLimiter(*self.outbound_rate) if self.outbound_rate else None
+        self.limiter = (
+            OutboundLimiter(*self.outbound_rate, clock=monotonic) if self.outbound_rate else None
+        )
 
     @classmethod
     def validate_options(cls, options: Mapping[str, str]) -> tuple[str, str] | None:
@@ -303,7 +349,9 @@ class BaseProvider(ABC):
         announced = headers.get("x-ratelimit-limit", "")
         if self.rate_header_period and announced.isdigit() and int(announced) > 0:
             if self.limiter is None:
-                self.limiter = OutboundLimiter(int(announced), self.rate_header_period)
+                self.limiter = OutboundLimiter(
+                    int(announced), self.rate_header_period, clock=self.monotonic
+                )
             else:
                 self.limiter.resize(int(announced))
         until = retry_after(headers, now) if status == 429 else None
@@ -371,19 +419,21 @@ class BaseProvider(ABC):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _pace(self) -> None:
-        """Wait for a slot under the vendor's rate, or refuse when the wait would be long."""
-        if self.limiter is None:
+        """Reserve a slot under the vendor's rate and wait for it, or refuse at once when the
+        slot is more than ``MAX_PACING_WAIT`` away (``retry_at``: that slot)."""
+        limiter = self.limiter
+        if limiter is None:
             return
-        wait = self.limiter.wait()
-        if wait > MAX_PACING_WAIT:
+        wait = limiter.reserve(MAX_PACING_WAIT)
+        if wait is None:
             raise RateLimited(
                 self.display_name,
-                retry_at=self.clock() + timedelta(seconds=wait),
-                pacing=(self.limiter.calls, self.limiter.period),
+                retry_at=self.clock() + timedelta(seconds=limiter.next_slot()),
+                pacing=(limiter.calls, limiter.period),
             )
         if wait > 0:
             await asyncio.sleep(wait)
-        self.limiter.record()
+        await limiter.send()
 
     def _answer(self, response: httpx.Response) -> VendorAnswer:
         vendor = self.display_name
