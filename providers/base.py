@@ -373,6 +373,9 @@ class BaseProvider(ABC):
         nothing else is. Calls are paced below the vendor's documented rate, and none is made
         while the vendor's rate window is spent.
 
+        The deadline is also each request's httpx timeout, so an injected client's own
+        (shorter) timeout never cuts a call the configuration allows.
+
         Raises ``AuthFailed`` or ``RequestRejected`` (4xx, see :meth:`refusal`),
         ``RateLimited`` (429, or held back by us), ``ConnectionFailed``, ``TimedOut``,
         ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON).
@@ -401,6 +404,7 @@ class BaseProvider(ABC):
                     params=dict(params or {}),
                     headers=self.auth_headers(),
                     auth=self.auth() or httpx.USE_CLIENT_DEFAULT,
+                    timeout=self.deadline,
                 )
                 await response.aread()
             except httpx.TimeoutException as exc:

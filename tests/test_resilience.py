@@ -52,9 +52,10 @@ async def gateway_at() -> AsyncIterator[Callable[..., tuple[Gateway, Clock]]]:
     clients: list[httpx.AsyncClient] = []
     apps = []
 
-    def build(*accounts, cache=None, **gateway) -> tuple[Gateway, Clock]:
+    def build(*accounts, cache=None, client_timeout=None, **gateway) -> tuple[Gateway, Clock]:
         clock = Clock(NOW)
-        http = httpx.AsyncClient(verify=TLS)
+        timeout = {} if client_timeout is None else {"timeout": client_timeout}
+        http = httpx.AsyncClient(verify=TLS, **timeout)
         cache = {"response_ttl": 0, **(cache or {})}  # these tests look below whole answers
         settings = settings_for(*accounts, cache=cache, **gateway)
         app = create_app(settings, http_client=http, clock=clock)
@@ -470,6 +471,31 @@ async def test_concurrent_callers_never_exceed_the_rate_in_any_window(seed) -> N
     assert most_in_a_window(sent, period - 0.002) <= calls_
     assert len(sent) + refused == 90
     assert refused > 0 and len(sent) > 3 * calls_  # the limit was reached, and honoured
+
+
+# -- the deadline --------------------------------------------------------------------------------
+
+
+async def test_the_configured_deadline_overrides_the_clients_own_timeout(repute, gateway_at):
+    gateway, _ = gateway_at(
+        account_entry("reputeapi", repute.url), client_timeout=0.2, upstream_timeout=1.5
+    )
+    repute.emulator.set_fault(Fault(delay_ms=600))
+    source = (await source_of(gateway))["source"]
+    assert (source["state"], source["cause"]) == ("FRESH", None)
+
+
+async def test_a_vendor_slower_than_the_deadline_timed_out(repute, gateway_at):
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url), upstream_timeout=0.3)
+    repute.emulator.set_fault(Fault(delay_ms=600))
+    source = (await source_of(gateway))["source"]
+    assert (source["state"], source["cause"], source["vendor"], source["httpStatus"]) == (
+        "UNAVAILABLE",
+        "TIMEOUT",
+        "ReputeAPI",
+        None,
+    )
+    assert calls(repute.emulator) == 1
 
 
 # -- whole answers -------------------------------------------------------------------------------
