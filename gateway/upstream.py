@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -36,6 +37,8 @@ BREAKER_THRESHOLD = 5
 BREAKER_COOLDOWN = 30.0
 """Seconds the circuit stays open the first time; doubled on each failed probe."""
 BREAKER_MAX_COOLDOWN = 300.0
+LAST_ERRORS = 1024
+"""How many keys' last failures are remembered (least recently failed forgotten first)."""
 
 
 @dataclass
@@ -80,15 +83,40 @@ class Fetched:
     status: SourceStatus
 
 
+class LastErrors:
+    """The last failure per key, for at most ``size`` keys (least recently failed go first)."""
+
+    def __init__(self, size: int = LAST_ERRORS) -> None:
+        self.size = size
+        self._errors: OrderedDict[str, SourceStatus] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._errors)
+
+    def get(self, key: str) -> SourceStatus | None:
+        return self._errors.get(key)
+
+    def set(self, key: str, status: SourceStatus) -> None:
+        self._errors[key] = status
+        self._errors.move_to_end(key)
+        while len(self._errors) > self.size:
+            self._errors.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._errors.pop(key, None)
+
+
 class Upstream:
     """Long-lived: the cache, in-flight calls, breakers and the last failure per key."""
 
-    def __init__(self, cache: Cache, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, cache: Cache, clock: Callable[[], datetime], *, last_errors: int = LAST_ERRORS
+    ) -> None:
         self.cache = cache
         self.clock = clock
         self.flights = Singleflight()
         self.breakers: dict[str, Breaker] = {}
-        self.last_error: dict[str, SourceStatus] = {}
+        self.last_error = LastErrors(last_errors)
         self.background: set[asyncio.Task[Any]] = set()
 
     async def fetch(
@@ -145,7 +173,7 @@ class Upstream:
                 breaker.failure(self.clock())
             elif breaker.probing:
                 breaker.probing = False  # not the vendor's health speaking (4xx, 429, malformed)
-            self.last_error[key] = _status_of(exc)
+            self.last_error.set(key, _status_of(exc))
             log.warning("account %s: %s", account, exc.message)
             raise
         except BaseException:
@@ -153,7 +181,7 @@ class Upstream:
             raise
         breaker.success()
         entry = Cached(value, self.clock())
-        self.last_error.pop(key, None)
+        self.last_error.forget(key)
         await self.cache.set(key, entry, ttl + max_stale)
         return entry
 
@@ -193,6 +221,11 @@ class Upstream:
             return replace(error, fetched_at=entry.fetched_at)
         message = f"showing the last good answer; the last refresh failed: {error.message}"
         return replace(error, state=SourceState.STALE, fetched_at=entry.fetched_at, message=message)
+
+    async def settle(self) -> None:
+        """Wait until every background refresh under way (and any they start) has ended."""
+        while self.background:
+            await asyncio.gather(*list(self.background), return_exceptions=True)
 
     async def close(self) -> None:
         for task in list(self.background):

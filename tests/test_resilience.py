@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.domain import AccountConfig, ProviderId, Secret
-from gateway.errors import RateLimited
+from gateway.cache import Cache
+from gateway.domain import AccountConfig, FailureCause, ProviderId, Secret, SourceStatus
+from gateway.errors import RateLimited, RequestRejected
 from gateway.response_cache import ResponseCache
-from gateway.upstream import BREAKER_COOLDOWN, BREAKER_THRESHOLD
+from gateway.upstream import BREAKER_COOLDOWN, BREAKER_THRESHOLD, LAST_ERRORS, Upstream
 from providers.base import RETRIES, OutboundLimiter
 from providers.emulation import Fault
 from providers.reputeapi.client import ReputeApiProvider
@@ -71,6 +72,11 @@ async def gateway_at() -> AsyncIterator[Callable[..., tuple[Gateway, Clock]]]:
         await client.aclose()
 
 
+def upstream_of(gateway: Gateway) -> Upstream:
+    upstream: Upstream = gateway.app.state.service.upstream
+    return upstream
+
+
 async def source_of(gateway: Gateway) -> dict:
     (account,) = (await gateway.data(QUERY))["accounts"]
     return account
@@ -114,7 +120,7 @@ async def test_past_its_ttl_an_answer_is_served_stale_and_refreshed(repute, gate
     assert stale["source"]["state"] == "STALE"
     assert stale["source"]["fetchedAt"] == z(NOW)
     assert stale["quotas"] == first["quotas"]
-    await asyncio.sleep(0.3)  # the background refresh
+    await upstream_of(gateway).settle()  # the background refresh
     assert calls(repute.emulator) == 2
     fresh = await source_of(gateway)
     assert fresh["source"]["state"] == "FRESH"
@@ -128,12 +134,18 @@ async def test_when_the_vendor_fails_the_last_good_answer_is_served(repute, gate
     repute.emulator.set_fault(Fault(status=503))
     clock.advance(120)
     await source_of(gateway)  # stale, and starts a refresh that fails
-    await asyncio.sleep(0.8)
+    await upstream_of(gateway).settle()
+    assert calls(repute.emulator) == 1 + 1 + RETRIES
     later = await source_of(gateway)
     assert later["quotas"] == first["quotas"]
-    assert later["source"]["state"] == "STALE"
-    assert later["source"]["fetchedAt"] == z(NOW)
-    assert "the last refresh failed: ReputeAPI failed (HTTP 503)" in later["source"]["message"]
+    source = later["source"]
+    assert (source["state"], source["fetchedAt"]) == ("STALE", z(NOW))
+    assert (source["cause"], source["vendor"], source["httpStatus"]) == (
+        "VENDOR_ERROR",
+        "ReputeAPI",
+        503,
+    )
+    assert "the last refresh failed" in source["message"]
 
 
 async def test_past_max_stale_nothing_is_served(repute, gateway_at) -> None:
@@ -172,7 +184,7 @@ async def test_usage_of_past_days_keeps_longer_than_today(repute, gateway_at) ->
     await gateway.data(query)
     clock.advance(600)
     await gateway.data(query)
-    await asyncio.sleep(0.3)
+    await upstream_of(gateway).settle()
     served = [r.param("end_date") for r in repute.emulator.served]
     assert sorted(served) == ["2026-03-10", "2026-03-18", "2026-03-18"]  # only today's again
 
@@ -339,6 +351,24 @@ async def test_an_unwell_vendor_opens_the_circuit(repute, gateway_at, fault, dea
     paused = (await source_of(gateway))["source"]
     assert (paused["state"], paused["cause"]) == ("UNAVAILABLE", "CIRCUIT_OPEN")
     assert calls(repute.emulator) == sent
+
+
+async def test_the_last_failures_remembered_are_bounded() -> None:
+    upstream = Upstream(Cache(), clock=lambda: NOW)
+
+    async def refused() -> None:  # a vendor refusing every range (no breaker: every call runs)
+        raise RequestRejected("Vendor", status=404, detail="no such range")
+
+    async def read(day: int) -> SourceStatus:
+        fetched = await upstream.fetch("a", "fp", "Vendor", "usage", (day,), refused, 60, 600)
+        return fetched.status
+
+    try:
+        for day in range(LAST_ERRORS + 100):  # each a distinct key, as distinct date ranges are
+            assert (await read(day)).cause is FailureCause.REQUEST_REJECTED
+        assert len(upstream.last_error) == LAST_ERRORS
+    finally:
+        await upstream.close()
 
 
 # -- outbound pacing ---------------------------------------------------------------------------
