@@ -88,6 +88,16 @@ def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
     return redactor
 
 
+def vendor_client(settings: Settings) -> httpx.AsyncClient:
+    """The gateway's own client for vendor calls. Providers pass their deadline
+    (``upstream_timeout``) as each request's timeout; this default only matches it."""
+    return httpx.AsyncClient(
+        headers={"User-Agent": USER_AGENT},
+        timeout=httpx.Timeout(settings.upstream_timeout),
+        follow_redirects=False,
+    )
+
+
 def build_service(
     settings: Settings,
     http: httpx.AsyncClient,
@@ -112,7 +122,7 @@ def build_service(
 
 async def snapshot_once(settings: Settings) -> list[AccountOutcome]:
     """One snapshot of every account (``usage-gateway snapshot``)."""
-    async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}) as http:
+    async with vendor_client(settings) as http:
         service = build_service(settings, http)
         try:
             assert service.history is not None
@@ -137,9 +147,7 @@ def create_app(
     without it the app opens its own at startup and closes it at shutdown.
     """
     own_client = http_client is None
-    http = http_client or httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT}, timeout=httpx.Timeout(10.0), follow_redirects=False
-    )
+    http = http_client or vendor_client(settings)
     service = build_service(settings, http, clock=clock)
 
     async def context_getter() -> GatewayContext:

@@ -2,27 +2,38 @@
 
 ::
 
-    GatewayError                      anything the gateway raises on purpose
-    ├── ConfigError                   a bad config file; names file, account and field
-    ├── InputError                    a bad argument from a GraphQL caller; shown to the caller
-    └── UpstreamError                 a vendor call that did not give usable data
-        ├── AuthFailed                401/403: the vendor rejected the credentials  -> AUTH_FAILED
-        ├── RateLimited               429: the vendor asks us to wait (retry_at)    -> RATE_LIMITED
-        └── Unavailable               connection refused, deadline, 5xx             -> UNAVAILABLE
-            ├── UpstreamRejected      another 4xx: the vendor refused our request
-            ├── MalformedResponse     an answer we cannot read (bad JSON, wrong shape)
-            └── CircuitOpen           we pause calls to a vendor that keeps failing
+    GatewayError                  anything the gateway raises on purpose
+    ├── ConfigError               a bad config file; names file, account and field
+    ├── InputError                a bad argument from a GraphQL caller; shown to the caller
+    └── UpstreamError             a vendor call that gave no usable data   (state, cause)
+        ├── AuthFailed            401 (403 unless the provider says otherwise)
+        │                                               -> AUTH_FAILED, CREDENTIALS_REJECTED
+        ├── RateLimited           429, or held back by us (retry_at)  -> RATE_LIMITED
+        ├── RequestRejected       another 4xx: the account's config is wrong (unknown group,
+        │                         not an administrator)          -> UNAVAILABLE, REQUEST_REJECTED
+        ├── MalformedResponse     an answer we cannot read       -> UNAVAILABLE, MALFORMED
+        ├── CircuitOpen           we pause calls to a vendor that kept failing (retry_at)
+        │                                                         -> UNAVAILABLE, CIRCUIT_OPEN
+        └── Unavailable           the vendor itself is unwell: only these feed a circuit breaker
+            ├── ConnectionFailed  refused, reset, broken off      -> UNAVAILABLE, CONNECTION
+            ├── TimedOut          no answer within the deadline   -> UNAVAILABLE, TIMEOUT
+            └── VendorFailed      5xx                             -> UNAVAILABLE, VENDOR_ERROR
 
-Expected upstream failures become a ``SourceStatus`` on the account (data, not exceptions, above
-the service). Messages never contain secrets: they are built from status codes, vendor error
-codes and our own words, and vendor text is shortened and stripped of control characters.
+An upstream error carries fields, not a formatted string: ``vendor`` (display name), ``status``
+(the vendor's HTTP status, where it answered), ``detail`` (the vendor's own explanation, or what
+was wrong with its answer), ``retry_at``, and the class attributes ``state`` and ``cause``.
+``message`` is derived from them for people. Expected upstream failures become a
+``SourceStatus`` on the account (data, not exceptions, above the service). Messages never contain
+secrets: providers blank the account's secrets in vendor text (``BaseProvider.redact``) before it
+becomes ``detail``, and ``detail`` is always shortened and stripped of control characters.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
-from gateway.domain import SourceState
+from gateway.domain import FailureCause, SourceState
 
 _MAX_VENDOR_TEXT = 200
 
@@ -72,45 +83,183 @@ class InputError(GatewayError):
         super().__init__(message)
 
 
+def _moment(when: datetime) -> str:
+    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
+
+
 class UpstreamError(GatewayError):
-    """A vendor call that did not give usable data."""
+    """A vendor call that did not give usable data.
 
-    state: SourceState = SourceState.UNAVAILABLE
+    ``vendor`` is the vendor's display name, ``status`` its HTTP status (``None`` when it did not
+    answer), ``detail`` its own explanation (made printable and bounded here), ``retry_at`` when
+    a next call makes sense (``None``: nobody said).
+    """
 
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+    state: ClassVar[SourceState] = SourceState.UNAVAILABLE
+    cause: ClassVar[FailureCause] = FailureCause.INTERNAL
+
+    def __init__(
+        self,
+        vendor: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.status = status
+        self.detail = (vendor_text(detail) or None) if detail is not None else None
+        self.retry_at = retry_at
+        super().__init__(self.message)
+
+    def summary(self) -> str:
+        """What happened, in our words (without the vendor's ``detail``)."""
+        return f"{self.vendor} gave no usable answer{self._http()}"
+
+    @property
+    def message(self) -> str:
+        """For people: our summary, then the vendor's own words."""
+        return self.summary() + (f": {self.detail}" if self.detail else "")
+
+    def _http(self) -> str:
+        return "" if self.status is None else f" (HTTP {self.status})"
 
 
 class AuthFailed(UpstreamError):
-    """The vendor rejected the credentials (or the account lacks the right to read usage)."""
+    """The vendor rejected the credentials (401; 403 where the provider says it means that)."""
 
     state = SourceState.AUTH_FAILED
+    cause = FailureCause.CREDENTIALS_REJECTED
+
+    def summary(self) -> str:
+        return f"{self.vendor} rejected the credentials{self._http()}"
 
 
 class RateLimited(UpstreamError):
-    """The vendor answered 429; ``retry_at`` is when it allows the next call, if it said."""
+    """The vendor answered 429, or the gateway holds back to respect its rate; see ``retry_at``.
+
+    ``pacing`` is ``(calls, seconds)`` when the gateway itself refused the call to stay under the
+    vendor's documented rate.
+    """
 
     state = SourceState.RATE_LIMITED
+    cause = FailureCause.RATE_LIMITED
 
-    def __init__(self, message: str, *, retry_at: datetime | None = None) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
+    def __init__(
+        self,
+        vendor: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        retry_at: datetime | None = None,
+        pacing: tuple[int, float] | None = None,
+    ) -> None:
+        self.pacing = pacing
+        super().__init__(vendor, status=status, detail=detail, retry_at=retry_at)
+
+    def summary(self) -> str:
+        if self.pacing is not None:
+            calls, period = self.pacing
+            text = (
+                f"{self.vendor} allows {calls} calls per {period:g} s; "
+                "the gateway holds back to stay under it"
+            )
+        elif self.status is not None:
+            text = f"{self.vendor} is rate limiting{self._http()}"
+        else:
+            text = f"{self.vendor} asked us to wait"
+        if self.retry_at is not None:
+            text += f"; no call until {_moment(self.retry_at)}"
+        return text
+
+
+class RequestRejected(UpstreamError):
+    """The vendor refused this request: a 4xx that means the account's config is wrong.
+
+    Unknown group (404), not an administrator of it (VirusTotal's 403), a parameter it will not
+    take (400). Retrying does not help and the vendor is healthy: it never opens a circuit, and
+    the vendor's own words are shown every time, since they say what to fix. The state stays
+    ``UNAVAILABLE`` (there is no data; ``AUTH_FAILED`` promises a credentials problem), and
+    ``cause`` tells programs it is the config.
+    """
+
+    cause = FailureCause.REQUEST_REJECTED
+
+    def summary(self) -> str:
+        return f"{self.vendor} refused the request{self._http()}"
+
+
+class MalformedResponse(UpstreamError):
+    """The vendor answered something we cannot read; ``detail`` says what was wrong with it.
+
+    A vendor's (or a proxy's) odd answer says nothing about its health: no circuit opens for it.
+    """
+
+    cause = FailureCause.MALFORMED
+
+    def __init__(self, vendor: str, *, status: int | None = 200, detail: str | None = None) -> None:
+        super().__init__(vendor, status=status, detail=detail)  # only 200 answers are read
+
+    def summary(self) -> str:
+        return f"{self.vendor} answered with something the gateway cannot read{self._http()}"
+
+
+class CircuitOpen(UpstreamError):
+    """The gateway pauses calls to an account whose vendor kept failing, until ``retry_at``."""
+
+    cause = FailureCause.CIRCUIT_OPEN
+
+    def __init__(self, vendor: str, *, failures: int, retry_at: datetime) -> None:
+        self.failures = failures
+        super().__init__(vendor, retry_at=retry_at)
+
+    def summary(self) -> str:
+        assert self.retry_at is not None
+        return (
+            f"{self.vendor} failed {self.failures} times in a row; the gateway pauses calls "
+            f"until {_moment(self.retry_at)}"
+        )
 
 
 class Unavailable(UpstreamError):
-    """The vendor could not be reached, was too slow, or failed on its side."""
+    """The vendor itself is unwell: unreachable, too slow, or failing on its side.
 
-    state = SourceState.UNAVAILABLE
-
-
-class UpstreamRejected(Unavailable):
-    """The vendor refused the request itself (a 4xx other than 401, 403 and 429)."""
+    Only these count toward an account's circuit breaker.
+    """
 
 
-class MalformedResponse(Unavailable):
-    """The vendor answered something we cannot read."""
+class ConnectionFailed(Unavailable):
+    """The vendor could not be reached (``broke_off`` False) or broke off the connection."""
+
+    cause = FailureCause.CONNECTION
+
+    def __init__(self, vendor: str, *, broke_off: bool = False) -> None:
+        self.broke_off = broke_off
+        super().__init__(vendor)
+
+    def summary(self) -> str:
+        if self.broke_off:
+            return f"{self.vendor} broke off the connection"
+        return f"{self.vendor} could not be reached (connection failed)"
 
 
-class CircuitOpen(Unavailable):
-    """The gateway pauses calls to an account whose vendor failed repeatedly."""
+class TimedOut(Unavailable):
+    """The vendor did not answer within ``deadline`` seconds (retries included)."""
+
+    cause = FailureCause.TIMEOUT
+
+    def __init__(self, vendor: str, *, deadline: float) -> None:
+        self.deadline = deadline
+        super().__init__(vendor)
+
+    def summary(self) -> str:
+        return f"{self.vendor} did not answer within {self.deadline:g} s"
+
+
+class VendorFailed(Unavailable):
+    """The vendor answered with a 5xx."""
+
+    cause = FailureCause.VENDOR_ERROR
+
+    def summary(self) -> str:
+        return f"{self.vendor} failed{self._http()}"

@@ -10,20 +10,24 @@ parameters) it answers, in this order:
 3. otherwise a call to the vendor, shared by every concurrent caller of the same key
    (singleflight), unless the account's circuit is open.
 
-Only successful answers are cached. Expected failures come back as a status, never raised.
+Only successful answers are cached. Expected failures come back as a status, never raised,
+built from the error's fields (state, cause, vendor, HTTP status, retry time). Only a vendor that
+is unwell (``Unavailable``: connection failure, timeout, 5xx) counts toward the breaker; a 4xx
+that says the config is wrong, a rate limit or an unreadable answer never opens it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.cache import Cache, Cached, Singleflight, cache_key
-from gateway.domain import SourceState, SourceStatus
+from gateway.domain import FailureCause, SourceState, SourceStatus
 from gateway.errors import CircuitOpen, Unavailable, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,8 @@ BREAKER_THRESHOLD = 5
 BREAKER_COOLDOWN = 30.0
 """Seconds the circuit stays open the first time; doubled on each failed probe."""
 BREAKER_MAX_COOLDOWN = 300.0
+LAST_ERRORS = 1024
+"""How many keys' last failures are remembered (least recently failed forgotten first)."""
 
 
 @dataclass
@@ -45,14 +51,11 @@ class Breaker:
     probing: bool = False
 
     def check(self, now: datetime, vendor: str) -> None:
-        """Raise ``Unavailable`` while open; let one probe through once the cooldown is over."""
+        """Raise ``CircuitOpen`` while open; let one probe through once the cooldown is over."""
         if self.open_until is None:
             return
         if now < self.open_until or self.probing:
-            raise CircuitOpen(
-                f"{vendor} failed {self.failures} times in a row; the gateway pauses calls "
-                f"until {self.open_until:%Y-%m-%dT%H:%M:%SZ}"
-            )
+            raise CircuitOpen(vendor, failures=self.failures, retry_at=self.open_until)
         self.probing = True
 
     def success(self) -> None:
@@ -80,15 +83,40 @@ class Fetched:
     status: SourceStatus
 
 
+class LastErrors:
+    """The last failure per key, for at most ``size`` keys (least recently failed go first)."""
+
+    def __init__(self, size: int = LAST_ERRORS) -> None:
+        self.size = size
+        self._errors: OrderedDict[str, SourceStatus] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._errors)
+
+    def get(self, key: str) -> SourceStatus | None:
+        return self._errors.get(key)
+
+    def set(self, key: str, status: SourceStatus) -> None:
+        self._errors[key] = status
+        self._errors.move_to_end(key)
+        while len(self._errors) > self.size:
+            self._errors.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._errors.pop(key, None)
+
+
 class Upstream:
     """Long-lived: the cache, in-flight calls, breakers and the last failure per key."""
 
-    def __init__(self, cache: Cache, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, cache: Cache, clock: Callable[[], datetime], *, last_errors: int = LAST_ERRORS
+    ) -> None:
         self.cache = cache
         self.clock = clock
         self.flights = Singleflight()
         self.breakers: dict[str, Breaker] = {}
-        self.last_error: dict[str, SourceStatus] = {}
+        self.last_error = LastErrors(last_errors)
         self.background: set[asyncio.Task[Any]] = set()
 
     async def fetch(
@@ -121,7 +149,10 @@ class Upstream:
         except Exception:
             log.exception("account %s: unexpected error while reading %s", account, vendor)
             message = f"internal error while reading {vendor}; see the gateway log"
-            return Fetched(None, SourceStatus(SourceState.UNAVAILABLE, None, message))
+            status = SourceStatus(
+                SourceState.UNAVAILABLE, None, message, cause=FailureCause.INTERNAL, vendor=vendor
+            )
+            return Fetched(None, status)
         return Fetched(fresh.value, SourceStatus(SourceState.FRESH, fresh.fetched_at))
 
     async def _call(
@@ -138,11 +169,11 @@ class Upstream:
             breaker.check(self.clock(), vendor)
             value = await call()
         except UpstreamError as exc:
-            if isinstance(exc, Unavailable) and not isinstance(exc, CircuitOpen):
+            if isinstance(exc, Unavailable):  # connection, timeout, 5xx: the vendor is unwell
                 breaker.failure(self.clock())
             elif breaker.probing:
-                breaker.probing = False  # not the vendor's health speaking (401, 429)
-            self.last_error[key] = _status_of(exc)
+                breaker.probing = False  # not the vendor's health speaking (4xx, 429, malformed)
+            self.last_error.set(key, _status_of(exc))
             log.warning("account %s: %s", account, exc.message)
             raise
         except BaseException:
@@ -150,7 +181,7 @@ class Upstream:
             raise
         breaker.success()
         entry = Cached(value, self.clock())
-        self.last_error.pop(key, None)
+        self.last_error.forget(key)
         await self.cache.set(key, entry, ttl + max_stale)
         return entry
 
@@ -183,13 +214,18 @@ class Upstream:
 
     def _stale(self, key: str, entry: Cached[Any]) -> SourceStatus:
         error = self.last_error.get(key)
-        if error is not None and error.state in (SourceState.RATE_LIMITED, SourceState.AUTH_FAILED):
-            return SourceStatus(error.state, entry.fetched_at, error.message, error.retry_at)
-        if error is not None:
-            message = f"showing the last good answer; the last refresh failed: {error.message}"
-        else:
+        if error is None:
             message = "past its freshness; a refresh is under way"
-        return SourceStatus(SourceState.STALE, entry.fetched_at, message)
+            return SourceStatus(SourceState.STALE, entry.fetched_at, message)
+        if error.state in (SourceState.RATE_LIMITED, SourceState.AUTH_FAILED):
+            return replace(error, fetched_at=entry.fetched_at)
+        message = f"showing the last good answer; the last refresh failed: {error.message}"
+        return replace(error, state=SourceState.STALE, fetched_at=entry.fetched_at, message=message)
+
+    async def settle(self) -> None:
+        """Wait until every background refresh under way (and any they start) has ended."""
+        while self.background:
+            await asyncio.gather(*list(self.background), return_exceptions=True)
 
     async def close(self) -> None:
         for task in list(self.background):
@@ -199,4 +235,12 @@ class Upstream:
 
 
 def _status_of(exc: UpstreamError) -> SourceStatus:
-    return SourceStatus(exc.state, None, exc.message, getattr(exc, "retry_at", None))
+    return SourceStatus(
+        exc.state,
+        None,
+        exc.message,
+        exc.retry_at,
+        cause=exc.cause,
+        vendor=exc.vendor,
+        http_status=exc.status,
+    )

@@ -36,10 +36,12 @@ from gateway.domain import (
 )
 from gateway.errors import (
     AuthFailed,
+    ConnectionFailed,
     MalformedResponse,
     RateLimited,
-    Unavailable,
-    UpstreamRejected,
+    RequestRejected,
+    TimedOut,
+    VendorFailed,
     vendor_text,
 )
 
@@ -56,24 +58,65 @@ MAX_PACING_WAIT = 1.0
 
 
 class OutboundLimiter:
-    """At most ``calls`` calls in any ``period`` seconds (a sliding window, monotonic time)."""
+    """At most ``calls`` calls in any ``period`` seconds: a sliding window kept by hand.
 
-    def __init__(self, calls: int, period: float) -> None:
+    A caller first *reserves* a slot (:meth:`reserve`): the earliest moment at which one more
+    call keeps every window of ``period`` seconds at ``calls`` or fewer, counting the slots
+    already handed out, and recorded at once, so concurrent callers never share one free slot.
+    A slot too far away is refused without being reserved. The caller then waits for its slot
+    and :meth:`send` records the moment it really sends, waiting a little longer if an earlier
+    caller woke late: the real send times, not only the plan, stay within the limit.
+
+    Why not a leaky bucket (aiolimiter)? A bucket of ``calls`` per ``period`` starts full and
+    drains continuously, so it admits ``calls`` at once and one more as soon as ``period /
+    calls`` has drained: ``calls + 1`` in one window, which a vendor counting a sliding window
+    (ReputeAPI: 30 per minute) answers with a 429. Keeping the window's own send times is exact,
+    and its size is bounded by ``calls``.
+    """
+
+    def __init__(
+        self, calls: int, period: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.calls = calls
         self.period = period
+        self.clock = clock
+        self.slots: deque[float] = deque()
+        """Slots handed out (some in the future), in order."""
         self.sent: deque[float] = deque()
+        """When calls were really sent, in order."""
 
-    def wait(self) -> float:
-        """Seconds until one more call fits in the window (0: now)."""
-        now = time.monotonic()
-        while self.sent and self.sent[0] <= now - self.period:
-            self.sent.popleft()
-        if len(self.sent) < self.calls:
-            return 0.0
-        return self.sent[0] + self.period - now
+    def _free_at(self, times: deque[float], now: float) -> float:
+        """The earliest moment from ``now`` at which one more entry of ``times`` fits."""
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        if len(times) < self.calls:
+            return max(now, times[-1]) if times else now
+        return max(now, times[-1], times[-self.calls] + self.period)
 
-    def record(self) -> None:
-        self.sent.append(time.monotonic())
+    def next_slot(self) -> float:
+        """Seconds until the next slot not yet handed out (0: now)."""
+        now = self.clock()
+        return self._free_at(self.slots, now) - now
+
+    def reserve(self, max_wait: float) -> float | None:
+        """Reserve the next slot and return the seconds until it; ``None`` (and nothing
+        reserved) when it is more than ``max_wait`` away."""
+        now = self.clock()
+        slot = self._free_at(self.slots, now)
+        if slot - now > max_wait:
+            return None
+        self.slots.append(slot)
+        return slot - now
+
+    async def send(self) -> None:
+        """Wait until a call really fits the window, and record it as sent now."""
+        now = self.clock()
+        free = self._free_at(self.sent, now)
+        while free > now:  # an earlier caller sent late: its window ends later than planned
+            await asyncio.sleep(free - now)
+            now = self.clock()
+            free = self._free_at(self.sent, now)
+        self.sent.append(now)
 
     def resize(self, calls: int) -> None:
         """The vendor told us its limit (e.g. ``X-RateLimit-Limit``)."""
@@ -108,7 +151,7 @@ def parsing(vendor: str) -> Iterator[None]:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise MalformedResponse(
-            f"{vendor} answered with an unexpected shape ({type(exc).__name__}: {vendor_text(exc)})"
+            vendor, detail=f"unexpected shape ({type(exc).__name__}: {vendor_text(exc)})"
         ) from exc
 
 
@@ -203,15 +246,20 @@ class BaseProvider(ABC):
         *,
         deadline: float = DEFAULT_DEADLINE,
         clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.account = account
         self.http = http
         self.deadline = deadline
         self.clock = clock
+        self.monotonic = monotonic
+        """The clock of outbound pacing (seconds, never jumps)."""
         self.base_url = (account.base_url or self.default_base_url).rstrip("/")
         self.held_until: datetime | None = None
         """No call before this moment: the vendor said so (429) or its window is spent."""
-        self.limiter = OutboundLimiter(*self.outbound_rate) if self.outbound_rate else None
+        self.limiter = (
+            OutboundLimiter(*self.outbound_rate, clock=monotonic) if self.outbound_rate else None
+        )
 
     @classmethod
     def validate_options(cls, options: Mapping[str, str]) -> tuple[str, str] | None:
@@ -272,19 +320,36 @@ class BaseProvider(ABC):
         return (f"{account.secret(user)}:{account.secret(password)}",)
 
     def error_message(self, response: httpx.Response) -> str | None:
-        """The vendor's own explanation in an error body, if it has one; overridable."""
+        """The vendor's own explanation in an error body, if it has one; overridable.
+
+        The ``message`` (or ``error``) of a JSON body, or a plain-text body itself. Raw vendor
+        text: the base class blanks secrets (:meth:`redact`) and bounds it.
+        """
         try:
             body = response.json()
         except ValueError:
+            if response.headers.get("content-type", "").startswith("text/plain"):
+                return response.text or None
             return None
         if isinstance(body, dict):
             for key in ("message", "error"):
                 value = body.get(key)
                 if isinstance(value, str):
-                    return vendor_text(value)
+                    return value
                 if isinstance(value, dict) and isinstance(value.get("message"), str):
-                    return vendor_text(value["message"])
+                    return str(value["message"])
         return None
+
+    def refusal(self, response: httpx.Response, detail: str | None) -> AuthFailed | RequestRejected:
+        """The error for a 4xx other than 429; overridable where a vendor's 403 means config.
+
+        By default 401 and 403 say the credentials were rejected; any other 4xx says the
+        request (the account's config: group, user, parameters) was.
+        """
+        status = response.status_code
+        if status in (401, 403):
+            return AuthFailed(self.display_name, status=status, detail=detail)
+        return RequestRejected(self.display_name, status=status, detail=detail)
 
     def redact(self, text: str | None) -> str | None:
         """``text`` with this account's secrets blanked (a vendor may echo a key back)."""
@@ -303,7 +368,9 @@ class BaseProvider(ABC):
         announced = headers.get("x-ratelimit-limit", "")
         if self.rate_header_period and announced.isdigit() and int(announced) > 0:
             if self.limiter is None:
-                self.limiter = OutboundLimiter(int(announced), self.rate_header_period)
+                self.limiter = OutboundLimiter(
+                    int(announced), self.rate_header_period, clock=self.monotonic
+                )
             else:
                 self.limiter.resize(int(announced))
         until = retry_after(headers, now) if status == 429 else None
@@ -325,26 +392,24 @@ class BaseProvider(ABC):
         nothing else is. Calls are paced below the vendor's documented rate, and none is made
         while the vendor's rate window is spent.
 
-        Raises ``AuthFailed`` (401/403), ``RateLimited`` (429, or held back by us),
-        ``Unavailable`` (connection, deadline, 5xx), ``UpstreamRejected`` (other 4xx) or
-        ``MalformedResponse`` (not JSON).
+        The deadline is also each request's httpx timeout, so an injected client's own
+        (shorter) timeout never cuts a call the configuration allows.
+
+        Raises ``AuthFailed`` or ``RequestRejected`` (4xx, see :meth:`refusal`),
+        ``RateLimited`` (429, or held back by us), ``ConnectionFailed``, ``TimedOut``,
+        ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON).
         """
-        vendor = self.display_name
         self._check_held()
         try:
             async with asyncio.timeout(self.deadline):
                 response = await self._send(path, params)
         except TimeoutError as exc:
-            raise Unavailable(f"{vendor} did not answer within {self.deadline:g} s") from exc
+            raise TimedOut(self.display_name, deadline=self.deadline) from exc
         return self._answer(response)
 
     def _check_held(self) -> None:
         if self.held_until is not None and self.clock() < self.held_until:
-            raise RateLimited(
-                f"{self.display_name} asked us to wait; no call until "
-                f"{self.held_until:%Y-%m-%dT%H:%M:%SZ}",
-                retry_at=self.held_until,
-            )
+            raise RateLimited(self.display_name, retry_at=self.held_until)
 
     async def _send(self, path: str, params: Mapping[str, str] | None) -> httpx.Response:
         """The request, retried on connection failures and 5xx (inside the caller's deadline)."""
@@ -358,18 +423,17 @@ class BaseProvider(ABC):
                     params=dict(params or {}),
                     headers=self.auth_headers(),
                     auth=self.auth() or httpx.USE_CLIENT_DEFAULT,
+                    timeout=self.deadline,
                 )
                 await response.aread()
             except httpx.TimeoutException as exc:
-                raise Unavailable(f"{vendor} timed out ({type(exc).__name__})") from exc
+                raise TimedOut(vendor, deadline=self.deadline) from exc
             except httpx.ConnectError as exc:
                 if last:
-                    raise Unavailable(f"{vendor} could not be reached (connection failed)") from exc
+                    raise ConnectionFailed(vendor) from exc
             except httpx.HTTPError as exc:
                 if last:
-                    raise Unavailable(
-                        f"{vendor} broke off the connection ({type(exc).__name__})"
-                    ) from exc
+                    raise ConnectionFailed(vendor, broke_off=True) from exc
             else:
                 if response.status_code < 500 or last:
                     return response
@@ -378,19 +442,21 @@ class BaseProvider(ABC):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _pace(self) -> None:
-        """Wait for a slot under the vendor's rate, or refuse when the wait would be long."""
-        if self.limiter is None:
+        """Reserve a slot under the vendor's rate and wait for it, or refuse at once when the
+        slot is more than ``MAX_PACING_WAIT`` away (``retry_at``: that slot)."""
+        limiter = self.limiter
+        if limiter is None:
             return
-        wait = self.limiter.wait()
-        if wait > MAX_PACING_WAIT:
+        wait = limiter.reserve(MAX_PACING_WAIT)
+        if wait is None:
             raise RateLimited(
-                f"{self.display_name} allows {self.limiter.calls} calls per "
-                f"{self.limiter.period:g} s; the gateway holds back to stay under it",
-                retry_at=self.clock() + timedelta(seconds=wait),
+                self.display_name,
+                retry_at=self.clock() + timedelta(seconds=limiter.next_slot()),
+                pacing=(limiter.calls, limiter.period),
             )
         if wait > 0:
             await asyncio.sleep(wait)
-        self.limiter.record()
+        await limiter.send()
 
     def _answer(self, response: httpx.Response) -> VendorAnswer:
         vendor = self.display_name
@@ -398,18 +464,20 @@ class BaseProvider(ABC):
         status = response.status_code
         self._note_rate_window(response.headers, status)
         if status != 200:
-            detail = self.redact(self.error_message(response))
-            suffix = f": {detail}" if detail else ""
-            if status in (401, 403):
-                raise AuthFailed(f"{vendor} rejected the credentials (HTTP {status}){suffix}")
+            raw = self.error_message(response)
+            detail = None if raw is None else vendor_text(self.redact(raw))
             if status == 429:
                 when = retry_after(response.headers, self.clock())
-                raise RateLimited(f"{vendor} is rate limiting (HTTP 429){suffix}", retry_at=when)
+                raise RateLimited(vendor, status=status, detail=detail, retry_at=when)
             if status >= 500:
-                raise Unavailable(f"{vendor} failed (HTTP {status}){suffix}")
-            raise UpstreamRejected(f"{vendor} refused the request (HTTP {status}){suffix}")
+                raise VendorFailed(vendor, status=status, detail=detail)
+            if 400 <= status < 500:
+                raise self.refusal(response, detail)
+            raise MalformedResponse(vendor, status=status, detail="an unexpected HTTP status")
         try:
             body = json.loads(content)
         except ValueError as exc:
-            raise MalformedResponse(f"{vendor} answered with a body that is not JSON") from exc
+            raise MalformedResponse(
+                vendor, status=status, detail="a body that is not JSON"
+            ) from exc
         return VendorAnswer(body=body, headers=response.headers)

@@ -7,8 +7,22 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from gateway.domain import AccountConfig, EndpointUsage, Granularity, ProviderId, Secret
-from gateway.errors import AuthFailed, MalformedResponse, RateLimited, Unavailable, UpstreamRejected
+from gateway.domain import (
+    AccountConfig,
+    EndpointUsage,
+    FailureCause,
+    Granularity,
+    ProviderId,
+    Secret,
+)
+from gateway.errors import (
+    AuthFailed,
+    MalformedResponse,
+    RateLimited,
+    RequestRejected,
+    Unavailable,
+    VendorFailed,
+)
 from providers.base import as_int
 from providers.reputeapi.client import ReputeApiProvider
 from providers.virustotal.client import VirusTotalProvider
@@ -45,18 +59,34 @@ async def test_a_vendor_echoing_the_key_does_not_leak_it() -> None:
 
     error = await failure(handler)
     assert isinstance(error, AuthFailed)
-    assert str(error) == "ReputeAPI rejected the credentials (HTTP 401): bad key ********"
+    assert (error.vendor, error.status, error.cause) == (
+        "ReputeAPI",
+        401,
+        FailureCause.CREDENTIALS_REJECTED,
+    )
+    assert error.detail == "bad key ********"
+    assert KEY not in error.message
+
+
+async def test_a_secret_at_the_length_limit_is_blanked_before_the_text_is_cut() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"message": "x" * 190 + KEY})
+
+    error = await failure(handler)
+    assert isinstance(error, AuthFailed)
+    assert error.detail is not None and KEY[:6] not in error.detail
 
 
 async def test_vendor_text_is_shortened_and_made_printable() -> None:
     message = "line one\nline two\x1b[31m" + "x" * 500
 
     error = await failure(lambda r: httpx.Response(503, json={"message": message}))
-    assert isinstance(error, Unavailable)
-    text = str(error)
-    assert "\n" not in text and "\x1b" not in text
-    assert text.startswith("ReputeAPI failed (HTTP 503): line one line two [31mxxx")
-    assert len(text) < 260
+    assert isinstance(error, VendorFailed) and isinstance(error, Unavailable)
+    assert (error.status, error.cause) == (503, FailureCause.VENDOR_ERROR)
+    assert error.detail is not None
+    assert error.detail.startswith("line one line two [31mxxx")
+    assert len(error.detail) <= 200
+    assert "\n" not in error.message and "\x1b" not in error.message
 
 
 @pytest.mark.parametrize(
@@ -70,13 +100,20 @@ async def test_vendor_text_is_shortened_and_made_printable() -> None:
 async def test_retry_after_in_seconds_or_as_a_date(header, expected) -> None:
     error = await failure(lambda r: httpx.Response(429, headers={"Retry-After": header}))
     assert isinstance(error, RateLimited)
-    assert error.retry_at == expected
+    assert (error.status, error.cause, error.retry_at) == (429, FailureCause.RATE_LIMITED, expected)
 
 
-async def test_other_4xx_is_a_rejected_request() -> None:
-    error = await failure(lambda r: httpx.Response(400, json={"message": "Invalid granularity"}))
-    assert isinstance(error, UpstreamRejected)
-    assert str(error) == "ReputeAPI refused the request (HTTP 400): Invalid granularity"
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+async def test_other_4xx_is_a_rejected_request_not_an_unwell_vendor(status) -> None:
+    error = await failure(lambda r: httpx.Response(status, json={"message": "Invalid group"}))
+    assert isinstance(error, RequestRejected)
+    assert not isinstance(error, Unavailable)  # what the circuit breaker counts
+    assert (error.vendor, error.status, error.detail, error.cause) == (
+        "ReputeAPI",
+        status,
+        "Invalid group",
+        FailureCause.REQUEST_REJECTED,
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,6 +131,8 @@ async def test_other_4xx_is_a_rejected_request() -> None:
 async def test_bodies_of_the_wrong_shape_are_malformed(body: bytes) -> None:
     error = await failure(lambda r: httpx.Response(200, content=body))
     assert isinstance(error, MalformedResponse)
+    assert not isinstance(error, Unavailable)
+    assert (error.vendor, error.cause) == ("ReputeAPI", FailureCause.MALFORMED)
 
 
 async def test_counts_as_strings_and_big_numbers_are_exact() -> None:

@@ -7,6 +7,8 @@ their data stays put while the gateway's time moves past TTLs, cooldowns and ret
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
@@ -14,16 +16,18 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.domain import AccountConfig, ProviderId, Secret
-from gateway.errors import RateLimited
+from gateway.cache import Cache
+from gateway.domain import AccountConfig, FailureCause, ProviderId, Secret, SourceStatus
+from gateway.errors import RateLimited, RequestRejected
 from gateway.response_cache import ResponseCache
-from gateway.upstream import BREAKER_COOLDOWN, BREAKER_THRESHOLD
+from gateway.upstream import BREAKER_COOLDOWN, BREAKER_THRESHOLD, LAST_ERRORS, Upstream
 from providers.base import RETRIES, OutboundLimiter
 from providers.emulation import Fault
 from providers.reputeapi.client import ReputeApiProvider
 from tests.conftest import NO_CACHE, NOW, TLS, Gateway, account_entry, settings_for
 
-QUERY = "{ accounts { source { state fetchedAt message retryAt } quotas { used } } }"
+QUERY = """{ accounts { source { state fetchedAt message retryAt cause vendor httpStatus }
+                        quotas { used } } }"""
 
 
 def z(moment: datetime) -> str:
@@ -49,9 +53,10 @@ async def gateway_at() -> AsyncIterator[Callable[..., tuple[Gateway, Clock]]]:
     clients: list[httpx.AsyncClient] = []
     apps = []
 
-    def build(*accounts, cache=None, **gateway) -> tuple[Gateway, Clock]:
+    def build(*accounts, cache=None, client_timeout=None, **gateway) -> tuple[Gateway, Clock]:
         clock = Clock(NOW)
-        http = httpx.AsyncClient(verify=TLS)
+        timeout = {} if client_timeout is None else {"timeout": client_timeout}
+        http = httpx.AsyncClient(verify=TLS, **timeout)
         cache = {"response_ttl": 0, **(cache or {})}  # these tests look below whole answers
         settings = settings_for(*accounts, cache=cache, **gateway)
         app = create_app(settings, http_client=http, clock=clock)
@@ -65,6 +70,11 @@ async def gateway_at() -> AsyncIterator[Callable[..., tuple[Gateway, Clock]]]:
         await app.state.service.upstream.close()
     for client in clients:
         await client.aclose()
+
+
+def upstream_of(gateway: Gateway) -> Upstream:
+    upstream: Upstream = gateway.app.state.service.upstream
+    return upstream
 
 
 async def source_of(gateway: Gateway) -> dict:
@@ -92,6 +102,9 @@ async def test_answers_are_cached_for_their_ttl(repute, gateway_at) -> None:
         "fetchedAt": z(NOW),
         "message": None,
         "retryAt": None,
+        "cause": None,
+        "vendor": None,
+        "httpStatus": None,
     }
     clock.advance(59)
     again = await source_of(gateway)
@@ -107,7 +120,7 @@ async def test_past_its_ttl_an_answer_is_served_stale_and_refreshed(repute, gate
     assert stale["source"]["state"] == "STALE"
     assert stale["source"]["fetchedAt"] == z(NOW)
     assert stale["quotas"] == first["quotas"]
-    await asyncio.sleep(0.3)  # the background refresh
+    await upstream_of(gateway).settle()  # the background refresh
     assert calls(repute.emulator) == 2
     fresh = await source_of(gateway)
     assert fresh["source"]["state"] == "FRESH"
@@ -121,12 +134,18 @@ async def test_when_the_vendor_fails_the_last_good_answer_is_served(repute, gate
     repute.emulator.set_fault(Fault(status=503))
     clock.advance(120)
     await source_of(gateway)  # stale, and starts a refresh that fails
-    await asyncio.sleep(0.8)
+    await upstream_of(gateway).settle()
+    assert calls(repute.emulator) == 1 + 1 + RETRIES
     later = await source_of(gateway)
     assert later["quotas"] == first["quotas"]
-    assert later["source"]["state"] == "STALE"
-    assert later["source"]["fetchedAt"] == z(NOW)
-    assert "the last refresh failed: ReputeAPI failed (HTTP 503)" in later["source"]["message"]
+    source = later["source"]
+    assert (source["state"], source["fetchedAt"]) == ("STALE", z(NOW))
+    assert (source["cause"], source["vendor"], source["httpStatus"]) == (
+        "VENDOR_ERROR",
+        "ReputeAPI",
+        503,
+    )
+    assert "the last refresh failed" in source["message"]
 
 
 async def test_past_max_stale_nothing_is_served(repute, gateway_at) -> None:
@@ -165,7 +184,7 @@ async def test_usage_of_past_days_keeps_longer_than_today(repute, gateway_at) ->
     await gateway.data(query)
     clock.advance(600)
     await gateway.data(query)
-    await asyncio.sleep(0.3)
+    await upstream_of(gateway).settle()
     served = [r.param("end_date") for r in repute.emulator.served]
     assert sorted(served) == ["2026-03-10", "2026-03-18", "2026-03-18"]  # only today's again
 
@@ -237,20 +256,22 @@ async def test_the_circuit_opens_after_repeated_failures_and_probes_later(repute
         assert (await source_of(gateway))["source"]["state"] == "UNAVAILABLE"
     sent = calls(repute.emulator)
     assert sent == BREAKER_THRESHOLD * (1 + RETRIES)
-    paused = await source_of(gateway)
+    paused = (await source_of(gateway))["source"]
     reopen = NOW + timedelta(seconds=BREAKER_COOLDOWN)
-    assert paused["source"]["state"] == "UNAVAILABLE"
-    assert (
-        f"the gateway pauses calls until {reopen:%Y-%m-%dT%H:%M:%SZ}" in paused["source"]["message"]
+    assert (paused["state"], paused["cause"], paused["vendor"]) == (
+        "UNAVAILABLE",
+        "CIRCUIT_OPEN",
+        "ReputeAPI",
     )
+    assert paused["retryAt"] == z(reopen)
     assert calls(repute.emulator) == sent  # nothing was sent while open
 
     clock.advance(BREAKER_COOLDOWN)  # one probe, which fails: open again, twice as long
     assert (await source_of(gateway))["source"]["state"] == "UNAVAILABLE"
     assert calls(repute.emulator) == sent + 1 + RETRIES
-    again = await source_of(gateway)
-    reopen = clock.now + timedelta(seconds=2 * BREAKER_COOLDOWN)
-    assert f"until {reopen:%Y-%m-%dT%H:%M:%SZ}" in again["source"]["message"]
+    again = (await source_of(gateway))["source"]
+    assert again["cause"] == "CIRCUIT_OPEN"
+    assert again["retryAt"] == z(clock.now + timedelta(seconds=2 * BREAKER_COOLDOWN))
 
     repute.emulator.set_fault(None)
     clock.advance(2 * BREAKER_COOLDOWN)  # the next probe succeeds and closes the circuit
@@ -269,41 +290,242 @@ async def test_one_accounts_open_circuit_leaves_the_others_alone(repute, twins, 
     assert states == {"broken": "UNAVAILABLE", "healthy": "FRESH"}
 
 
+@pytest.mark.parametrize(
+    ("options", "status", "words"),
+    [
+        ({"group": "no-such-group"}, 404, 'Group "no-such-group" not found'),
+        (  # a key that is no administrator of the group: config, not credentials
+            {"api_key": "vt_demo_analyst_key"},
+            403,
+            "You are not authorized to perform the requested operation",
+        ),
+    ],
+    ids=["unknown-group", "not-an-administrator"],
+)
+async def test_a_config_the_vendor_refuses_never_opens_the_circuit(
+    emulators, gateway_at, options, status, words
+):
+    vt = emulators["virustotal"]
+    gateway, _ = gateway_at(account_entry("virustotal", vt.url, **options), cache=NO_CACHE)
+    per_query = 0
+    for n in range(1, 2 * BREAKER_THRESHOLD + 2):
+        source = (await source_of(gateway))["source"]
+        per_query = per_query or calls(vt.emulator)
+        assert calls(vt.emulator) == n * per_query  # every call reaches the vendor
+        assert (source["state"], source["cause"], source["vendor"], source["httpStatus"]) == (
+            "UNAVAILABLE",
+            "REQUEST_REJECTED",
+            "VirusTotal",
+            status,
+        )
+        assert words in source["message"]  # the vendor's own words, every time
+
+
+@pytest.mark.parametrize("malformed", ["json", "shape"])
+async def test_unreadable_answers_never_open_the_circuit(repute, gateway_at, malformed):
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url), cache=NO_CACHE)
+    repute.emulator.set_fault(Fault(malformed=malformed))
+    for n in range(1, 2 * BREAKER_THRESHOLD + 2):
+        source = (await source_of(gateway))["source"]
+        assert (source["cause"], source["vendor"]) == ("MALFORMED", "ReputeAPI")
+        assert calls(repute.emulator) == n
+
+
+@pytest.mark.parametrize(
+    ("fault", "deadline", "cause"),
+    [
+        (Fault(status=500), 10, "VENDOR_ERROR"),
+        (Fault(drop=True), 10, "CONNECTION"),
+        (Fault(delay_ms=600), 0.2, "TIMEOUT"),
+    ],
+    ids=["5xx", "dropped", "slow"],
+)
+async def test_an_unwell_vendor_opens_the_circuit(repute, gateway_at, fault, deadline, cause):
+    gateway, _ = gateway_at(
+        account_entry("reputeapi", repute.url), cache=NO_CACHE, upstream_timeout=deadline
+    )
+    repute.emulator.set_fault(fault)
+    for _ in range(BREAKER_THRESHOLD):
+        assert (await source_of(gateway))["source"]["cause"] == cause
+    sent = calls(repute.emulator)
+    paused = (await source_of(gateway))["source"]
+    assert (paused["state"], paused["cause"]) == ("UNAVAILABLE", "CIRCUIT_OPEN")
+    assert calls(repute.emulator) == sent
+
+
+async def test_the_last_failures_remembered_are_bounded() -> None:
+    upstream = Upstream(Cache(), clock=lambda: NOW)
+
+    async def refused() -> None:  # a vendor refusing every range (no breaker: every call runs)
+        raise RequestRejected("Vendor", status=404, detail="no such range")
+
+    async def read(day: int) -> SourceStatus:
+        fetched = await upstream.fetch("a", "fp", "Vendor", "usage", (day,), refused, 60, 600)
+        return fetched.status
+
+    try:
+        for day in range(LAST_ERRORS + 100):  # each a distinct key, as distinct date ranges are
+            assert (await read(day)).cause is FailureCause.REQUEST_REJECTED
+        assert len(upstream.last_error) == LAST_ERRORS
+    finally:
+        await upstream.close()
+
+
 # -- outbound pacing ---------------------------------------------------------------------------
 
 
-def test_the_outbound_limiter_counts_a_sliding_window() -> None:
-    limiter = OutboundLimiter(3, 60)
-    for _ in range(3):
-        assert limiter.wait() == 0
-        limiter.record()
-    assert 59 < limiter.wait() <= 60
-    limiter.resize(4)
-    assert limiter.wait() == 0
+class Monotonic:
+    """Seconds that flow with real time and that a test can also move ahead."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
-async def test_the_gateway_keeps_under_reputeapis_30_calls_a_minute() -> None:
-    sent = []
+REPUTE = AccountConfig(
+    "r", ProviderId("reputeapi"), "R", "http://vendor.test", {}, {"api_key": Secret("k")}
+)
 
-    def vendor(request: httpx.Request) -> httpx.Response:  # a vendor that sends no rate headers
-        sent.append(request)
+
+def counting_vendor(sent: list[float], clock: Callable[[], float]) -> httpx.MockTransport:
+    """A vendor that sends no rate headers and notes when each call arrives."""
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        sent.append(clock())
         body = {
             "quota": {"monthly_limit": 10, "used": 1},
             "rate_limits": {"requests_per_minute": 60},
         }
         return httpx.Response(200, json=body)
 
-    config = AccountConfig(
-        "r", ProviderId("reputeapi"), "R", "http://vendor.test", {}, {"api_key": Secret("k")}
+    return httpx.MockTransport(vendor)
+
+
+def most_in_a_window(times: list[float], period: float) -> int:
+    """The most calls in any window of ``period`` seconds (a window is half-open: (t-p, t])."""
+    ordered = sorted(times)
+    return max(
+        (sum(1 for u in ordered[: i + 1] if u > t - period) for i, t in enumerate(ordered)),
+        default=0,
     )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(vendor)) as http:
-        provider = ReputeApiProvider(config, http, clock=lambda: NOW)
+
+
+def test_the_outbound_limiter_hands_out_slots_of_a_sliding_window() -> None:
+    now = [100.0]
+    limiter = OutboundLimiter(3, 60, clock=lambda: now[0])
+    assert [limiter.reserve(max_wait=120) for _ in range(7)] == [0, 0, 0, 60, 60, 60, 120]
+    assert limiter.reserve(max_wait=119) is None  # the next slot is 120 s away: refused...
+    assert limiter.next_slot() == 120  # ...and not reserved
+    now[0] += 61  # the first three slots have left the window; slots are handed out in order
+    assert limiter.next_slot() == 220 - 161
+
+
+def test_the_outbound_limiter_follows_the_limit_the_vendor_announces() -> None:
+    limiter = OutboundLimiter(3, 60, clock=lambda: 100.0)
+    assert [limiter.reserve(max_wait=1) for _ in range(4)] == [0, 0, 0, None]
+    limiter.resize(4)
+    assert limiter.reserve(max_wait=1) == 0
+
+
+async def test_the_gateway_keeps_under_reputeapis_30_calls_a_minute() -> None:
+    sent: list[float] = []
+    async with httpx.AsyncClient(transport=counting_vendor(sent, time.monotonic)) as http:
+        provider = ReputeApiProvider(REPUTE, http, clock=lambda: NOW)
         for _ in range(30):
             await provider.limits()
-        with pytest.raises(RateLimited, match="allows 30 calls per 60 s") as caught:
+        with pytest.raises(RateLimited) as caught:
             await provider.limits()
     assert len(sent) == 30
-    assert NOW + timedelta(seconds=59) < caught.value.retry_at <= NOW + timedelta(seconds=60)
+    error = caught.value
+    assert (error.vendor, error.pacing, error.status) == ("ReputeAPI", (30, 60), None)
+    assert error.retry_at is not None
+    assert NOW + timedelta(seconds=59) < error.retry_at <= NOW + timedelta(seconds=60)
+
+
+async def test_callers_waiting_for_one_free_slot_share_it() -> None:
+    """30 calls fill ReputeAPI's minute; the oldest leaves the window 0.4 s from now. Ten
+    concurrent callers: one takes that slot, nine are refused with the next slot's time."""
+    monotonic = Monotonic()
+    sent: list[float] = []
+    async with httpx.AsyncClient(transport=counting_vendor(sent, monotonic)) as http:
+        provider = ReputeApiProvider(REPUTE, http, clock=lambda: NOW, monotonic=monotonic)
+        await provider.limits()
+        monotonic.advance(1)
+        for _ in range(29):
+            await provider.limits()
+        monotonic.advance(58.6)
+        results = await asyncio.gather(
+            *(provider.limits() for _ in range(10)), return_exceptions=True
+        )
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert len(refused) == 9 and len(sent) == 31
+    assert most_in_a_window(sent, 60) == 30
+    for error in refused:  # the next slot: when the 29 calls of second 1 leave the window
+        assert error.retry_at is not None
+        assert NOW + timedelta(seconds=1.3) < error.retry_at <= NOW + timedelta(seconds=1.4)
+
+
+class Paced(ReputeApiProvider):
+    """ReputeAPI at a short window, so that a test sees many windows."""
+
+    outbound_rate = (4, 0.3)
+
+
+@pytest.mark.parametrize("seed", [1])
+async def test_concurrent_callers_never_exceed_the_rate_in_any_window(seed) -> None:
+    calls_, period = Paced.outbound_rate
+    rng = random.Random(seed)
+    sent: list[float] = []
+    refused = 0
+
+    async def caller(provider: Paced, delay: float) -> None:
+        nonlocal refused
+        await asyncio.sleep(delay)
+        try:
+            await provider.limits()
+        except RateLimited as exc:
+            assert exc.retry_at is not None and exc.retry_at > NOW
+            refused += 1
+
+    async with httpx.AsyncClient(transport=counting_vendor(sent, time.monotonic)) as http:
+        provider = Paced(REPUTE, http, clock=lambda: NOW)
+        for _ in range(3):  # rounds of 30 callers arriving within 0.3 s
+            await asyncio.gather(*(caller(provider, rng.uniform(0, 0.3)) for _ in range(30)))
+    # A window 2 ms short of the period: the vendor notes a call a few microseconds after the
+    # limiter does, and that gap varies.
+    assert most_in_a_window(sent, period - 0.002) <= calls_
+    assert len(sent) + refused == 90
+    assert refused > 0 and len(sent) > 3 * calls_  # the limit was reached, and honoured
+
+
+# -- the deadline --------------------------------------------------------------------------------
+
+
+async def test_the_configured_deadline_overrides_the_clients_own_timeout(repute, gateway_at):
+    gateway, _ = gateway_at(
+        account_entry("reputeapi", repute.url), client_timeout=0.2, upstream_timeout=1.5
+    )
+    repute.emulator.set_fault(Fault(delay_ms=600))
+    source = (await source_of(gateway))["source"]
+    assert (source["state"], source["cause"]) == ("FRESH", None)
+
+
+async def test_a_vendor_slower_than_the_deadline_timed_out(repute, gateway_at):
+    gateway, _ = gateway_at(account_entry("reputeapi", repute.url), upstream_timeout=0.3)
+    repute.emulator.set_fault(Fault(delay_ms=600))
+    source = (await source_of(gateway))["source"]
+    assert (source["state"], source["cause"], source["vendor"], source["httpStatus"]) == (
+        "UNAVAILABLE",
+        "TIMEOUT",
+        "ReputeAPI",
+        None,
+    )
+    assert calls(repute.emulator) == 1
 
 
 # -- whole answers -------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ class ReputeApiProvider(BaseProvider):
                 as_count(item["failed"], "daily_breakdown.failed") if "failed" in item else None
             )
             if moment in points:
-                raise MalformedResponse(f"ReputeAPI listed {item['date']} twice")
+                raise MalformedResponse(self.display_name, detail=f"{item['date']} listed twice")
             points[moment] = UsagePoint(moment, requests, requests, failed_requests=failed)
         summary = as_object(body["summary"], "summary")
         endpoints = tuple(

@@ -34,7 +34,7 @@ from gateway.domain import (
     days_between,
     first_of_next_month,
 )
-from gateway.errors import AuthFailed, UpstreamRejected
+from gateway.errors import AuthFailed, RequestRejected
 from providers.base import BaseProvider, ConfigField, as_count, as_list, as_object, parsing
 
 PREFIX = "/api/customer_usage/v1"
@@ -320,7 +320,7 @@ class ReversingLabsProvider(BaseProvider):
         """Active YARA rulesets of the account's user (the vendor has no company variant)."""
         try:
             rl = await self.rl(f"{PREFIX}/usage/yara")
-        except (UpstreamRejected, AuthFailed):
+        except (RequestRejected, AuthFailed):
             return None  # not licensed for YARA hunting: nothing to show
         with parsing(self.display_name):
             value = rl.get("number_of_active_rulesets")

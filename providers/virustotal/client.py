@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
+import httpx
+
 from gateway.domain import (
     AccountScope,
     EndpointUsage,
@@ -27,6 +29,7 @@ from gateway.domain import (
     days_between,
     first_of_next_month,
 )
+from gateway.errors import AuthFailed, RequestRejected
 from providers.base import BaseProvider, ConfigField, as_count, as_object, parsing
 
 MAX_RANGE_DAYS = 30
@@ -124,6 +127,14 @@ class VirusTotalProvider(BaseProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"x-apikey": self.account.secret("api_key")}
+
+    def refusal(self, response: httpx.Response, detail: str | None) -> AuthFailed | RequestRejected:
+        """A 403 ``ForbiddenError`` is a key that is no administrator of the group (or reads
+        another user): the account's config, not its credentials, which VirusTotal rejects
+        with a 401."""
+        if response.status_code == 403:
+            return RequestRejected(self.display_name, status=403, detail=detail)
+        return super().refusal(response, detail)
 
     # -- quotas ----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ QUERY = """
 {
   accounts {
     id
-    source { state message retryAt fetchedAt }
+    source { state message retryAt fetchedAt cause vendor httpStatus }
     quotas { id name limit used }
     rateLimits { window limit }
   }
@@ -84,8 +84,9 @@ async def test_rejected_credentials(provider, emulators, twins, make_gateway) ->
     broken.update(registry()[ProviderId(provider)].emulator.bad_credentials)
     accounts = await answer(make_gateway, broken, healthy)
     source = accounts["broken"]["source"]
-    assert source["state"] == "AUTH_FAILED"
-    assert "401" in source["message"] or "403" in source["message"]
+    assert (source["state"], source["cause"]) == ("AUTH_FAILED", "CREDENTIALS_REJECTED")
+    assert source["httpStatus"] in (401, 403)
+    assert source["vendor"] == registry()[ProviderId(provider)].client.display_name
     secrets = {f.name for f in registry()[ProviderId(provider)].client.fields if f.secret}
     shown = json.dumps(accounts)
     for name in secrets & broken.keys():  # the rejected credentials appear nowhere
@@ -95,14 +96,14 @@ async def test_rejected_credentials(provider, emulators, twins, make_gateway) ->
 
 
 FAILURES = {
-    "http-500": (Fault(status=500), "HTTP 500"),
-    "http-502": (Fault(status=502), "HTTP 502"),
-    "http-503": (Fault(status=503), "HTTP 503"),
-    "slow": (Fault(delay_ms=1500), "did not answer within 0.5 s"),
-    "dropped": (Fault(drop=True), "broke off the connection"),
-    "not-json": (Fault(malformed="json"), "not JSON"),
-    "wrong-shape": (Fault(malformed="shape"), "unexpected shape"),
-    "refused": (None, "could not be reached"),
+    "http-500": (Fault(status=500), "VENDOR_ERROR", 500),
+    "http-502": (Fault(status=502), "VENDOR_ERROR", 502),
+    "http-503": (Fault(status=503), "VENDOR_ERROR", 503),
+    "slow": (Fault(delay_ms=1500), "TIMEOUT", None),
+    "dropped": (Fault(drop=True), "CONNECTION", None),
+    "not-json": (Fault(malformed="json"), "MALFORMED", 200),
+    "wrong-shape": (Fault(malformed="shape"), "MALFORMED", 200),
+    "refused": (None, "CONNECTION", None),
 }
 
 
@@ -111,7 +112,7 @@ FAILURES = {
 async def test_unavailable_vendor(
     provider, failure, emulators, twins, closed_port_url, make_gateway
 ) -> None:
-    fault, words = FAILURES[failure]
+    fault, cause, status = FAILURES[failure]
     broken, healthy = entries(provider, emulators, twins)
     if fault is None:
         broken["base_url"] = closed_port_url
@@ -119,8 +120,13 @@ async def test_unavailable_vendor(
         emulators[provider].emulator.set_fault(fault)
     accounts = await answer(make_gateway, broken, healthy)
     source = accounts["broken"]["source"]
-    assert source["state"] == "UNAVAILABLE"
-    assert words in source["message"]
+    assert (source["state"], source["cause"], source["httpStatus"]) == (
+        "UNAVAILABLE",
+        cause,
+        status,
+    )
+    assert source["vendor"] == registry()[ProviderId(provider)].client.display_name
+    assert source["message"]
     assert source["fetchedAt"] is None
     assert accounts["broken"]["quotas"] == []
     assert_healthy(accounts["healthy"])
@@ -132,9 +138,30 @@ async def test_rate_limited(provider, emulators, twins, make_gateway) -> None:
     broken, healthy = entries(provider, emulators, twins)
     accounts = await answer(make_gateway, broken, healthy)
     source = accounts["broken"]["source"]
-    assert source["state"] == "RATE_LIMITED"
+    assert (source["state"], source["cause"], source["httpStatus"]) == (
+        "RATE_LIMITED",
+        "RATE_LIMITED",
+        429,
+    )
     expected = (NOW + timedelta(seconds=45)).isoformat().replace("+00:00", "Z")
     assert source["retryAt"] == expected
+    assert_healthy(accounts["healthy"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_refused_request_shows_the_vendors_own_words(
+    provider, emulators, twins, make_gateway
+) -> None:
+    emulators[provider].emulator.set_fault(Fault(status=404))
+    broken, healthy = entries(provider, emulators, twins)
+    accounts = await answer(make_gateway, broken, healthy)
+    source = accounts["broken"]["source"]
+    assert (source["state"], source["cause"], source["httpStatus"]) == (
+        "UNAVAILABLE",
+        "REQUEST_REJECTED",
+        404,
+    )
+    assert "Emulated failure" in source["message"]  # what the emulator said, in its error form
     assert_healthy(accounts["healthy"])
 
 
