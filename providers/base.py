@@ -108,8 +108,8 @@ class OutboundLimiter:
         self.slots.append(slot)
         return slot - now
 
-    async def send(self) -> None:
-        """Wait until a call really fits the window, and record it as sent now."""
+    async def send(self) -> float:
+        """Wait until a call really fits the window, record it as sent now, and return when."""
         now = self.clock()
         free = self._free_at(self.sent, now)
         while free > now:  # an earlier caller sent late: its window ends later than planned
@@ -117,6 +117,17 @@ class OutboundLimiter:
             now = self.clock()
             free = self._free_at(self.sent, now)
         self.sent.append(now)
+        return now
+
+    async def acquire(self, max_wait: float) -> float | None:
+        """Reserve a slot, wait for it and take it: the moment the call may go (by ``clock``),
+        or ``None`` (nothing reserved) when the next slot is more than ``max_wait`` away."""
+        wait = self.reserve(max_wait)
+        if wait is None:
+            return None
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return await self.send()
 
     def resize(self, calls: int) -> None:
         """The vendor told us its limit (e.g. ``X-RateLimit-Limit``)."""
@@ -447,16 +458,12 @@ class BaseProvider(ABC):
         limiter = self.limiter
         if limiter is None:
             return
-        wait = limiter.reserve(MAX_PACING_WAIT)
-        if wait is None:
+        if await limiter.acquire(MAX_PACING_WAIT) is None:
             raise RateLimited(
                 self.display_name,
                 retry_at=self.clock() + timedelta(seconds=limiter.next_slot()),
                 pacing=(limiter.calls, limiter.period),
             )
-        if wait > 0:
-            await asyncio.sleep(wait)
-        await limiter.send()
 
     def _answer(self, response: httpx.Response) -> VendorAnswer:
         vendor = self.display_name
