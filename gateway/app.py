@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import httpx
 from litestar import Litestar, get
@@ -17,7 +15,7 @@ from strawberry.litestar import make_graphql_controller
 
 from gateway import __version__
 from gateway.cache import Cache
-from gateway.domain import utc_now
+from gateway.domain import secret_forms, utc_now
 from gateway.graphql.schema import schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore
@@ -30,20 +28,6 @@ from providers import provider_class
 
 USER_AGENT = f"usage-gateway/{__version__}"
 log = logging.getLogger(__name__)
-
-
-def secret_forms(secret: str) -> set[str]:
-    """``secret`` as a log line may carry it: as is, URL-encoded and base64-encoded (standard
-    and URL-safe alphabets, with and without ``=`` padding)."""
-    raw = secret.encode()
-    encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
-    return {
-        secret,
-        quote(secret, safe=""),
-        quote_plus(secret),
-        *encoded,
-        *(e.rstrip("=") for e in encoded),
-    }
 
 
 class RedactSecrets(logging.Filter):

@@ -6,11 +6,13 @@ objects meant as UTC days. Counts and byte sizes are plain Python ``int`` (unbou
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import NewType
+from urllib.parse import quote, quote_plus
 
 ProviderId = NewType("ProviderId", str)
 """A vendor the gateway speaks to, as the config's ``provider`` string names it (``"acme"``).
@@ -127,6 +129,20 @@ def bucket_start(moment: datetime, granularity: Granularity) -> datetime:
     elif granularity is Granularity.MONTH:
         day = day.replace(day=1)
     return day_start(day)
+
+
+def secret_forms(secret: str) -> set[str]:
+    """``secret`` as a log line may carry it: as is, URL-encoded and base64-encoded (standard
+    and URL-safe alphabets, with and without ``=`` padding)."""
+    raw = secret.encode()
+    encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        *encoded,
+        *(e.rstrip("=") for e in encoded),
+    }
 
 
 class Secret:

@@ -32,6 +32,7 @@ from gateway.domain import (
     ProviderId,
     UsageReport,
     day_start,
+    secret_forms,
     utc_now,
 )
 from gateway.errors import (
@@ -363,13 +364,15 @@ class BaseProvider(ABC):
         return RequestRejected(self.display_name, status=status, detail=detail)
 
     def redact(self, text: str | None) -> str | None:
-        """``text`` with this account's secrets blanked (a vendor may echo a key back)."""
+        """``text`` with this account's secrets blanked in every form a vendor may echo them
+        (as is, URL-encoded, base64, and credentials built from them such as HTTP Basic's)."""
         if text is None:
             return None
-        for secret in self.account.secrets.values():
-            value = secret.reveal()
-            if value:
-                text = text.replace(value, "********")
+        values = [s.reveal() for s in self.account.secrets.values()]
+        values += self.derived_secrets(self.account)
+        forms = {form for value in values if value for form in secret_forms(value)}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "********")
         return text
 
     def _note_rate_window(self, headers: httpx.Headers, status: int) -> None:

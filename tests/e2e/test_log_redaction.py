@@ -1,9 +1,11 @@
-"""``usage-gateway serve`` as a process: credentials a vendor echoes never reach its stderr.
+"""``usage-gateway serve`` as a process: credentials a vendor echoes never reach its stderr or
+its answers.
 
 The vendor here is a loopback HTTP server that rejects every call with a 401 whose message
 repeats what it received: the ``Authorization: Basic`` header, and the password URL-encoded and
-base64-encoded. The providers blank only the raw secret in vendor text, so these forms reach the
-gateway's warning log line, and only the log redaction the CLI installs can hide them.
+base64-encoded. The provider blanks every form of the account's secrets in vendor text before it
+is shown or logged, and the log redaction the CLI installs stands behind it (tested on its own in
+tests/test_logging.py, where nothing else redacts).
 """
 
 from __future__ import annotations
@@ -82,12 +84,17 @@ def test_serve_never_logs_a_secret_in_any_encoding(tmp_path: Path, vendor) -> No
     env = {"RL_PASSWORD": PASSWORD}
     with cli("serve", "--config", str(config), "--port", "0", env=env) as gateway:
         graphql = read_until(gateway, r"^GraphiQL: ")[-1].split(" ", 1)[1]
-        query = "{ accounts { id source { state } } }"
+        query = "{ accounts { id source { state message } } }"
         answer = httpx.post(graphql, json={"query": query}, timeout=30).json()
         gateway.send_signal(signal.SIGINT)
         assert gateway.wait(20) == 0
         _, logged = gateway.communicate(timeout=10)
-    assert answer["data"]["accounts"] == [{"id": "rl", "source": {"state": "AUTH_FAILED"}}]
+    (account,) = answer["data"]["accounts"]
+    assert account["source"]["state"] == "AUTH_FAILED"
+    shown = account["source"]["message"]
+    assert "denied Basic ********" in shown and "url=******** b64=********" in shown
+    for name, leaked in FORMS.items():
+        assert leaked not in json.dumps(answer), f"{name} in the answer: {shown}"
     assert f"Basic {BASIC}" in received  # the vendor was sent the credentials, and echoed them
     # the vendor's message made it into the log, with every form of the secret blanked
     assert (
