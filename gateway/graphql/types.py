@@ -141,7 +141,9 @@ class SourceState(enum.Enum):
         "auth_failed", description="The vendor rejected the account's credentials."
     )
     UNAVAILABLE = strawberry.enum_value(
-        "unavailable", description="The vendor could not be reached or failed."
+        "unavailable",
+        description="No data: the vendor could not be reached, was too slow, failed, refused "
+        "the request (the account's config) or answered something unreadable; see cause.",
     )
 
 

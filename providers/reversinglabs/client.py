@@ -16,6 +16,8 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+import httpx
+
 from gateway.domain import (
     AccountScope,
     Allocation,
@@ -159,6 +161,15 @@ class ReversingLabsProvider(BaseProvider):
         ConfigField("scope", choices=("user", "company"), help="user (default) or company"),
     )
     basic_auth = ("username", "password")
+
+    def refusal(self, response: httpx.Response, detail: str | None) -> AuthFailed | RequestRejected:
+        """A 403 is a user whose credentials work but who lacks the Customer Usage entitlement
+        (TCA-9999), often with an empty body: the account's config, said in words."""
+        if response.status_code == 403:
+            detail = detail or "the user is not entitled to the Customer Usage API (TCA-9999)"
+            return RequestRejected(self.display_name, status=403, detail=detail)
+        return super().refusal(response, detail)
+
     native_granularities = frozenset({Granularity.DAY, Granularity.MONTH})
 
     @property

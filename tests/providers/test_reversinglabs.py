@@ -1200,3 +1200,23 @@ async def test_quota_ids_stay_unique_when_the_vendor_repeats_products(
     assert len(quotas) == len(DEFAULT_LIMITS) - 1 + 2  # initech's limit is not ACME's
     ids = [q["id"] for q in quotas]
     assert len(set(ids)) == len(ids), ids
+
+
+async def test_a_user_without_the_entitlement_is_a_config_refusal(revlabs, make_gateway) -> None:
+    """acme_noent's credentials work but it lacks TCA-9999: the emulator answers 403 with an
+    empty body. That is the account's config (REQUEST_REJECTED, said in words), not AUTH_FAILED."""
+    entry = user_entry(revlabs.url, username=NOENT[0], password=NOENT[1])
+    gateway = make_gateway(settings_for(entry))
+    data = await gateway.data(
+        "{ accounts { source { state cause httpStatus vendor message } quotas { id } } }"
+    )
+    (account,) = data["accounts"]
+    assert account["quotas"] == []
+    source = account["source"]
+    assert (source["state"], source["cause"], source["httpStatus"], source["vendor"]) == (
+        "UNAVAILABLE",
+        "REQUEST_REJECTED",
+        403,
+        "ReversingLabs",
+    )
+    assert "not entitled to the Customer Usage API (TCA-9999)" in source["message"]
