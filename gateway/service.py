@@ -201,14 +201,22 @@ class RequestScope:
         Every one of them is awaited, so the answer does not depend on which resolver ran first.
         A usage the caller asked for wrongly (an ``InputError``) has no payload and no say.
         """
-        statuses = [(await self.limits_payload(account_id)).status]
-        for args in dict.fromkeys(usages):
-            try:
-                usage = await self.usage(
-                    account_id, args.start, args.end, args.granularity, recheck=args.recheck
-                )
-            except InputError:
+        limits, read = await asyncio.gather(
+            self.limits_payload(account_id),
+            asyncio.gather(
+                *(
+                    self.usage(account_id, a.start, a.end, a.granularity, recheck=a.recheck)
+                    for a in dict.fromkeys(usages)
+                ),
+                return_exceptions=True,
+            ),
+        )
+        statuses = [limits.status]
+        for usage in read:
+            if isinstance(usage, InputError):
                 continue
+            if isinstance(usage, BaseException):
+                raise usage
             statuses.append(usage.source)
         return combine(statuses)
 
