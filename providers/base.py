@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -156,60 +156,78 @@ class VendorAnswer:
     headers: httpx.Headers
 
 
+class ShapeError(ValueError):
+    """A vendor answer of the wrong shape. Its message names what is wrong in our words and
+    never quotes a value the vendor sent (a body may echo a credential back)."""
+
+
 @contextmanager
-def parsing(vendor: str) -> Iterator[None]:
-    """Turn a vendor body of the wrong shape into ``MalformedResponse`` (never a 500)."""
+def parsing(vendor: str, redact: Callable[[str], str] = str) -> Iterator[None]:
+    """Turn a vendor body of the wrong shape into ``MalformedResponse`` (never a 500).
+
+    The detail is our own words only: a :class:`ShapeError`'s message, the name of a missing
+    field (through ``redact``), or else just the kind of error — never the text of an exception
+    that may quote the body (``Invalid isoformat string: '<whatever the vendor sent>'``).
+    """
     try:
         yield
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise MalformedResponse(
-            vendor, detail=f"unexpected shape ({type(exc).__name__}: {vendor_text(exc)})"
-        ) from exc
+    except ShapeError as exc:
+        raise MalformedResponse(vendor, detail=f"unexpected shape: {redact(str(exc))}") from exc
+    except KeyError as exc:
+        field = redact(str(exc.args[0])) if exc.args else "?"
+        raise MalformedResponse(vendor, detail=f"unexpected shape: no field {field!r}") from exc
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        kind = {TypeError: "a value of the wrong type", AttributeError: "a value of the wrong type"}
+        what = kind.get(type(exc), "a value it cannot read")
+        raise MalformedResponse(vendor, detail=f"unexpected shape: {what}") from exc
 
 
 def as_int(value: object, what: str) -> int:
     """A vendor count as an exact ``int``; accepts ints, integral floats and digit strings."""
     if isinstance(value, bool):
-        raise ValueError(f"{what} is a boolean, not a count")
+        raise ShapeError(f"{what} is a boolean, not a count")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())
-    raise ValueError(f"{what} is not an integer: {vendor_text(value)[:40]!r}")
+    raise ShapeError(f"{what} is not an integer")
 
 
 def as_count(value: object, what: str) -> int:
     """A vendor count: an exact, non-negative ``int``."""
     number = as_int(value, what)
     if number < 0:
-        raise ValueError(f"{what} is negative")
+        raise ShapeError(f"{what} is negative")
     return number
 
 
 def as_object(value: object, what: str) -> dict[str, Any]:
     """A JSON object of a vendor answer, or ``TypeError`` naming what it should have been."""
     if not isinstance(value, dict):
-        raise TypeError(f"{what} is not an object")
+        raise ShapeError(f"{what} is not an object")
     return value
 
 
 def as_list(value: object, what: str) -> list[Any]:
     """A JSON array of a vendor answer, or ``TypeError`` naming what it should have been."""
     if not isinstance(value, list):
-        raise TypeError(f"{what} is not a list")
+        raise ShapeError(f"{what} is not a list")
     return value
 
 
 def as_time(value: object) -> datetime:
     """A vendor timestamp (``...Z``, an offset, naive, or a bare date) as aware UTC."""
     if not isinstance(value, str):
-        raise ValueError("timestamp is not a string")
+        raise ShapeError("a timestamp is not a string")
     text = value.strip()
-    if len(text) == 10:
-        return day_start(date.fromisoformat(text))
-    moment = datetime.fromisoformat(text)
+    try:
+        if len(text) == 10:
+            return day_start(date.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ShapeError("a timestamp is not ISO 8601") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -362,6 +380,11 @@ class BaseProvider(ABC):
         if status in (401, 403):
             return AuthFailed(self.display_name, status=status, detail=detail)
         return RequestRejected(self.display_name, status=status, detail=detail)
+
+    def parsing(self) -> AbstractContextManager[None]:
+        """``with self.parsing():`` around reading a body: a wrong shape becomes
+        ``MalformedResponse`` in our words, with this account's secrets blanked."""
+        return parsing(self.display_name, lambda text: self.redact(text) or "")
 
     def redact(self, text: str | None) -> str | None:
         """``text`` with this account's secrets blanked in every form a vendor may echo them

@@ -29,7 +29,6 @@ from providers.base import (
     as_list,
     as_object,
     as_time,
-    parsing,
 )
 
 USAGE_PATH = "/v1/usage"
@@ -60,7 +59,7 @@ class ReputeApiProvider(BaseProvider):
 
     async def limits(self) -> Limits:
         answer = await self.get_json(USAGE_PATH)
-        with parsing(self.display_name):
+        with self.parsing():
             return self._limits(answer)
 
     def _limits(self, answer: VendorAnswer) -> Limits:
@@ -124,7 +123,7 @@ class ReputeApiProvider(BaseProvider):
             USAGE_PATH,
             {"start_date": start.isoformat(), "end_date": end.isoformat(), "granularity": wire},
         )
-        with parsing(self.display_name):
+        with self.parsing():
             return self._usage(answer.body, start, end)
 
     def _usage(self, raw: Any, start: date, end: date) -> UsageReport:

@@ -37,7 +37,7 @@ from gateway.domain import (
     first_of_next_month,
 )
 from gateway.errors import AuthFailed, RequestRejected
-from providers.base import BaseProvider, ConfigField, as_count, as_list, as_object, parsing
+from providers.base import BaseProvider, ConfigField, as_count, as_list, as_object
 
 PREFIX = "/api/customer_usage/v1"
 MAX_DAILY_DAYS = 365
@@ -189,7 +189,7 @@ class ReversingLabsProvider(BaseProvider):
     async def rl(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """The ``rl`` object of a JSON answer from ``path``."""
         answer = await self.get_json(path, {**(params or {}), "format": "json"})
-        with parsing(self.display_name):
+        with self.parsing():
             return as_object(as_object(answer.body, "answer")["rl"], "rl")
 
     # -- usage -----------------------------------------------------------------------------
@@ -226,7 +226,7 @@ class ReversingLabsProvider(BaseProvider):
                 )
             ),
         )
-        with parsing(self.display_name):
+        with self.parsing():
             return self._merge(start, end, day_answers, month_answers)
 
     @staticmethod
@@ -302,7 +302,7 @@ class ReversingLabsProvider(BaseProvider):
 
     async def limits(self) -> Limits:
         rl = await self.rl(self.path("limits"))
-        with parsing(self.display_name):
+        with self.parsing():
             raw_limits = [as_object(item, "limit") for item in as_list(rl["limits"], "limits")]
             types = {str(item["limit_type"]) for item in raw_limits}
         today = self.clock().astimezone(UTC).date()
@@ -317,7 +317,7 @@ class ReversingLabsProvider(BaseProvider):
             self._active_rulesets(),
         )
         usage = dict(zip(wanted, answers, strict=True))
-        with parsing(self.display_name):
+        with self.parsing():
             period: dict[str, dict[str, ProductUsage]] = {
                 t: parse_periods(usage[t], "date" if t == "daily" else "month")[0][1]
                 for t in ("daily", "monthly")
@@ -333,7 +333,7 @@ class ReversingLabsProvider(BaseProvider):
             rl = await self.rl(f"{PREFIX}/usage/yara")
         except (RequestRejected, AuthFailed):
             return None  # not licensed for YARA hunting: nothing to show
-        with parsing(self.display_name):
+        with self.parsing():
             value = rl.get("number_of_active_rulesets")
             return None if value is None else as_count(value, "number_of_active_rulesets")
 

@@ -30,7 +30,7 @@ from gateway.domain import (
     first_of_next_month,
 )
 from gateway.errors import AuthFailed, RequestRejected
-from providers.base import BaseProvider, ConfigField, as_count, as_object, parsing
+from providers.base import BaseProvider, ConfigField, as_count, as_object
 
 MAX_RANGE_DAYS = 30
 DEFAULT_RETENTION_DAYS = 60
@@ -141,13 +141,13 @@ class VirusTotalProvider(BaseProvider):
     async def limits(self) -> Limits:
         if self.scope is AccountScope.GROUP:
             answer = await self.get_json(self.entity_path)
-            with parsing(self.display_name):
+            with self.parsing():
                 attributes = as_object(unwrap(answer.body)["attributes"], "attributes")
                 entries = as_object(attributes["quotas"], "quotas")
                 quotas = [self._quota(name, entry) for name, entry in entries.items()]
         else:
             answer = await self.get_json(f"{self.entity_path}/overall_quotas")
-            with parsing(self.display_name):
+            with self.parsing():
                 quotas = [
                     self._quota(name, self._user_part(as_object(entry, name)))
                     for name, entry in unwrap(answer.body).items()
@@ -203,7 +203,7 @@ class VirusTotalProvider(BaseProvider):
                 return answer.body
 
         bodies = await asyncio.gather(*(fetch(p) for p in pieces))
-        with parsing(self.display_name):
+        with self.parsing():
             return self._merge(bodies, pieces)
 
     def _merge(self, bodies: list[Any], pieces: list[tuple[date, date]]) -> UsageReport:

@@ -41,7 +41,6 @@ from providers.base import (
     as_list,
     as_object,
     as_time,
-    parsing,
 )
 
 USAGE_PATH = "/v1/developer/usage"
@@ -146,7 +145,7 @@ class ZkScoreProvider(BaseProvider):
                 includeLatency="false",
             ),
         )
-        with parsing(self.display_name):
+        with self.parsing():
             body = as_object(answer.body, "answer")
             return self._limits(body, as_time(body["timestamp"]))
 
@@ -228,7 +227,7 @@ class ZkScoreProvider(BaseProvider):
                     offset=str(offset),
                 ),
             )
-            with parsing(self.display_name):
+            with self.parsing():
                 body = as_object(answer.body, "answer")
                 pages.append(body)
                 paging = as_object(body.get("pagination", {}), "pagination")
@@ -237,7 +236,7 @@ class ZkScoreProvider(BaseProvider):
                 if not paging.get("hasMore") or served == 0:
                     break
                 offset += served  # the vendor may serve fewer than asked
-        with parsing(self.display_name):
+        with self.parsing():
             return self._usage(pages, timeframe, start, end)
 
     def _usage(

@@ -55,7 +55,7 @@ class AcmeProvider(BaseProvider):
 
     async def limits(self) -> Limits:
         answer = await self.get_json("/v1/usage")
-        with parsing(self.display_name):
+        with self.parsing():
             body = as_object(answer.body, "answer")
             quota = Quota(
                 id=f"{self.account.id}:monthly", account_id=self.account.id,
@@ -66,7 +66,7 @@ class AcmeProvider(BaseProvider):
 
     async def usage(self, start: date, end: date, granularity: Granularity) -> UsageReport:
         answer = await self.get_json("/v1/usage", {"from": str(start), "to": str(end)})
-        with parsing(self.display_name):
+        with self.parsing():
             days = as_list(as_object(answer.body, "answer")["days"], "days")
             points = tuple(
                 UsagePoint(day_start(date.fromisoformat(d["date"])), n, n)
