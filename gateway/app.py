@@ -101,7 +101,13 @@ def build_service(
     ]
     upstream = Upstream(Cache(settings.cache_url), clock)
     history = HistoryStore(settings.history_path)
-    return GatewayService(accounts, clock=clock, upstream=upstream, history=history)
+    return GatewayService(
+        accounts,
+        clock=clock,
+        upstream=upstream,
+        history=history,
+        max_query_cost=settings.max_query_cost,
+    )
 
 
 async def snapshot_once(settings: Settings) -> list[AccountOutcome]:
