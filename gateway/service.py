@@ -47,6 +47,9 @@ EARLIEST_DAY = date(2000, 1, 1)
 MAX_RANGE_DAYS = {Granularity.MINUTE: 2, Granularity.HOUR: 62}
 """Longest range per granularity finer than a day (longer ones would be huge series)."""
 MAX_FUTURE_DAYS = 366
+OFF_LOOP_DAYS = 400
+"""Ranges of at least this many days are merged and rolled up in a worker thread (pure
+functions), so that years of days do not hold up the event loop."""
 _SEVERITY = {
     SourceState.FRESH: 0,
     SourceState.STALE: 1,
@@ -303,7 +306,15 @@ class RequestScope:
             )
             report = fetched.value if isinstance(fetched.value, UsageReport) else None
             status = fetched.status
-        return build_usage(merge_history(report, records), start, end, last, granularity, status)
+        if (last - start).days < OFF_LOOP_DAYS:
+            return build_usage(
+                merge_history(report, records), start, end, last, granularity, status
+            )
+        return await asyncio.to_thread(
+            lambda: build_usage(
+                merge_history(report, records), start, end, last, granularity, status
+            )
+        )
 
     def _plan(
         self,

@@ -3,8 +3,9 @@ vendor call), realistic ones pass, and the cost counts variables, fragments and 
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from benchmarks.bench import DASHBOARD, QUOTAS, YEAR
 from gateway.errors import ConfigError
 from gateway.graphql.cost import MAX_VISITS, Sizes, operation_cost
 from gateway.graphql.schema import schema
+from gateway.graphql.yielding import SLICE, in_slices
+from gateway.service import OFF_LOOP_DAYS
 from gateway.settings import DEFAULT_MAX_QUERY_COST, parse_settings
 from tests.conftest import NOW, account_entry, settings_for
 
@@ -150,3 +153,48 @@ async def test_max_query_cost_setting(repute, make_gateway) -> None:
         with pytest.raises(ConfigError, match="'max_query_cost' must be a whole number >= 1"):
             parse_settings({"gateway": {"max_query_cost": bad}}, env={})
     assert parse_settings({"gateway": {"max_query_cost": 7}}, env={}).max_query_cost == 7
+
+
+# -- large answers: the same, built off the event loop and completed in slices -------------
+
+
+async def test_a_long_range_answers_as_its_halves_do(repute, make_gateway) -> None:
+    """700 days are rolled up in a worker thread (OFF_LOOP_DAYS) and their 700 points completed
+    in slices (SLICE); the answer equals that of its two halves, each built on the loop."""
+    assert 350 < OFF_LOOP_DAYS <= 700 and SLICE < 700
+    gateway = make_gateway(settings_for(*accounts(repute.url, 1)))
+    query = """query($from: Date!, $to: Date!) { account(id: "repute-0") {
+      usage(from: $from, to: $to) { requests series { start requests } missingDays } } }"""
+    end = NOW.date()
+    middle = end - timedelta(days=350)
+    start = middle - timedelta(days=349)
+
+    async def usage(first: date, last: date) -> dict:
+        variables = {"from": first.isoformat(), "to": last.isoformat()}
+        return (await gateway.data(query, variables))["account"]["usage"]
+
+    whole = await usage(start, end)
+    halves = [await usage(start, middle), await usage(middle + timedelta(days=1), end)]
+    assert len(whole["series"]) + len(whole["missingDays"]) == 700
+    assert whole["requests"] == sum(h["requests"] for h in halves) > 0
+    assert whole["series"] == halves[0]["series"] + halves[1]["series"]
+    assert whole["missingDays"] == halves[0]["missingDays"] + halves[1]["missingDays"]
+
+
+async def test_in_slices_lets_other_tasks_run() -> None:
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    seen, before = [], turns
+    async for item in in_slices(list(range(3 * SLICE))):
+        seen.append(item)
+    task.cancel()
+    assert seen == list(range(3 * SLICE))
+    assert turns - before >= 2  # the other task ran between the slices

@@ -34,6 +34,7 @@ from gateway.graphql.types import (
     SnapshotRun,
     scope_of,
 )
+from gateway.graphql.yielding import LongListsInSlices
 from gateway.service import AlertKind as AlertKindData
 from gateway.service import QuotaAlert as QuotaAlertData
 
@@ -178,6 +179,8 @@ schema = strawberry.Schema(
         lambda: ParserCache(maxsize=512),
         # Validation (cached) that first refuses documents over the cost limit.
         lambda: QueryCostLimit(maxsize=512),
+        # Long lists (years of days) are completed in slices, the event loop running between.
+        LongListsInSlices,
         lambda: MaskErrors(
             should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
         ),
