@@ -6,27 +6,43 @@
 3. The time to answer a 365-day per-endpoint usage query, mostly from the history store.
 4. Warm (cached) dashboard query throughput next to a bare Litestar JSON endpoint, both served
    by uvicorn in a process of their own and driven by the same load generator.
+5. A hostile query (30 aliases of every account's usage since 2000) against ``usage-gateway
+   demo``: how long it takes, how big its answer is, how long ``/healthz`` waits meanwhile and
+   how much the process grows; then the slowest of many refusals, each of a new document.
+6. The longest event-loop stall of a gateway serving a mixed load (dashboards, a year of
+   history, the largest allowed query, hostile queries) from another process: a task on the
+   gateway's loop sleeps 5 ms again and again and records how late it wakes.
+
+``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from benchmarks.loadgen import post_load
 from gateway.app import create_app
+from gateway.cli import DEMO_SEED, demo_settings
 from gateway.domain import ProviderId
 from gateway.servers import ServerThread, bind
 from gateway.settings import Settings, parse_settings
@@ -122,7 +138,8 @@ async def load(url: str, body: dict[str, Any]) -> float:
 
 @contextmanager
 def process(*command: str, ready: str) -> Iterator[subprocess.Popen[str]]:
-    """A server process, once it printed ``ready``."""
+    """A server process, once it printed ``ready``; what it prints next is read and dropped
+    (a full pipe would stop it)."""
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
     )
@@ -133,6 +150,7 @@ def process(*command: str, ready: str) -> Iterator[subprocess.Popen[str]]:
                 break
         else:
             raise RuntimeError(f"{command[0]} exited before it was ready")
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         yield proc
     finally:
         proc.terminate()
@@ -238,33 +256,237 @@ async def year_from_history(rounds: int = 10) -> tuple[float, int, int, int]:
     return statistics.median(times), len(usage["endpoints"]), calls, (last - first).days + 1
 
 
-def main() -> None:
+def hostile(prefix: str = "a") -> str:
+    """30 aliases of every account's daily usage from 2000-01-01 to a year from now: within the
+    token, depth and alias limits."""
+    to = (date.today() + timedelta(days=365)).isoformat()
+    usage = f'usage(from: "2000-01-01", to: "{to}") {{ series {{ start requests }} missingDays }}'
+    return "{ " + " ".join(f"{prefix}{i}: accounts {{ {usage} }}" for i in range(30)) + " }"
+
+
+def large_allowed(days: int = 3500) -> str:
+    """Every account's daily usage over ``days`` days: near the default cost limit with the
+    demo's five accounts."""
+    start = (date.today() - timedelta(days=days - 1)).isoformat()
+    return (
+        f'{{ accounts {{ id usage(from: "{start}", to: "{date.today().isoformat()}") {{'
+        " requests series { start requests } endpoints { endpoint requests } missingDays } } }"
+    )
+
+
+def rss_mb(pid: int) -> float | None:
+    """A process's resident memory (Linux), ``None`` where /proc does not say."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def hostile_query(rounds: int = 100) -> dict[str, Any]:
+    """The hostile query against ``usage-gateway demo``: time, answer size, the longest
+    ``/healthz`` wait meanwhile and the process's growth; if it is refused, the slowest and
+    median refusal over ``rounds`` documents that no cache has seen."""
+    port = free_port()
+    demo = (str(BIN / "usage-gateway"), "demo", "--port", str(port), "--log-level", "error")
+    base = f"http://127.0.0.1:{port}"
+    with process(*demo, ready="GraphiQL") as proc:
+        async with httpx.AsyncClient(timeout=120) as client:
+            (await client.get(base + "/healthz")).raise_for_status()
+            before = rss_mb(proc.pid)
+            done = asyncio.Event()
+            waits, peak = [0.0], [before or 0.0]
+
+            async def probe() -> None:
+                while not done.is_set():
+                    start = time.perf_counter()
+                    (await client.get(base + "/healthz")).raise_for_status()
+                    waits.append(time.perf_counter() - start)
+                    peak.append(rss_mb(proc.pid) or 0.0)
+                    await asyncio.sleep(0.02)
+
+            prober = asyncio.create_task(probe())
+            start = time.perf_counter()
+            answer = await client.post(base + "/graphql", json={"query": hostile()})
+            took = time.perf_counter() - start
+            done.set()
+            await prober
+            errors = answer.json().get("errors") or []
+            result: dict[str, Any] = {
+                "seconds": took,
+                "bytes": len(answer.content),
+                "healthz": max(waits),
+                "rss": (before, max(peak)),
+                "code": errors[0].get("extensions", {}).get("code") if errors else None,
+            }
+            if result["code"] == "QUERY_TOO_COSTLY":
+                times = []
+                for n in range(rounds):  # a new document each time: no cache answers it
+                    start = time.perf_counter()
+                    refused = await client.post(
+                        base + "/graphql", json={"query": hostile(f"q{n}_")}
+                    )
+                    times.append(time.perf_counter() - start)
+                    assert refused.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+                result["refusals"] = (max(times), statistics.median(times), rounds)
+    return result
+
+
+MIX = {
+    "quotas": QUOTAS,
+    "dashboard": DASHBOARD,
+    "weeks": """{ accounts { id plan source { state } quotas { name used limit resetsAt }
+      usage(from: "2026-11-01", to: "2026-11-21", granularity: WEEK) { requests
+        series { start requests } endpoints { endpoint requests } missingDays } } }""",
+    "year": """{ account(id: "vt-soc") { usage(from: "2025-12-01", to: "2026-11-30") {
+      requests missingDays endpoints { endpoint requests } } } }""",
+    "large": "",  # large_allowed(), relative to today
+    "hostile": "",  # hostile(), refused
+}
+
+
+def drive(url: str, seconds: float, workers: int) -> dict[str, list[int]]:
+    """``workers`` clients posting the MIX in turn for ``seconds`` (run in another process):
+    answers and refusals per kind."""
+    mix = {**MIX, "large": large_allowed(), "hostile": hostile()}
+
+    async def run() -> dict[str, list[int]]:
+        counts = {name: [0, 0] for name in mix}
+        stop = time.perf_counter() + seconds
+        async with httpx.AsyncClient(timeout=120) as client:
+
+            async def worker(offset: int) -> None:
+                names = list(mix)
+                turn = offset
+                while time.perf_counter() < stop:
+                    name = names[turn % len(names)]
+                    turn += 1
+                    body = (await client.post(url, json={"query": mix[name]})).json()
+                    counts[name][1 if body.get("errors") else 0] += 1
+
+            await asyncio.gather(*(worker(n) for n in range(workers)))
+        return counts
+
+    return asyncio.run(run())
+
+
+async def loop_stalls(seconds: float = 10, workers: int = 4) -> dict[str, Any]:
+    """The gateway on this process's loop, with a task that sleeps 5 ms again and again and
+    records how late it wakes, while another process drives the mixed load; vendors are
+    emulators in processes of their own."""
+    logging.getLogger().addHandler(logging.NullHandler())  # the refusals' log lines: not here
+    ports = {name: free_port() for name in registry()}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        for name, port in ports.items():
+            command = (str(BIN / "usage-gateway"), "emulator", name, "--port", str(port))
+            stack.enter_context(process(*command, "--seed", str(DEMO_SEED), ready="emulator"))
+        settings = demo_settings({n: f"http://127.0.0.1:{p}" for n, p in ports.items()})
+        settings = replace(
+            settings,
+            history_path=f"{tmp}/history.sqlite",
+            cache_times=replace(settings.cache_times, response=0),  # every request executes
+        )
+        sock = bind("127.0.0.1", 0)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/graphql"
+        config = uvicorn.Config(
+            create_app(settings), log_level="critical", log_config=None, access_log=False
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag, not an event
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(timeout=120) as client:  # warm the vendor caches
+            for query in (*MIX.values(), large_allowed()):
+                if query:
+                    (await client.post(url, json={"query": query})).raise_for_status()
+        loop = asyncio.get_running_loop()
+        lags: list[float] = []
+
+        async def monitor() -> None:
+            while True:
+                start = loop.time()
+                await asyncio.sleep(0.005)
+                lags.append(loop.time() - start - 0.005)
+
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            await loop.run_in_executor(pool, int)  # start the driver before measuring
+            watcher = asyncio.create_task(monitor())
+            counts = await loop.run_in_executor(pool, drive, url, seconds, workers)
+            watcher.cancel()
+        server.should_exit = True
+        await asyncio.gather(serving, watcher, return_exceptions=True)
+        sock.close()
+    lags.sort()
+    return {
+        "max": lags[-1],
+        "p99": lags[int(len(lags) * 0.99)],
+        "over": sum(1 for lag in lags if lag > 0.05),
+        "counts": counts,
+        "seconds": seconds,
+    }
+
+
+def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    asked, upstream, resources = asyncio.run(coalescing())
-    print(
-        f"1. coalescing      {asked} concurrent identical cold queries over 3 accounts"
-        f" -> {upstream} upstream calls for {resources} distinct vendor resources"
-    )
-    slow, gate = asyncio.run(fan_out())
-    print(
-        f"2. cold fan-out    vendors delayed 50/100/200 ms: gateway {gate * 1000:.0f} ms, slowest"
-        f" vendor alone {slow * 1000:.0f} ms -> ratio {gate / slow:.2f} (one after another:"
-        f" ~{(0.05 + 0.1 + 0.2) / slow:.2f})"
-    )
-    took, endpoints, calls, live = asyncio.run(year_from_history())
-    print(
-        f"3. history         365 days of per-endpoint usage ({endpoints} endpoints), {365 - live}"
-        f" days from the history store and the {live} since its last snapshot live:"
-        f" {took * 1000:.0f} ms cold, {calls} vendor call{'' if calls == 1 else 's'}"
-    )
-    whole, data_only, bare = asyncio.run(throughput())
-    print(
-        f"4. warm throughput dashboard query {whole:.0f} req/s with the whole-answer cache,"
-        f" {data_only:.0f} req/s with the data cache only (response_ttl = 0); bare Litestar"
-        f" JSON endpoint {bare:.0f} req/s -> ratios {whole / bare:.2f} and"
-        f" {data_only / bare:.2f} ({CONCURRENCY} connections, {LOAD_SECONDS:g} s each)"
-    )
+    run = set(sections or "123456")
+    if "1" in run:
+        asked, upstream, resources = asyncio.run(coalescing())
+        print(
+            f"1. coalescing      {asked} concurrent identical cold queries over 3 accounts"
+            f" -> {upstream} upstream calls for {resources} distinct vendor resources"
+        )
+    if "2" in run:
+        slow, gate = asyncio.run(fan_out())
+        print(
+            f"2. cold fan-out    vendors delayed 50/100/200 ms: gateway {gate * 1000:.0f} ms,"
+            f" slowest vendor alone {slow * 1000:.0f} ms -> ratio {gate / slow:.2f} (one after"
+            f" another: ~{(0.05 + 0.1 + 0.2) / slow:.2f})"
+        )
+    if "3" in run:
+        took, endpoints, calls, live = asyncio.run(year_from_history())
+        print(
+            f"3. history         365 days of per-endpoint usage ({endpoints} endpoints),"
+            f" {365 - live} days from the history store and the {live} since its last snapshot"
+            f" live: {took * 1000:.0f} ms cold, {calls} vendor call{'' if calls == 1 else 's'}"
+        )
+    if "4" in run:
+        whole, data_only, bare = asyncio.run(throughput())
+        print(
+            f"4. warm throughput dashboard query {whole:.0f} req/s with the whole-answer cache,"
+            f" {data_only:.0f} req/s with the data cache only (response_ttl = 0); bare Litestar"
+            f" JSON endpoint {bare:.0f} req/s -> ratios {whole / bare:.2f} and"
+            f" {data_only / bare:.2f} ({CONCURRENCY} connections, {LOAD_SECONDS:g} s each)"
+        )
+    if "5" in run:
+        attack = asyncio.run(hostile_query())
+        before, peak = attack["rss"]
+        grew = f", process {before:.0f} -> {peak:.0f} MB" if before and peak else ""
+        print(
+            f"5. hostile query   30 aliases x every account's usage since 2000 (demo, 5 accounts):"
+            f" {attack['code'] or 'answered'} in {attack['seconds'] * 1000:.0f} ms,"
+            f" {attack['bytes']:,} bytes, /healthz waited up to {attack['healthz'] * 1000:.0f} ms"
+            f"{grew}"
+        )
+        if "refusals" in attack:
+            slowest, median, rounds = attack["refusals"]
+            print(
+                f"                  refused {rounds} new documents: slowest"
+                f" {slowest * 1000:.1f} ms, median {median * 1000:.1f} ms (goal <= 10 ms)"
+            )
+    if "6" in run:
+        stalls = asyncio.run(loop_stalls())
+        counts = ", ".join(
+            f"{k} {a}" + (f"/{r} refused" if r else "") for k, (a, r) in stalls["counts"].items()
+        )
+        print(
+            f"6. loop stalls     mixed load for {stalls['seconds']:g} s ({counts}): longest stall"
+            f" {stalls['max'] * 1000:.0f} ms, p99 {stalls['p99'] * 1000:.1f} ms,"
+            f" {stalls['over']} over 50 ms (goal: none)"
+        )
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -101,7 +102,13 @@ def build_service(
     ]
     upstream = Upstream(Cache(settings.cache_url), clock)
     history = HistoryStore(settings.history_path)
-    return GatewayService(accounts, clock=clock, upstream=upstream, history=history)
+    return GatewayService(
+        accounts,
+        clock=clock,
+        upstream=upstream,
+        history=history,
+        max_query_cost=settings.max_query_cost,
+    )
 
 
 async def snapshot_once(settings: Settings) -> list[AccountOutcome]:
@@ -163,9 +170,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         scheduler = asyncio.create_task(snapshots(snapshot_every)) if snapshot_every else None
+        # What start-up built lives as long as the process: a full garbage collection need not
+        # scan it again (each scan of it held up the event loop for tens of milliseconds).
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             if scheduler is not None:
                 scheduler.cancel()
                 await asyncio.gather(scheduler, return_exceptions=True)

@@ -35,7 +35,7 @@ from gateway.domain import (
 from gateway.errors import InputError
 from gateway.forecast import Forecast, forecast, window_of
 from gateway.history import DayRecord, HistoryStore, QuotaSample, SnapshotRun
-from gateway.settings import CacheTimes
+from gateway.settings import DEFAULT_MAX_QUERY_COST, CacheTimes
 from gateway.upstream import Fetched, Upstream
 from gateway.usage import FROM_HISTORY, build_usage, empty_usage, live_range, merge_history
 from providers.base import BaseProvider
@@ -47,6 +47,9 @@ EARLIEST_DAY = date(2000, 1, 1)
 MAX_RANGE_DAYS = {Granularity.MINUTE: 2, Granularity.HOUR: 62}
 """Longest range per granularity finer than a day (longer ones would be huge series)."""
 MAX_FUTURE_DAYS = 366
+OFF_LOOP_DAYS = 400
+"""Ranges of at least this many days are merged and rolled up in a worker thread (pure
+functions), so that years of days do not hold up the event loop."""
 _SEVERITY = {
     SourceState.FRESH: 0,
     SourceState.STALE: 1,
@@ -97,8 +100,11 @@ class GatewayService:
         clock: Callable[[], datetime] = utc_now,
         upstream: Upstream | None = None,
         history: HistoryStore | None = None,
+        max_query_cost: int = DEFAULT_MAX_QUERY_COST,
     ) -> None:
         self._accounts = {a.config.id: a for a in accounts}
+        self.max_query_cost = max_query_cost
+        """The highest static cost of a GraphQL operation run for this service."""
         self.clock = clock
         self.upstream = upstream or Upstream(Cache("memory://"), clock)
         self.history = history
@@ -109,6 +115,11 @@ class GatewayService:
             for a in self._accounts.values()
             if provider is None or a.config.provider is provider
         ]
+
+    def account_providers(self) -> list[ProviderId]:
+        """Each configured account's provider, read from the config alone (the query cost
+        counts accounts before any resolver runs)."""
+        return [a.config.provider for a in self._accounts.values()]
 
     def account(self, account_id: str) -> Account | None:
         found = self._accounts.get(account_id)
@@ -295,7 +306,15 @@ class RequestScope:
             )
             report = fetched.value if isinstance(fetched.value, UsageReport) else None
             status = fetched.status
-        return build_usage(merge_history(report, records), start, end, last, granularity, status)
+        if (last - start).days < OFF_LOOP_DAYS:
+            return build_usage(
+                merge_history(report, records), start, end, last, granularity, status
+            )
+        return await asyncio.to_thread(
+            lambda: build_usage(
+                merge_history(report, records), start, end, last, granularity, status
+            )
+        )
 
     def _plan(
         self,

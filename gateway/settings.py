@@ -27,8 +27,9 @@ DEFAULT_CONFIG_PATH = "gateway.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _COMMON_FIELDS = {"id", "provider", "name", "base_url"}
-_GATEWAY_FIELDS = {"history_path", "cache_url", "upstream_timeout"}
+_GATEWAY_FIELDS = {"history_path", "cache_url", "upstream_timeout", "max_query_cost"}
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
+DEFAULT_MAX_QUERY_COST = 100_000
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Settings:
     cache_url: str = DEFAULT_CACHE_URL
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     """Seconds one vendor call may take in all."""
+    max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    """The highest static cost of an operation the gateway runs (``gateway.graphql.cost``)."""
     cache_times: CacheTimes = CacheTimes()
     provider_cache_times: Mapping[ProviderId, CacheTimes] = field(default_factory=dict)
 
@@ -125,6 +128,10 @@ def parse_settings(
             source, "[gateway] field 'upstream_timeout' must be a number of seconds in (0, 300]"
         )
 
+    max_cost = gateway.get("max_query_cost", DEFAULT_MAX_QUERY_COST)
+    if isinstance(max_cost, bool) or not isinstance(max_cost, int) or max_cost < 1:
+        raise ConfigError(source, "[gateway] field 'max_query_cost' must be a whole number >= 1")
+
     cache_times, provider_cache_times = _parse_cache(data.get("cache", {}), source)
 
     raw_accounts = data.get("accounts", [])
@@ -151,6 +158,7 @@ def parse_settings(
         history_path=history_path,
         cache_url=cache_url,
         upstream_timeout=float(timeout),
+        max_query_cost=max_cost,
         cache_times=cache_times,
         provider_cache_times=provider_cache_times,
         source=source,

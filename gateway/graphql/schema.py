@@ -16,12 +16,12 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
 from gateway import domain
 from gateway.errors import InputError
+from gateway.graphql.cost import QueryCostLimit
 from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
     SCALARS,
@@ -34,6 +34,7 @@ from gateway.graphql.types import (
     SnapshotRun,
     scope_of,
 )
+from gateway.graphql.yielding import LongListsInSlices
 from gateway.service import AlertKind as AlertKindData
 from gateway.service import QuotaAlert as QuotaAlertData
 
@@ -176,7 +177,10 @@ schema = strawberry.Schema(
         HostileQueryLimits,
         # Dashboards send the same few documents again and again: parse and validate once.
         lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
+        # Validation (cached) that first refuses documents over the cost limit.
+        lambda: QueryCostLimit(maxsize=512),
+        # Long lists (years of days) are completed in slices, the event loop running between.
+        LongListsInSlices,
         lambda: MaskErrors(
             should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
         ),
