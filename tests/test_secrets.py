@@ -132,7 +132,9 @@ async def test_an_echoed_secret_leaves_in_no_form(case, vendor, make_gateway, tm
 
     path = tmp_path / "history.sqlite"
     async with httpx.AsyncClient(verify=TLS) as http:
-        service = build_service(settings_for(entry, history_path=str(path)), http, clock=lambda: NOW)
+        service = build_service(
+            settings_for(entry, history_path=str(path)), http, clock=lambda: NOW
+        )
         try:
             assert service.history is not None
             (outcome,) = await run_snapshot(service, service.history)
