@@ -94,7 +94,11 @@ def build_service(
         ConfiguredAccount(
             config,
             provider_class(config.provider)(
-                config, http, deadline=settings.upstream_timeout, clock=clock
+                config,
+                http,
+                deadline=settings.upstream_timeout,
+                clock=clock,
+                max_answer=settings.max_vendor_answer,
             ),
             settings.times_for(config.provider),
         )
@@ -187,12 +191,20 @@ def create_app(
                 await http.aclose()
 
     def response_cache(app: Any) -> Any:  # Litestar's middleware protocol: app -> app
-        return ResponseCache(app, ttl=settings.cache_times.response, clock=clock)
+        return ResponseCache(
+            app,
+            ttl=settings.cache_times.response,
+            clock=clock,
+            max_body=settings.max_request_body,
+        )
 
     app = Litestar(
         route_handlers=[graphql, healthz],
         lifespan=[lifespan],
         middleware=[response_cache],
+        # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is
+        # Litestar's own limit for any handler that reads a body, kept the same.
+        request_max_body_size=settings.max_request_body,
         debug=debug,
         logging_config=None,
     )

@@ -15,7 +15,7 @@ from typing import Any
 from gateway.app import create_app, install_redaction, snapshot_once
 from gateway.domain import ProviderId
 from gateway.errors import ConfigError
-from gateway.servers import Served, bind, serve_all
+from gateway.servers import Served, ServerLimits, bind, serve_all
 from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings, parse_settings
 from providers import registry
 
@@ -65,6 +65,14 @@ def duration(text: str) -> float:
     return float(match.group(1)) * unit
 
 
+def server_limits(settings: Settings) -> ServerLimits:
+    """The connection limits ``[gateway]`` sets for the served gateway."""
+    return ServerLimits(
+        request_read_timeout=settings.request_read_timeout,
+        max_connections=settings.max_connections,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if loaded is None:
@@ -78,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.snapshot_every:
         print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
     print(f"GraphiQL: {gateway.url}/graphql", flush=True)
-    asyncio.run(serve_all([gateway]))
+    asyncio.run(serve_all([gateway], limits=server_limits(settings)))
     return 0
 
 
@@ -121,7 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     names = ", ".join(a.id for a in settings.accounts)
     print(f"usage-gateway demo: {len(settings.accounts)} accounts ({names})", flush=True)
     print(f"GraphiQL: {gateway.url}/graphql", flush=True)
-    asyncio.run(serve_all(served))
+    asyncio.run(serve_all(served, limits=server_limits(settings)))
     return 0
 
 

@@ -27,9 +27,27 @@ DEFAULT_CONFIG_PATH = "gateway.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _COMMON_FIELDS = {"id", "provider", "name", "base_url"}
-_GATEWAY_FIELDS = {"history_path", "cache_url", "upstream_timeout", "max_query_cost"}
+_GATEWAY_FIELDS = {
+    "history_path",
+    "cache_url",
+    "upstream_timeout",
+    "max_query_cost",
+    "max_request_body",
+    "max_vendor_answer",
+    "request_read_timeout",
+    "max_connections",
+}
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
 DEFAULT_MAX_QUERY_COST = 100_000
+DEFAULT_MAX_REQUEST_BODY = 64 * 1024
+DEFAULT_MAX_VENDOR_ANSWER = 8 * 1024 * 1024
+DEFAULT_REQUEST_READ_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 1000
+_LIMITS: dict[str, tuple[int, int, str]] = {
+    "max_request_body": (1024, 64 * 1024 * 1024, "bytes"),
+    "max_vendor_answer": (64 * 1024, 1024 * 1024 * 1024, "bytes"),
+    "max_connections": (1, 100_000, "connections"),
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,14 @@ class Settings:
     """Seconds one vendor call may take in all."""
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
     """The highest static cost of an operation the gateway runs (``gateway.graphql.cost``)."""
+    max_request_body: int = DEFAULT_MAX_REQUEST_BODY
+    """Bytes of a ``POST /graphql`` body read at most; a larger one is answered 413."""
+    max_vendor_answer: int = DEFAULT_MAX_VENDOR_ANSWER
+    """Bytes of one vendor answer read at most; a larger one is refused as malformed."""
+    request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT
+    """Seconds a client may take to send one whole request (line, headers and body)."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Client connections served at once; a request on one more is answered 503."""
     cache_times: CacheTimes = CacheTimes()
     provider_cache_times: Mapping[ProviderId, CacheTimes] = field(default_factory=dict)
 
@@ -131,6 +157,28 @@ def parse_settings(
     max_cost = gateway.get("max_query_cost", DEFAULT_MAX_QUERY_COST)
     if isinstance(max_cost, bool) or not isinstance(max_cost, int) or max_cost < 1:
         raise ConfigError(source, "[gateway] field 'max_query_cost' must be a whole number >= 1")
+    read_timeout = gateway.get("request_read_timeout", DEFAULT_REQUEST_READ_TIMEOUT)
+    if (
+        isinstance(read_timeout, bool)
+        or not isinstance(read_timeout, (int, float))
+        or not 0 < read_timeout <= 300
+    ):
+        raise ConfigError(
+            source, "[gateway] field 'request_read_timeout' must be a number of seconds in (0, 300]"
+        )
+    limits = {
+        "max_request_body": DEFAULT_MAX_REQUEST_BODY,
+        "max_vendor_answer": DEFAULT_MAX_VENDOR_ANSWER,
+        "max_connections": DEFAULT_MAX_CONNECTIONS,
+    }
+    for key, (low, high, unit) in _LIMITS.items():
+        value = gateway.get(key, limits[key])
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(
+                source,
+                f"[gateway] field {key!r} must be a whole number of {unit} in [{low}, {high}]",
+            )
+        limits[key] = value
 
     cache_times, provider_cache_times = _parse_cache(data.get("cache", {}), source)
 
@@ -159,6 +207,10 @@ def parse_settings(
         cache_url=cache_url,
         upstream_timeout=float(timeout),
         max_query_cost=max_cost,
+        max_request_body=limits["max_request_body"],
+        max_vendor_answer=limits["max_vendor_answer"],
+        request_read_timeout=float(read_timeout),
+        max_connections=limits["max_connections"],
         cache_times=cache_times,
         provider_cache_times=provider_cache_times,
         source=source,

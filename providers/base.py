@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -20,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from itertools import accumulate
 from typing import Any, ClassVar
 
 import httpx
@@ -56,6 +58,14 @@ BACKOFF = 0.1
 """Seconds before the first retry; doubled for each next one, with +-50% jitter."""
 MAX_PACING_WAIT = 1.0
 """Longest wait for a slot under a vendor's rate before the call is refused as rate limited."""
+MAX_ANSWER = 8 * 1024 * 1024
+"""Default: bytes of one vendor answer read at most (decoded); past it the call is refused."""
+MAX_ERROR_BODY = 64 * 1024
+"""Bytes of an error answer (not 200) read for the vendor's explanation; the rest is dropped."""
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a vendor answer."""
+THREAD_PARSE = 256 * 1024
+"""Answers larger than this are parsed in a worker thread, not on the event loop."""
 
 
 class OutboundLimiter:
@@ -182,6 +192,30 @@ def parsing(vendor: str, redact: Callable[[str], str] = str) -> Iterator[None]:
         raise MalformedResponse(vendor, detail=f"unexpected shape: {what}") from exc
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(content: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, counted without parsing it
+    (brackets outside strings), so that a hostile depth never reaches a recursive parser."""
+    brackets = _JSON_STRING.sub(b"", content).translate(None, _NOT_BRACKET)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+class NestedTooDeep(ValueError):
+    """A JSON text nested deeper than the gateway reads."""
+
+
+def decode_json(content: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse a vendor's JSON answer: ``NestedTooDeep`` when it is nested deeper than
+    ``max_depth`` (checked first), ``ValueError`` when it is not JSON."""
+    if json_depth(content) > max_depth:
+        raise NestedTooDeep(f"JSON nested deeper than {max_depth} levels")
+    return json.loads(content)
+
+
 def as_int(value: object, what: str) -> int:
     """A vendor count as an exact ``int``; accepts ints, integral floats and digit strings."""
     if isinstance(value, bool):
@@ -277,10 +311,13 @@ class BaseProvider(ABC):
         deadline: float = DEFAULT_DEADLINE,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        max_answer: int = MAX_ANSWER,
     ) -> None:
         self.account = account
         self.http = http
         self.deadline = deadline
+        self.max_answer = max_answer
+        """Bytes of one answer read at most (after decompression)."""
         self.clock = clock
         self.monotonic = monotonic
         """The clock of outbound pacing (seconds, never jumps)."""
@@ -434,7 +471,9 @@ class BaseProvider(ABC):
 
         Raises ``AuthFailed`` or ``RequestRejected`` (4xx, see :meth:`refusal`),
         ``RateLimited`` (429, or held back by us), ``ConnectionFailed``, ``TimedOut``,
-        ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON).
+        ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON, larger than ``max_answer``
+        bytes, or nested deeper than ``MAX_DEPTH``: the rest of a too large answer is never
+        read).
         """
         self._check_held()
         try:
@@ -442,7 +481,18 @@ class BaseProvider(ABC):
                 response = await self._send(path, params)
         except TimeoutError as exc:
             raise TimedOut(self.display_name, deadline=self.deadline) from exc
-        return self._answer(response)
+        self._check_status(response)
+        content = response.content
+        try:
+            if len(content) > THREAD_PARSE:
+                body = await asyncio.to_thread(decode_json, content)
+            else:
+                body = decode_json(content)
+        except NestedTooDeep as exc:
+            raise MalformedResponse(self.display_name, detail=str(exc)) from exc
+        except ValueError as exc:
+            raise MalformedResponse(self.display_name, detail="a body that is not JSON") from exc
+        return VendorAnswer(body=body, headers=response.headers)
 
     def _check_held(self) -> None:
         if self.held_until is not None and self.clock() < self.held_until:
@@ -455,14 +505,15 @@ class BaseProvider(ABC):
             await self._pace()
             last = attempt == RETRIES
             try:
-                response = await self.http.get(
+                async with self.http.stream(
+                    "GET",
                     self.base_url + path,
                     params=dict(params or {}),
                     headers=self.auth_headers(),
                     auth=self.auth() or httpx.USE_CLIENT_DEFAULT,
                     timeout=self.deadline,
-                )
-                await response.aread()
+                ) as streamed:
+                    response = await self._read(streamed)
             except httpx.TimeoutException as exc:
                 raise TimedOut(vendor, deadline=self.deadline) from exc
             except httpx.ConnectError as exc:
@@ -491,9 +542,46 @@ class BaseProvider(ABC):
                 pacing=(limiter.calls, limiter.period),
             )
 
-    def _answer(self, response: httpx.Response) -> VendorAnswer:
+    async def _read(self, streamed: httpx.Response) -> httpx.Response:
+        """The answer with its body read, at most ``max_answer`` bytes once decompressed.
+
+        A 200 announced or growing past that is refused (``MalformedResponse``) without reading
+        the rest; an error answer keeps its status, and its body only if it is small
+        (``MAX_ERROR_BODY``). The returned response holds the decoded body.
+        """
+        status = streamed.status_code
+        limit = self.max_answer if status == 200 else MAX_ERROR_BODY
+        announced = streamed.headers.get("content-length", "")
+        chunks: list[bytes] = []
+        size = 0
+        if not (announced.isdigit() and int(announced) > limit):
+            async for chunk in streamed.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+        else:
+            size = int(announced)
+        if size > limit:
+            if status == 200:
+                raise MalformedResponse(
+                    self.display_name,
+                    detail=f"an answer larger than {limit} bytes, the most the gateway reads "
+                    "from one vendor call (max_vendor_answer)",
+                )
+            chunks = []
+        headers = [
+            (name, value)
+            for name, value in streamed.headers.multi_items()
+            if name not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            status, headers=headers, content=b"".join(chunks), request=streamed.request
+        )
+
+    def _check_status(self, response: httpx.Response) -> None:
+        """Follow the vendor's rate headers; raise the error a non-200 answer means."""
         vendor = self.display_name
-        content = response.content
         status = response.status_code
         self._note_rate_window(response.headers, status)
         if status != 200:
@@ -507,10 +595,3 @@ class BaseProvider(ABC):
             if 400 <= status < 500:
                 raise self.refusal(response, detail)
             raise MalformedResponse(vendor, status=status, detail="an unexpected HTTP status")
-        try:
-            body = json.loads(content)
-        except ValueError as exc:
-            raise MalformedResponse(
-                vendor, status=status, detail="a body that is not JSON"
-            ) from exc
-        return VendorAnswer(body=body, headers=response.headers)

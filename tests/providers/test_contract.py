@@ -48,9 +48,19 @@ def test_every_provider_declares_demo_accounts_and_bad_credentials() -> None:
         assert set(entry.emulator.bad_credentials) <= secret_fields, provider
 
 
-async def answer(make_gateway, broken: dict[str, str], healthy: dict[str, str]) -> dict:
+DEADLINE = 5.0
+"""Each vendor call's deadline here: far above what a loaded 2-core machine needs for a healthy
+call and for a failing one's retries (up to 0.45 s of backoff), so only "slow" times out."""
+SLOW_DEADLINE = 1.0
+
+
+async def answer(
+    make_gateway, broken: dict[str, str], healthy: dict[str, str], deadline: float = DEADLINE
+) -> dict:
     gateway = make_gateway(
-        settings_for({"id": "broken", **broken}, {"id": "healthy", **healthy}, upstream_timeout=0.5)
+        settings_for(
+            {"id": "broken", **broken}, {"id": "healthy", **healthy}, upstream_timeout=deadline
+        )
     )
     data = await gateway.data(QUERY)
     return {a["id"]: a for a in data["accounts"]}
@@ -99,7 +109,7 @@ FAILURES = {
     "http-500": (Fault(status=500), "VENDOR_ERROR", 500),
     "http-502": (Fault(status=502), "VENDOR_ERROR", 502),
     "http-503": (Fault(status=503), "VENDOR_ERROR", 503),
-    "slow": (Fault(delay_ms=1500), "TIMEOUT", None),
+    "slow": (Fault(delay_ms=int(SLOW_DEADLINE * 2500)), "TIMEOUT", None),
     "dropped": (Fault(drop=True), "CONNECTION", None),
     "not-json": (Fault(malformed="json"), "MALFORMED", 200),
     "wrong-shape": (Fault(malformed="shape"), "MALFORMED", 200),
@@ -118,7 +128,8 @@ async def test_unavailable_vendor(
         broken["base_url"] = closed_port_url
     else:
         emulators[provider].emulator.set_fault(fault)
-    accounts = await answer(make_gateway, broken, healthy)
+    deadline = SLOW_DEADLINE if failure == "slow" else DEADLINE
+    accounts = await answer(make_gateway, broken, healthy, deadline)
     source = accounts["broken"]["source"]
     assert (source["state"], source["cause"], source["httpStatus"]) == (
         "UNAVAILABLE",
