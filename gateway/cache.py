@@ -1,31 +1,59 @@
-"""A typed seam over aiocache, and in-flight request coalescing.
+"""The data cache: a bounded memory tier in front of an optional Redis, and request coalescing.
 
 Every vendor answer is cached as a :class:`Cached` (the value and when it was fetched) under an
 explicit key; freshness is decided by the caller from ``fetched_at``, so one entry serves both
-"fresh" and "stale" reads. ``memory://`` keeps entries in the process (values are frozen
-dataclasses, shared by reference); ``redis://`` shares them between gateway processes, pickled.
-A Redis the gateway cannot reach makes the cache a miss, never an error.
+"fresh" and "stale" reads.
+
+- **Memory.** Each process keeps entries in a least-recently-used map bounded by entries and by
+  bytes (an entry's size is its encoded size); values are frozen dataclasses, kept by reference.
+- **Redis** (``redis://``) shares entries between gateway processes. They are stored as plain,
+  versioned JSON (:func:`encode_entry`), never pickles: an entry that does not decode to the type
+  its key's resource holds, or has another format version, is a miss. Each Redis operation has a
+  short timeout; after :data:`REDIS_FAILURES` failures in a row Redis is skipped for a cooldown,
+  then one operation probes it again. A Redis that is down or hung costs one warning line per
+  outage (and one info line when it is back), and the gateway keeps answering from memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from aiocache import RedisCache, SimpleMemoryCache
-from aiocache.base import BaseCache
-from aiocache.serializers import PickleSerializer
+import msgspec
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from gateway.domain import Limits, UsageReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-KEY_VERSION = "ug1"
-"""Bumped when cached classes change shape, so old entries are never read back."""
+KEY_VERSION = "ug2"
+"""The first part of every key; bumped when the stored format changes, so gateways of different
+formats sharing one Redis never read each other's entries."""
+FORMAT = 1
+"""The ``v`` of every stored entry; an entry with another is a miss."""
+CACHED_TYPES: Mapping[str, type[Any]] = {"limits": Limits, "usage": UsageReport}
+"""What each cached resource (the third part of its key) holds: the only types read from Redis."""
+DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_REDIS_TIMEOUT = 0.25
+"""Seconds one Redis read or write may take before it counts as failed (and as a miss)."""
+DEFAULT_REDIS_COOLDOWN = 5.0
+"""Seconds Redis is skipped after it kept failing, before one operation probes it again."""
+REDIS_FAILURES = 3
+"""Failed Redis operations in a row that make the cache skip Redis for a cooldown."""
+REDIS_CONNECTIONS = 32
+"""Connections to Redis per process, at most."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +65,15 @@ class Cached(Generic[T]):
 
 
 def cache_key(fingerprint: str, resource: str, *params: object) -> str:
-    """``ug1:<account fingerprint>:<resource>:<params>``, short and explicit."""
+    """``ug2:<account fingerprint>:<resource>:<params>``, short and explicit."""
     args = ":".join(str(p) for p in params)
     return f"{KEY_VERSION}:{fingerprint}:{resource}:{args}"
+
+
+def resource_of(key: str) -> str:
+    """The resource part of a :func:`cache_key` (``""`` for a key of another shape)."""
+    parts = key.split(":", 3)
+    return parts[2] if len(parts) == 4 and parts[0] == KEY_VERSION else ""
 
 
 def fingerprint(*parts: str) -> str:
@@ -52,46 +86,370 @@ def fingerprint(*parts: str) -> str:
     return digest[:20]
 
 
-class Cache:
-    """Get and set :class:`Cached` entries by key, in memory or in Redis."""
+# -- the stored format -------------------------------------------------------------------------
 
-    def __init__(self, url: str = "memory://") -> None:
-        parts = urlsplit(url)
-        self.url = url
-        self.backend: BaseCache
-        if parts.scheme == "memory":
-            self.backend = SimpleMemoryCache(timeout=None)  # no wait_for task per read
-        elif parts.scheme in ("redis", "rediss"):
-            db = (parts.path or "/0").strip("/") or "0"
-            self.backend = RedisCache(
-                endpoint=parts.hostname or "127.0.0.1",
-                port=parts.port or 6379,
-                db=int(db),
-                password=parts.password,
-                ssl=parts.scheme == "rediss",
-                serializer=PickleSerializer(),
-                create_connection_timeout=2,
-                timeout=2,
+
+class Unreadable(ValueError):
+    """A stored entry that is not one this gateway writes (garbage, another format, wrong type)."""
+
+
+class _Header(msgspec.Struct):
+    v: int
+    kind: str
+    shape: str
+
+
+class _Envelope(msgspec.Struct, Generic[T]):
+    v: int
+    kind: str
+    shape: str
+    fetched_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    value: T
+
+
+def shape_of(cls: type[Any]) -> str:
+    """A short hash of the fields of ``cls`` and of every class inside it (their JSON schema,
+    descriptions left out): entries written for a class whose fields since changed are misses."""
+
+    def bare(node: object) -> object:
+        if isinstance(node, dict):
+            return {k: bare(v) for k, v in node.items() if k != "description"}
+        return [bare(v) for v in node] if isinstance(node, list) else node
+
+    schema = msgspec.json.encode(bare(msgspec.json.schema(cls)), order="sorted")
+    return hashlib.sha256(schema).hexdigest()[:12]
+
+
+_encoder = msgspec.json.Encoder()
+_header = msgspec.json.Decoder(_Header)
+_shapes = {kind: shape_of(cls) for kind, cls in CACHED_TYPES.items()}
+_decoders: dict[str, msgspec.json.Decoder[_Envelope[Any]]] = {
+    kind: msgspec.json.Decoder(_Envelope[cls])  # type: ignore[valid-type]
+    for kind, cls in CACHED_TYPES.items()
+}
+
+
+def encode_entry(kind: str, entry: Cached[Any]) -> bytes:
+    """``entry`` as versioned JSON: ``{"v": 1, "kind", "shape", "fetched_at", "value"}``.
+
+    Enums are stored by value, datetimes as RFC 3339 (UTC as ``Z``), frozensets as arrays and
+    integers exactly, whatever their size. Raises ``TypeError`` for a value msgspec cannot encode.
+    """
+    shape = _shapes.get(kind, "")
+    return _encoder.encode(_Envelope(FORMAT, kind, shape, entry.fetched_at, entry.value))
+
+
+def decode_entry(kind: str, data: bytes) -> Cached[Any]:
+    """The :class:`Cached` that :func:`encode_entry` stored for ``kind``, with the same typed
+    value (dataclasses, enums, aware datetimes, frozensets, dates as mapping keys).
+
+    Raises :class:`Unreadable` for anything else: not JSON, another format version, another
+    kind, a value not of ``kind``'s type, or a datetime without a timezone.
+    """
+    try:
+        header = _header.decode(data)
+    except msgspec.DecodeError as exc:
+        raise Unreadable(f"not a cache entry ({exc})") from None
+    if header.v != FORMAT:
+        raise Unreadable(f"format version {header.v}, this gateway reads {FORMAT}")
+    decoder = _decoders.get(kind)
+    if header.kind != kind or decoder is None:
+        raise Unreadable(f"holds {header.kind!r}, the key is for {kind!r}")
+    if header.shape != _shapes[kind]:
+        raise Unreadable(f"written for other fields of {CACHED_TYPES[kind].__name__}")
+    try:
+        envelope = decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise Unreadable(f"not a {kind} entry ({exc})") from None
+    if _has_naive_datetime(envelope.value):
+        raise Unreadable("a datetime without a timezone")
+    return Cached(envelope.value, envelope.fetched_at)
+
+
+def _has_naive_datetime(value: object) -> bool:
+    if isinstance(value, datetime):
+        return value.tzinfo is None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_has_naive_datetime(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return any(_has_naive_datetime(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(_has_naive_datetime(v) for v in value.values())
+    return False
+
+
+# -- the memory tier ---------------------------------------------------------------------------
+
+
+class MemoryTier:
+    """Entries by key, least recently used evicted first once there are more than
+    ``max_entries`` or their sizes add up to more than ``max_bytes``.
+
+    Entries have no expiry of their own: one past its use is never served (the caller judges
+    ``fetched_at``) and leaves as the least recently used, or when a newer answer replaces it.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[Cached[Any], int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def keys(self) -> list[str]:
+        """Keys from least to most recently used."""
+        return list(self._items)
+
+    def get(self, key: str) -> Cached[Any] | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def set(self, key: str, entry: Cached[Any], size: int) -> None:
+        """Keep ``entry`` as the most recently used; ``size`` counts toward ``max_bytes``."""
+        self._drop(key)
+        if size > self.max_bytes:
+            return  # larger than the whole tier: never kept
+        self._items[key] = (entry, size)
+        self.bytes += size
+        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.bytes -= item[1]
+
+
+# -- the Redis tier ----------------------------------------------------------------------------
+
+
+@dataclass
+class CacheStats:
+    """What the cache did since it started (for tests and operators)."""
+
+    memory_hits: int = 0
+    redis_hits: int = 0
+    misses: int = 0
+    unreadable: int = 0
+    """Redis entries that were not this gateway's format (treated as misses)."""
+    redis_failures: int = 0
+    """Redis operations that failed or timed out."""
+    redis_skipped: int = 0
+    """Redis operations not tried because Redis kept failing (during its cooldown)."""
+
+
+class RedisHealth:
+    """A circuit breaker around Redis that also owns the outage's log lines.
+
+    After ``threshold`` failed operations in a row, operations are skipped for ``cooldown``
+    seconds; then one probes Redis (a success closes the circuit, a failure opens it again).
+    The first failure of an outage logs one warning; the first success after it, one info line.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        timeout: float,
+        cooldown: float,
+        threshold: int = REDIS_FAILURES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.where = where
+        self.timeout = timeout
+        self.cooldown = cooldown
+        self.threshold = threshold
+        self.clock = clock
+        self.failures = 0
+        self.open_until: float | None = None
+        self.probing = False
+        self.down_since: float | None = None
+
+    def allows(self) -> bool:
+        """Whether an operation may go to Redis now (one probe at a time once cooled down)."""
+        if self.open_until is None:
+            return True
+        if self.probing or self.clock() < self.open_until:
+            return False
+        self.probing = True
+        return True
+
+    def abandon(self) -> None:
+        """An operation was cancelled before Redis answered: no verdict, but a probe is over."""
+        self.probing = False
+
+    def success(self) -> None:
+        self.failures, self.open_until, self.probing = 0, None, False
+        if self.down_since is not None:
+            log.info(
+                "cache: Redis at %s answers again (after %.1f s); shared entries are used again",
+                self.where,
+                self.clock() - self.down_since,
+            )
+            self.down_since = None
+
+    def failure(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.probing or self.failures >= self.threshold:
+            self.open_until = self.clock() + self.cooldown
+        self.probing = False
+        if self.down_since is None:
+            self.down_since = self.clock()
+            reason = f"no answer within {self.timeout:g} s" if _is_timeout(exc) else str(exc)
+            log.warning(
+                "cache: Redis at %s failed (%s: %s); answering from this process's memory and "
+                "trying Redis again every %g s until it answers",
+                self.where,
+                type(exc).__name__,
+                reason or "no detail",
+                self.cooldown,
             )
         else:
-            raise ValueError(f"unsupported cache URL scheme {parts.scheme!r}")
+            log.debug("cache: Redis at %s still failing (%s)", self.where, type(exc).__name__)
 
-    async def get(self, key: str) -> Cached[Any] | None:
-        try:
-            value = await self.backend.get(key)
-        except Exception as exc:  # a cache outage is a miss, not a failed answer
-            log.warning("cache read failed (%s): %s", type(exc).__name__, exc)
-            return None
-        return value if isinstance(value, Cached) else None
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+class Cache:
+    """Get and set :class:`Cached` entries by key: memory first, then Redis when configured."""
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        redis_timeout: float = DEFAULT_REDIS_TIMEOUT,
+        redis_cooldown: float = DEFAULT_REDIS_COOLDOWN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.memory = MemoryTier(max_entries, max_bytes)
+        self.stats = CacheStats()
+        self.redis: redis.asyncio.Redis | None = None
+        self.health: RedisHealth | None = None
+        self.timeout = redis_timeout
+        if parts.scheme == "memory":
+            return
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported cache URL scheme {parts.scheme!r}")
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=redis_timeout,
+            socket_timeout=redis_timeout,
+            socket_connect_timeout=redis_timeout,
+            retry=Retry(NoBackoff(), 0),  # a failed operation is a miss; the breaker retries
+        )
+        self.redis = redis.asyncio.Redis(connection_pool=pool)
+        where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"  # never the password
+        self.health = RedisHealth(where, redis_timeout, redis_cooldown, clock=clock)
+
+    async def get(self, key: str, fresh_since: datetime | None = None) -> Cached[Any] | None:
+        """The entry under ``key``, or ``None``.
+
+        A memory entry fetched after ``fresh_since`` (any, when it is ``None``) is answered
+        at once; otherwise Redis is asked too and the more recently fetched wins (another
+        gateway may have refreshed it). A Redis that fails, is skipped or holds an unreadable
+        entry leaves the memory entry, if any.
+        """
+        local = self.memory.get(key)
+        if local is not None and (fresh_since is None or local.fetched_at > fresh_since):
+            self.stats.memory_hits += 1
+            return local
+        shared, size = await self._redis_get(key)
+        if shared is not None and (local is None or shared.fetched_at > local.fetched_at):
+            self.stats.redis_hits += 1
+            self.memory.set(key, shared, size)
+            return shared
+        if local is not None:
+            self.stats.memory_hits += 1
+        else:
+            self.stats.misses += 1
+        return local
 
     async def set(self, key: str, entry: Cached[Any], ttl: float) -> None:
+        """Keep ``entry`` for ``ttl`` seconds (not at all when ``ttl <= 0``), here and in Redis."""
+        if ttl <= 0:
+            return
+        data = self._encoded(key, entry)
+        if data is None:
+            return
+        self.memory.set(key, entry, len(data))
+        if self.redis is None or self.health is None or not self._allowed():
+            return
         try:
-            await self.backend.set(key, entry, ttl=max(1, int(ttl)))
-        except Exception as exc:
-            log.warning("cache write failed (%s): %s", type(exc).__name__, exc)
+            async with asyncio.timeout(self.timeout):
+                await self.redis.set(key, data, ex=max(1, round(ttl)))
+        except Exception as exc:  # a cache outage costs the sharing, never the answer
+            self._failed(exc)
+        except BaseException:
+            self.health.abandon()
+            raise
+        else:
+            self.health.success()
 
     async def close(self) -> None:
-        await self.backend.close()
+        if self.redis is not None:
+            try:
+                await self.redis.aclose(close_connection_pool=True)
+            except Exception as exc:
+                log.debug("cache: closing Redis failed (%s)", type(exc).__name__)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _encoded(self, key: str, entry: Cached[Any]) -> bytes | None:
+        try:
+            return encode_entry(resource_of(key), entry)
+        except (TypeError, ValueError) as exc:
+            log.warning("cache: cannot store %s (%s); not cached", key, exc)
+            return None
+
+    def _allowed(self) -> bool:
+        assert self.health is not None
+        if self.health.allows():
+            return True
+        self.stats.redis_skipped += 1
+        return False
+
+    def _failed(self, exc: BaseException) -> None:
+        assert self.health is not None
+        self.stats.redis_failures += 1
+        self.health.failure(exc)
+
+    async def _redis_get(self, key: str) -> tuple[Cached[Any] | None, int]:
+        """Redis's entry under ``key`` (``None`` when absent, unreadable, or Redis failed or was
+        skipped) and its encoded size."""
+        if self.redis is None or self.health is None or not self._allowed():
+            return None, 0
+        try:
+            async with asyncio.timeout(self.timeout):
+                data = await self.redis.get(key)
+        except Exception as exc:
+            self._failed(exc)
+            return None, 0
+        except BaseException:
+            self.health.abandon()
+            raise
+        self.health.success()
+        if not isinstance(data, bytes):
+            return None, 0
+        try:
+            return decode_entry(resource_of(key), data), len(data)
+        except Unreadable as exc:
+            self.stats.unreadable += 1
+            log.info("cache: ignoring the Redis entry %s: %s", key, exc)
+            return None, 0
 
 
 class Singleflight:

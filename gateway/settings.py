@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.cache import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_REDIS_COOLDOWN,
+    DEFAULT_REDIS_TIMEOUT,
+)
 from gateway.domain import AccountConfig, ProviderId, Secret
 from gateway.errors import ConfigError
 from providers import registry
@@ -78,6 +84,30 @@ WHOLE_ANSWER_FIELDS = frozenset({"response_ttl"})
 
 
 @dataclass(frozen=True)
+class CacheStore:
+    """How the data cache holds entries: its memory bound, and its patience with Redis."""
+
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    """Entries kept in each process's memory (least recently used evicted first)."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    """Bytes of encoded entries kept in each process's memory."""
+    redis_timeout: float = DEFAULT_REDIS_TIMEOUT
+    """Seconds one Redis read or write may take; a slower one is a miss."""
+    redis_cooldown: float = DEFAULT_REDIS_COOLDOWN
+    """Seconds Redis is skipped after it kept failing, before one operation tries it again."""
+
+
+STORE_FIELDS: Mapping[str, tuple[type[int] | type[float], int | float, int | float]] = {
+    "max_entries": (int, 1, 10_000_000),
+    "max_bytes": (int, 1024, 1024**4),
+    "redis_timeout": (float, 0.001, 10),
+    "redis_cooldown": (float, 0.001, 3600),
+}
+"""``[cache]`` fields about the store itself (kind, bounds), which no ``[cache.<provider>]`` may
+set: one store holds every provider's answers."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the gateway needs from its config file."""
 
@@ -98,6 +128,7 @@ class Settings:
     """Client connections served at once; a request on one more is answered 503."""
     cache_times: CacheTimes = CacheTimes()
     provider_cache_times: Mapping[ProviderId, CacheTimes] = field(default_factory=dict)
+    cache_store: CacheStore = CacheStore()
 
     def times_for(self, provider: ProviderId) -> CacheTimes:
         """The cache times of ``provider``'s accounts."""
@@ -181,6 +212,7 @@ def parse_settings(
         limits[key] = value
 
     cache_times, provider_cache_times = _parse_cache(data.get("cache", {}), source)
+    cache_store = _parse_store(data.get("cache", {}), source)
 
     raw_accounts = data.get("accounts", [])
     if not isinstance(raw_accounts, list):
@@ -213,6 +245,7 @@ def parse_settings(
         max_connections=limits["max_connections"],
         cache_times=cache_times,
         provider_cache_times=provider_cache_times,
+        cache_store=cache_store,
         source=source,
         secret_values=frozenset(secrets),
     )
@@ -229,8 +262,14 @@ def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId,
         values: dict[str, float] = {}
         top = where == "[cache]"
         for key, value in table.items():
-            if key in providers and top:
+            if (key in providers or key in STORE_FIELDS) and top:
                 continue
+            if key in STORE_FIELDS:
+                raise ConfigError(
+                    source,
+                    f"{where} field {key!r} is not per provider: one cache holds every provider's "
+                    "answers, so it only applies in [cache]",
+                )
             if key in WHOLE_ANSWER_FIELDS and not top:
                 raise ConfigError(
                     source,
@@ -239,7 +278,8 @@ def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId,
                 )
             if key not in CACHE_FIELDS:
                 fields = [k for k in CACHE_FIELDS if top or k not in WHOLE_ANSWER_FIELDS]
-                allowed = ", ".join([*fields, *(sorted(providers) if top else [])])
+                extra = [*STORE_FIELDS, *sorted(providers)] if top else []
+                allowed = ", ".join([*fields, *extra])
                 raise ConfigError(
                     source, f"{where} has an unknown field {key!r} (allowed: {allowed})"
                 )
@@ -256,6 +296,25 @@ def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId,
                 raise ConfigError(source, f"[cache.{name}] must be a table")
             per_provider[ProviderId(name)] = times(table, f"[cache.{name}]", defaults)
     return defaults, per_provider
+
+
+def _parse_store(raw: Mapping[str, Any], source: str) -> CacheStore:
+    """``[cache]``'s ``max_entries``, ``max_bytes``, ``redis_timeout`` and ``redis_cooldown``."""
+    values: dict[str, Any] = {}
+    for key, (kind, low, high) in STORE_FIELDS.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        accepted = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, accepted) or not low <= value <= high:
+            what = (
+                f"a whole number from {low:,} to {high:,}"
+                if kind is int
+                else f"a number of seconds from {low:g} to {high:g}"
+            )
+            raise ConfigError(source, f"[cache] field {key!r} must be {what}")
+        values[key] = kind(value)
+    return CacheStore(**values)
 
 
 def _string(table: Mapping[str, Any], key: str, source: str, where: str, default: str) -> str:

@@ -132,7 +132,7 @@ class Upstream:
     ) -> Fetched:
         key = cache_key(fingerprint, resource, *params)
         now = self.clock()
-        entry = await self.cache.get(key)
+        entry = await self.cache.get(key, fresh_since=now - timedelta(seconds=ttl))
         if entry is not None:
             age = (now - entry.fetched_at).total_seconds()
             if age < ttl:

