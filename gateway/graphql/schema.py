@@ -22,6 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway import domain
 from gateway.errors import InputError
+from gateway.graphql.requests import GatewaySchema, RequestChecks, after_known_fragments
 from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
     SCALARS,
@@ -137,10 +138,12 @@ class Query:
         return [SnapshotRun.from_domain(r) for r in runs]
 
 
-_LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
+_LIMIT_RULES = after_known_fragments(
+    [
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    ]
+)
 """Built once: the limiters make new rule classes per instance, and the validation cache keys
 on the rules, so per-request instances would never hit it."""
 
@@ -168,7 +171,7 @@ def _should_mask(error: GraphQLError) -> bool:
     return error.path is not None and original is not None and not isinstance(original, InputError)
 
 
-schema = strawberry.Schema(
+schema = GatewaySchema(
     query=Query,
     config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
     extensions=[
@@ -177,6 +180,7 @@ schema = strawberry.Schema(
         # Dashboards send the same few documents again and again: parse and validate once.
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
+        RequestChecks,  # after ValidationCache: adds to the errors it found
         lambda: MaskErrors(
             should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
         ),
