@@ -20,7 +20,7 @@ from gateway.domain import secret_forms, utc_now
 from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import schema
 from gateway.graphql.types import GatewayContext
-from gateway.history import HistoryStore
+from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.response_cache import ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService
 from gateway.settings import Settings
@@ -171,6 +171,8 @@ def create_app(
             started = asyncio.get_running_loop().time()
             try:
                 await run_snapshot(service, service.history)
+            except HistoryUnavailable as exc:
+                log.error("snapshot run failed: %s", exc)  # one line: the file and the cause
             except Exception:
                 log.exception("snapshot run failed")
             await asyncio.sleep(max(0.0, every - (asyncio.get_running_loop().time() - started)))
