@@ -64,9 +64,9 @@ def test_every_root_field_is_fuzzed(graphql_schema) -> None:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("root", ROOT_FIELDS)
 def test_no_generated_query_gets_a_5xx_python_text_or_a_loud_log(
-    graphql_schema, root, mode, caplog
+    graphql_schema, root, mode, emulators, caplog
 ) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO)  # ``emulators``: every vendor healthy, reset for this test
     operation = next(
         r.ok() for r in graphql_schema.get_all_operations() if r.ok().label == f"Query.{root}"
     )

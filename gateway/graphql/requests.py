@@ -56,7 +56,7 @@ __all__ = [
     "RequestChecks",
     "after_known_fragments",
     "graphql_controller",
-    "is_client_error",
+    "is_shown",
 ]
 
 
@@ -151,12 +151,11 @@ def graphql_controller(
     return controller
 
 
-def is_client_error(error: GraphQLError) -> bool:
-    """Whether the client caused ``error`` (a bad document, variable or argument) and is shown
-    it; the rest (a resolver's accident) is masked and logged with its traceback.
-
-    Errors outside any field (parse, validation, variables) are the client's; so are errors a
-    resolver raised on purpose for the client (``extensions`` with a ``code``).
+def is_shown(error: GraphQLError) -> bool:
+    """Whether ``error`` is shown as it is: the client's mistakes (a bad document, variable or
+    argument: errors outside any field) and what a resolver raised on purpose (an error with a
+    ``code`` in its ``extensions``: a bad argument, a history store that cannot be used). The
+    rest, a resolver's accident, is masked and logged with its traceback.
     """
     if error.path is None or error.original_error is None:
         return True
@@ -164,14 +163,15 @@ def is_client_error(error: GraphQLError) -> bool:
 
 
 class GatewaySchema(Schema):
-    """The schema, logging client mistakes at INFO without a traceback."""
+    """The schema, logging what it shows at INFO on one line (a client's mistake; the service
+    logs a broken history store itself) and only its own faults at ERROR with a traceback."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            if is_client_error(error):
-                log.info("GraphQL request error: %s", vendor_text(error.message))
+            if is_shown(error):
+                log.info("GraphQL error shown: %s", vendor_text(error.message))
             else:
                 log.error("GraphQL error: %s", error.message, exc_info=error.original_error)
 

@@ -35,6 +35,7 @@ from gateway.graphql.types import (
     SnapshotRun,
     scope_of,
 )
+from gateway.history import HistoryUnavailable
 from gateway.service import AlertKind as AlertKindData
 from gateway.service import QuotaAlert as QuotaAlertData
 
@@ -99,7 +100,8 @@ class Query:
 
     @strawberry.field(
         description="Quotas used past a threshold, and quotas projected to run out before "
-        "their reset, from every account."
+        "their reset, from every account; null (with an error naming the file and the cause) "
+        "when the history store the projections rest on cannot be used."
     )
     async def alerts(
         self,
@@ -107,7 +109,7 @@ class Query:
         threshold: Annotated[
             float, strawberry.argument(description="Share of a limit that raises an alert.")
         ] = 0.8,
-    ) -> list[QuotaAlert]:
+    ) -> list[QuotaAlert] | None:
         if not 0 < threshold <= 10:
             raise InputError(
                 f"threshold must be a fraction such as 0.8, not {threshold}", argument="threshold"
@@ -123,7 +125,10 @@ class Query:
             for a in found
         ]
 
-    @strawberry.field(description="Snapshot runs in the history store, newest first.")
+    @strawberry.field(
+        description="Snapshot runs in the history store, newest first; null (with an error "
+        "naming the file and the cause) when the store cannot be used."
+    )
     async def snapshots(
         self,
         info: strawberry.Info,
@@ -131,7 +136,7 @@ class Query:
             strawberry.ID | None, strawberry.argument(description="Only this account's runs.")
         ] = None,
         limit: Annotated[int, strawberry.argument(description="At most this many (1-1000).")] = 50,
-    ) -> list[SnapshotRun]:
+    ) -> list[SnapshotRun] | None:
         if not 1 <= limit <= 1000:
             raise InputError(f"limit must be from 1 to 1000, not {limit}", argument="limit")
         runs = await scope_of(info).snapshots(str(account_id) if account_id else None, limit)
@@ -166,9 +171,14 @@ def _alert_message(alert: QuotaAlertData) -> str:
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    """Mask what resolvers raised by accident; input, variable and validation errors show."""
+    """Mask what resolvers raised by accident; input, variable and validation errors show, and
+    so does a history store that cannot be used (the file and the cause)."""
     original = error.original_error
-    return error.path is not None and original is not None and not isinstance(original, InputError)
+    return (
+        error.path is not None
+        and original is not None
+        and not isinstance(original, (InputError, HistoryUnavailable))
+    )
 
 
 schema = GatewaySchema(

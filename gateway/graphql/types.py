@@ -427,7 +427,10 @@ class Quota:
         payload = await scope_of(info).limits_payload(self._domain.account_id)
         return SourceStatus.from_domain(payload.status)
 
-    @strawberry.field(description="The quota's use as sampled by snapshots, oldest first.")
+    @strawberry.field(
+        description="The quota's use as sampled by snapshots, oldest first; null (with an "
+        "error naming the file and the cause) when the history store cannot be used."
+    )
     async def history(
         self,
         info: strawberry.Info,
@@ -435,14 +438,15 @@ class Quota:
             datetime, strawberry.argument(name="from", description="From this moment (UTC).")
         ],
         to: Annotated[datetime, strawberry.argument(description="Up to this moment (UTC).")],
-    ) -> list[QuotaSample]:
+    ) -> list[QuotaSample] | None:
         samples = await scope_of(info).quota_history(self._domain.id, from_, to)
         return [QuotaSample.from_domain(s) for s in samples]
 
     @strawberry.field(
         description="Where the quota will stand at its reset and when it would run out, from "
         "its sampled use; null early in a window (before 10% of it), for fixed terms with too "
-        "few samples, and where there is no window."
+        "few samples, where there is no window, and (with an error naming the file and the "
+        "cause) when the history store cannot be used."
     )
     async def forecast(self, info: strawberry.Info) -> QuotaForecast | None:
         projection = await scope_of(info).forecast(self._domain)
