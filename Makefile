@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check lint format typecheck schema schema-check clean bench
+.PHONY: help install run test fuzz check lint format typecheck schema schema-check clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ run: $(STAMP) ## start the demo: every vendor emulator and the gateway (GraphiQL
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest
+
+fuzz: $(STAMP) ## schemathesis: 1000 generated queries per root field and mode (make test runs 20)
+	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py
 
 check: lint typecheck schema-check ## lint, type-check and check schema.graphql
 

@@ -11,15 +11,17 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from litestar import Litestar, get
-from strawberry.litestar import make_graphql_controller
+from litestar import Litestar, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from gateway import __version__
 from gateway.cache import Cache
 from gateway.domain import secret_forms, utc_now
+from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import schema
 from gateway.graphql.types import GatewayContext
-from gateway.history import HistoryStore
+from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.response_cache import ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService
 from gateway.settings import Settings
@@ -71,6 +73,24 @@ def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     return redactor
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """An exception nothing else handled: logged with its traceback, answered without it."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return Response(
+        {"errors": [{"message": "Internal error; see the gateway log."}]},
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def refused(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own refusals (405, 413, 404) in the shape of a GraphQL error."""
+    return Response(
+        {"errors": [{"message": f"{exc.detail} ({request.method} {request.url.path})"}]},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 def vendor_client(settings: Settings) -> httpx.AsyncClient:
@@ -156,12 +176,7 @@ def create_app(
     async def context_getter() -> GatewayContext:
         return GatewayContext(scope=service.request())
 
-    graphql = make_graphql_controller(
-        schema,
-        path="/graphql",
-        context_getter=context_getter,
-        graphql_ide="graphiql",
-    )
+    graphql = graphql_controller(schema, path="/graphql", context_getter=context_getter)
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> dict[str, object]:
@@ -175,6 +190,8 @@ def create_app(
             started = asyncio.get_running_loop().time()
             try:
                 await run_snapshot(service, service.history)
+            except HistoryUnavailable as exc:
+                log.error("snapshot run failed: %s", exc)  # one line: the file and the cause
             except Exception:
                 log.exception("snapshot run failed")
             await asyncio.sleep(max(0.0, every - (asyncio.get_running_loop().time() - started)))
@@ -213,6 +230,7 @@ def create_app(
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is
         # Litestar's own limit for any handler that reads a body, kept the same.
         request_max_body_size=settings.max_request_body,
+        exception_handlers={HTTPException: refused, HTTP_500_INTERNAL_SERVER_ERROR: internal_error},
         debug=debug,
         logging_config=None,
     )

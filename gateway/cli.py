@@ -15,6 +15,7 @@ from typing import Any
 from gateway.app import create_app, install_redaction, snapshot_once
 from gateway.domain import ProviderId
 from gateway.errors import ConfigError
+from gateway.history import HistoryUnavailable
 from gateway.servers import Served, ServerLimits, bind, serve_all
 from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings, parse_settings
 from providers import registry
@@ -96,7 +97,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         return 2
     _, settings = loaded
     configure_logging(args.log_level, settings.secret_values)
-    outcomes = asyncio.run(snapshot_once(settings))
+    try:
+        outcomes = asyncio.run(snapshot_once(settings))
+    except HistoryUnavailable as exc:
+        print(f"usage-gateway: {exc}", file=sys.stderr)
+        return 3
     for outcome in outcomes:
         if outcome.ok:
             print(f"{outcome.account_id}: stored {outcome.days} days ({outcome.changed} changed)")

@@ -12,6 +12,10 @@ Writes take the lock up front (``BEGIN IMMEDIATE``) and store one account's whol
 transaction, so a run killed halfway leaves no partial day and two runs at once wait for each
 other (WAL mode, busy timeout) instead of failing. All SQLite work happens in one thread owned by
 the store, off the event loop.
+
+A file that cannot be used (corrupt, read-only, on a full disk, or written by a newer gateway:
+``PRAGMA user_version`` past the migrations known here) raises :class:`HistoryUnavailable`,
+naming the file and the cause, from every call; a newer store is never written to.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import TypeVar
 from sqlite_utils import Database
 
 from gateway.domain import EndpointUsage, Quota, RateLimit
+from gateway.errors import GatewayError
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
@@ -198,6 +203,45 @@ def _alive(owner: str | None) -> bool:
     return True
 
 
+class HistoryUnavailable(GatewayError):
+    """The history file cannot be used: corrupt, read-only, on a full disk, or from a newer
+    gateway. ``str()`` is one line naming the file and the cause."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        self.extensions: dict[str, object] = {"code": "HISTORY_UNAVAILABLE"}
+        super().__init__(f"history store {path}: {reason}")
+
+
+def _rollback(db: Database) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does on a full disk and
+    some I/O errors): a ROLLBACK without one would hide the real error behind its own."""
+    if db.conn.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def _read_only(path: Path) -> bool:
+    """Whether ``path`` (or, where it does not exist, its directory) cannot be written: a
+    read-only file system refuses even root, as do file modes for anyone else."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    target = path if path.exists() else path.parent
+    return not os.access(target, os.W_OK) or not os.access(path.parent, os.W_OK)
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system of ``path`` has no block left for an unprivileged writer."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stats.f_bavail == 0
+
+
 class HistoryStore:
     """The history file, used from async code; every call runs in the store's own thread."""
 
@@ -210,7 +254,7 @@ class HistoryStore:
 
     async def _run(self, work: Callable[[Database], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: work(self._open()))
+        return await loop.run_in_executor(self._pool, lambda: self._guarded(work))
 
     async def _read(self, work: Callable[[Database], T], nothing: T) -> T:
         """``work`` on the store, or ``nothing`` when no snapshot ever made the file (reads
@@ -219,18 +263,59 @@ class HistoryStore:
         def read() -> T:
             if self._db is None and not self.path.exists():
                 return nothing
-            return work(self._open())
+            return self._guarded(work)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, read)
+
+    def _guarded(self, work: Callable[[Database], T]) -> T:
+        """``work`` on the open store; SQLite's refusals become :class:`HistoryUnavailable`."""
+        try:
+            return work(self._open())
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+                raise  # our own mistake, not the file's
+            raise HistoryUnavailable(self.path, self._reason(exc)) from exc
+
+    def _reason(self, exc: sqlite3.DatabaseError) -> str:
+        """Why SQLite refused the file, in words naming the cause."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) and _disk_full(self.path):
+            return "the disk it is on is full"
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) and _read_only(self.path):
+            return "it is read-only (its file, directory or file system)"
+        reasons = {
+            sqlite3.SQLITE_NOTADB: "it is not a SQLite database (corrupt, or another kind of file)",
+            sqlite3.SQLITE_CORRUPT: "it is corrupt (SQLite: database disk image is malformed)",
+            sqlite3.SQLITE_READONLY: "it is read-only (its file, directory or file system)",
+            sqlite3.SQLITE_FULL: "the disk it is on is full",
+            sqlite3.SQLITE_CANTOPEN: "it cannot be opened (no such directory, or no permission)",
+            sqlite3.SQLITE_PERM: "permission denied",
+            sqlite3.SQLITE_IOERR: "the disk failed to read or write it (I/O error)",
+            sqlite3.SQLITE_BUSY: "another process kept it locked past the busy timeout",
+        }
+        return reasons.get(code, f"SQLite refused it: {exc}")
 
     def _open(self) -> Database:
         if self._db is None:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            db = Database(conn)
-            self._migrate(db)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                # Before anything that writes (WAL mode rewrites the header): a store from a
+                # newer gateway is refused untouched.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > len(MIGRATIONS):
+                    raise HistoryUnavailable(
+                        self.path,
+                        f"it was written by a newer usage-gateway (schema version {version}; "
+                        f"this one knows up to {len(MIGRATIONS)}); it is left untouched",
+                    )
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                db = Database(conn)
+                self._migrate(db)
+            except BaseException:
+                conn.close()
+                raise
             self._db = db
         return self._db
 
@@ -247,7 +332,7 @@ class HistoryStore:
                 db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     @staticmethod
@@ -257,7 +342,7 @@ class HistoryStore:
             result = work(db)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return result
 

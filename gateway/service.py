@@ -22,6 +22,7 @@ from gateway.cache import Cache, fingerprint
 from gateway.domain import (
     Account,
     AccountConfig,
+    FailureCause,
     Granularity,
     Limits,
     ProviderId,
@@ -34,7 +35,7 @@ from gateway.domain import (
 )
 from gateway.errors import InputError
 from gateway.forecast import Forecast, forecast, window_of
-from gateway.history import DayRecord, HistoryStore, QuotaSample, SnapshotRun
+from gateway.history import DayRecord, HistoryStore, HistoryUnavailable, QuotaSample, SnapshotRun
 from gateway.settings import DEFAULT_MAX_QUERY_COST, CacheTimes
 from gateway.upstream import Fetched, Upstream
 from gateway.usage import FROM_HISTORY, build_usage, empty_usage, live_range, merge_history
@@ -108,6 +109,14 @@ class GatewayService:
         self.clock = clock
         self.upstream = upstream or Upstream(Cache("memory://"), clock)
         self.history = history
+        self._history_problem: str | None = None
+
+    def history_failed(self, problem: HistoryUnavailable) -> None:
+        """Log a history store that cannot be used, once per distinct cause (every request
+        that needs it meets it again)."""
+        if str(problem) != self._history_problem:
+            self._history_problem = str(problem)
+            log.warning("%s; answers that need it say so", problem)
 
     def accounts(self, provider: ProviderId | None = None) -> list[Account]:
         return [
@@ -234,9 +243,12 @@ class RequestScope:
     async def quota_history(
         self, quota_id: str, start: datetime, end: datetime
     ) -> list[QuotaSample]:
-        """A quota's stored samples between two moments."""
+        """A quota's stored samples between two moments; :class:`HistoryUnavailable` when the
+        store cannot be used (so are forecasts and alerts, which rest on them)."""
         history = self.service.history
-        return [] if history is None else await history.quota_samples(quota_id, start, end)
+        if history is None:
+            return []
+        return await self._history(history.quota_samples(quota_id, start, end))
 
     async def forecast(self, quota: Quota) -> Forecast | None:
         """The quota's projection over its current window, from its stored samples."""
@@ -262,7 +274,14 @@ class RequestScope:
 
     async def snapshots(self, account_id: str | None, limit: int) -> list[SnapshotRun]:
         history = self.service.history
-        return [] if history is None else await history.runs(account_id, limit)
+        return [] if history is None else await self._history(history.runs(account_id, limit))
+
+    async def _history(self, read: Awaitable[T]) -> T:
+        try:
+            return await read
+        except HistoryUnavailable as exc:
+            self.service.history_failed(exc)
+            raise
 
     # -- internals -------------------------------------------------------------------------
 
@@ -280,8 +299,12 @@ class RequestScope:
             return empty_usage(start, end, granularity)
         history = self.service.history
         records: list[DayRecord] = []
+        broken: HistoryUnavailable | None = None
         if history is not None and native in (Granularity.DAY, Granularity.MONTH):
-            records = await history.days(account_id, start, last)
+            try:
+                records = await self._history(history.days(account_id, start, last))
+            except HistoryUnavailable as exc:
+                broken = exc
         # A stored day replaces the vendor's only where it keeps the endpoint split too;
         # otherwise the range's endpoint totals would cover only the days asked.
         ask = live_range(
@@ -306,6 +329,9 @@ class RequestScope:
             )
             report = fetched.value if isinstance(fetched.value, UsageReport) else None
             status = fetched.status
+        live_since = provider.live_since(today)
+        if broken is not None and live_since is not None and start < live_since:
+            status = combine([status, _history_status(broken, live_since)])
         if (last - start).days < OFF_LOOP_DAYS:
             return build_usage(
                 merge_history(report, records), start, end, last, granularity, status
@@ -388,6 +414,16 @@ class RequestScope:
             ttl,
             configured.times.max_stale,
         )
+
+
+def _history_status(problem: HistoryUnavailable, live_since: date) -> SourceStatus:
+    """The status of usage whose days before ``live_since`` only the (broken) store knew."""
+    return SourceStatus(
+        SourceState.UNAVAILABLE,
+        message=f"{problem}; days before {live_since.isoformat()}, which the vendor no longer "
+        "keeps, are missing",
+        cause=FailureCause.INTERNAL,
+    )
 
 
 def combine(statuses: Sequence[SourceStatus]) -> SourceStatus:

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from gateway.domain import Granularity, UsageReport
 from gateway.errors import UpstreamError
-from gateway.history import DayRecord, HistoryStore
+from gateway.history import DayRecord, HistoryStore, HistoryUnavailable
 from gateway.service import GatewayService
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ async def snapshot_account(
         stored = await store.store(
             run_id, account_id, day_records(report), limits.quotas, limits.rate_limits, clock()
         )
+    except HistoryUnavailable:
+        raise  # the store itself cannot be used: no account can be stored
     except UpstreamError as exc:
         await store.fail_run(run_id, clock(), exc.message)
         log.warning("snapshot of %s failed: %s", account_id, exc.message)
@@ -84,7 +86,8 @@ async def snapshot_account(
 
 
 async def run_snapshot(service: GatewayService, store: HistoryStore) -> list[AccountOutcome]:
-    """Every account once, a few at a time."""
+    """Every account once, a few at a time; :class:`HistoryUnavailable` when the store cannot
+    be used (raised once every account's part has ended)."""
     gate = asyncio.Semaphore(CONCURRENT_ACCOUNTS)
 
     async def one(account_id: str) -> AccountOutcome:
@@ -92,4 +95,8 @@ async def run_snapshot(service: GatewayService, store: HistoryStore) -> list[Acc
             return await snapshot_account(service, store, account_id)
 
     await store.abandon_stale_runs(service.clock() - timedelta(minutes=30))
-    return list(await asyncio.gather(*(one(a.id) for a in service.accounts())))
+    results = await asyncio.gather(*(one(a.id) for a in service.accounts()), return_exceptions=True)
+    for result in results:  # every account's part has ended, so the store can be closed now
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if isinstance(r, AccountOutcome)]

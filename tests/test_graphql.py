@@ -260,13 +260,19 @@ async def test_bad_scalar_values_are_refused_before_execution(repute, make_gatew
     gateway = make_gateway(settings_for(*three_accounts(repute.url)))
     answer = await gateway.query(USAGE, {"from": "2026-02-30", "to": "2026-03-01", "g": "DAY"})
     assert answer["data"] is None
-    assert "'2026-02-30' is not a date of the form YYYY-MM-DD" in answer["errors"][0]["message"]
+    assert answer["errors"][0]["message"] == (
+        "Variable '$from' has invalid value: \"2026-02-30\" is not a Date: February 2026 has "
+        "28 days, not 30 (expected YYYY-MM-DD, e.g. 2026-01-31)"
+    )
     assert repute.emulator.total_calls() == 0
     inline = await gateway.query(
         '{ accounts { usage(from: "2026-13-01", to: "2026-03-01") { requests } } }'
     )
     assert inline["data"] is None
-    assert "'2026-13-01' is not a date of the form YYYY-MM-DD" in inline["errors"][0]["message"]
+    assert inline["errors"][0]["message"] == (
+        "Argument 'from' of field 'usage': \"2026-13-01\" is not a Date: there is no month 13 "
+        "(expected YYYY-MM-DD, e.g. 2026-01-31)"
+    )
 
 
 async def test_negative_min_utilization(repute, make_gateway) -> None:

@@ -22,6 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 from gateway import domain
 from gateway.errors import InputError
 from gateway.graphql.cost import QueryCostLimit
+from gateway.graphql.requests import GatewaySchema, RequestChecks, after_known_fragments
 from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
     SCALARS,
@@ -35,6 +36,7 @@ from gateway.graphql.types import (
     scope_of,
 )
 from gateway.graphql.yielding import LongListsInSlices
+from gateway.history import HistoryUnavailable
 from gateway.service import AlertKind as AlertKindData
 from gateway.service import QuotaAlert as QuotaAlertData
 
@@ -99,7 +101,8 @@ class Query:
 
     @strawberry.field(
         description="Quotas used past a threshold, and quotas projected to run out before "
-        "their reset, from every account."
+        "their reset, from every account; null (with an error naming the file and the cause) "
+        "when the history store the projections rest on cannot be used."
     )
     async def alerts(
         self,
@@ -107,7 +110,7 @@ class Query:
         threshold: Annotated[
             float, strawberry.argument(description="Share of a limit that raises an alert.")
         ] = 0.8,
-    ) -> list[QuotaAlert]:
+    ) -> list[QuotaAlert] | None:
         if not 0 < threshold <= 10:
             raise InputError(
                 f"threshold must be a fraction such as 0.8, not {threshold}", argument="threshold"
@@ -123,7 +126,10 @@ class Query:
             for a in found
         ]
 
-    @strawberry.field(description="Snapshot runs in the history store, newest first.")
+    @strawberry.field(
+        description="Snapshot runs in the history store, newest first; null (with an error "
+        "naming the file and the cause) when the store cannot be used."
+    )
     async def snapshots(
         self,
         info: strawberry.Info,
@@ -131,17 +137,19 @@ class Query:
             strawberry.ID | None, strawberry.argument(description="Only this account's runs.")
         ] = None,
         limit: Annotated[int, strawberry.argument(description="At most this many (1-1000).")] = 50,
-    ) -> list[SnapshotRun]:
+    ) -> list[SnapshotRun] | None:
         if not 1 <= limit <= 1000:
             raise InputError(f"limit must be from 1 to 1000, not {limit}", argument="limit")
         runs = await scope_of(info).snapshots(str(account_id) if account_id else None, limit)
         return [SnapshotRun.from_domain(r) for r in runs]
 
 
-_LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
+_LIMIT_RULES = after_known_fragments(
+    [
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    ]
+)
 """Built once: the limiters make new rule classes per instance, and the validation cache keys
 on the rules, so per-request instances would never hit it."""
 
@@ -164,12 +172,17 @@ def _alert_message(alert: QuotaAlertData) -> str:
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    """Mask what resolvers raised by accident; input, variable and validation errors show."""
+    """Mask what resolvers raised by accident; input, variable and validation errors show, and
+    so does a history store that cannot be used (the file and the cause)."""
     original = error.original_error
-    return error.path is not None and original is not None and not isinstance(original, InputError)
+    return (
+        error.path is not None
+        and original is not None
+        and not isinstance(original, (InputError, HistoryUnavailable))
+    )
 
 
-schema = strawberry.Schema(
+schema = GatewaySchema(
     query=Query,
     config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
     extensions=[
@@ -179,6 +192,7 @@ schema = strawberry.Schema(
         lambda: ParserCache(maxsize=512),
         # Validation (cached) that first refuses documents over the cost limit.
         lambda: QueryCostLimit(maxsize=512),
+        RequestChecks,  # after the validation cache: adds to the errors it found
         # Long lists (years of days) are completed in slices, the event loop running between.
         LongListsInSlices,
         lambda: MaskErrors(

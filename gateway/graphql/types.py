@@ -6,11 +6,16 @@ the context and convert domain objects with the ``from_domain`` constructors.
 
 from __future__ import annotations
 
+import calendar
 import enum
-from datetime import UTC, date, datetime
+import json
+import re
+from datetime import MAXYEAR, MINYEAR, UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, NewType, TypeVar, cast
 
 import strawberry
+from graphql import GraphQLError
+from graphql.pyutils import inspect
 from strawberry.litestar import BaseContext
 
 from gateway import domain, history
@@ -29,26 +34,92 @@ def _serialize_datetime(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _parse_datetime(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("DateTime must be an ISO 8601 string")
-    moment = datetime.fromisoformat(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+DATE_FORM = "YYYY-MM-DD, e.g. 2026-01-31"
+DATETIME_FORM = "YYYY-MM-DDTHH:MM:SSZ (or an offset such as +02:00), e.g. 2026-01-31T23:59:59Z"
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_SHOWN = 40
+
+
+def _shown(value: str) -> str:
+    """A client's string quoted for a message, shortened: it is echoed back, never trusted."""
+    text = value if len(value) <= _SHOWN else value[: _SHOWN - 1] + "…"
+    return '"' + "".join(ch if ch.isprintable() else "?" for ch in text) + '"'
+
+
+def _shown_json(value: object) -> str:
+    """A client's non-string value as JSON, shortened."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = inspect(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def _calendar_day(year: int, month: int, day: int) -> str | None:
+    """Why ``year-month-day`` is no day of the calendar, or ``None`` when it is one."""
+    if not MINYEAR <= year <= MAXYEAR:
+        return f"there is no year {year} (years run from {MINYEAR:04} to {MAXYEAR})"
+    if not 1 <= month <= 12:
+        return f"there is no month {month}"
+    days = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= days:
+        return f"{calendar.month_name[month]} {year} has {days} days, not {day}"
+    return None
 
 
 def _parse_date(value: object) -> date:
     if not isinstance(value, str):
-        raise ValueError("Date must be a string YYYY-MM-DD")
+        raise GraphQLError(f"a Date is a string {DATE_FORM}, not {_shown_json(value)}")
+    match = _DATE.fullmatch(value)
+    if match is None:
+        raise GraphQLError(f"{_shown(value)} is not a Date of the form {DATE_FORM}")
+    year, month, day = (int(part) for part in match.groups())
+    problem = _calendar_day(year, month, day)
+    if problem is not None:
+        raise GraphQLError(f"{_shown(value)} is not a Date: {problem} (expected {DATE_FORM})")
+    return date(year, month, day)
+
+
+def _parse_datetime(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise GraphQLError(f"a DateTime is a string {DATETIME_FORM}, not {_shown_json(value)}")
+    match = _DATE.match(value)
+    problem = _calendar_day(*(int(part) for part in match.groups())) if match else None
+    if problem is not None:
+        raise GraphQLError(
+            f"{_shown(value)} is not a DateTime: {problem} (expected {DATETIME_FORM})"
+        )
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a date of the form YYYY-MM-DD") from None
+        if match is None or len(value) > 35 or value[10:11] not in ("", "T", " "):
+            raise ValueError(value)
+        moment = datetime.fromisoformat(value)
+    except ValueError:  # Python's reasons speak of its internals, not of the form
+        raise GraphQLError(
+            f"{_shown(value)} is not a DateTime of the form {DATETIME_FORM}"
+        ) from None
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise GraphQLError(
+            f"{_shown(value)} is not a DateTime: in UTC it falls outside the years "
+            f"{MINYEAR:04}-{MAXYEAR}"
+        ) from None
+
+
+_BIGINT_DIGITS = 40
+_BIGINT = re.compile(rf"-?[0-9]{{1,{_BIGINT_DIGITS}}}")
 
 
 def _parse_bigint(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError("BigInt must be an integer")
-    return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _BIGINT.fullmatch(value):
+        number = int(value)
+    else:
+        raise GraphQLError(f"a BigInt is a JSON number (an integer), not {_shown_json(value)}")
+    if len(str(abs(number))) > _BIGINT_DIGITS:
+        raise GraphQLError(f"a BigInt has at most {_BIGINT_DIGITS} digits")
+    return number
 
 
 SCALARS = {
@@ -356,7 +427,10 @@ class Quota:
         payload = await scope_of(info).limits_payload(self._domain.account_id)
         return SourceStatus.from_domain(payload.status)
 
-    @strawberry.field(description="The quota's use as sampled by snapshots, oldest first.")
+    @strawberry.field(
+        description="The quota's use as sampled by snapshots, oldest first; null (with an "
+        "error naming the file and the cause) when the history store cannot be used."
+    )
     async def history(
         self,
         info: strawberry.Info,
@@ -364,14 +438,15 @@ class Quota:
             datetime, strawberry.argument(name="from", description="From this moment (UTC).")
         ],
         to: Annotated[datetime, strawberry.argument(description="Up to this moment (UTC).")],
-    ) -> list[QuotaSample]:
+    ) -> list[QuotaSample] | None:
         samples = await scope_of(info).quota_history(self._domain.id, from_, to)
         return [QuotaSample.from_domain(s) for s in samples]
 
     @strawberry.field(
         description="Where the quota will stand at its reset and when it would run out, from "
         "its sampled use; null early in a window (before 10% of it), for fixed terms with too "
-        "few samples, and where there is no window."
+        "few samples, where there is no window, and (with an error naming the file and the "
+        "cause) when the history store cannot be used."
     )
     async def forecast(self, info: strawberry.Info) -> QuotaForecast | None:
         projection = await scope_of(info).forecast(self._domain)
