@@ -69,7 +69,9 @@ BOMB = (
     "".join(f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} }} " for i in range(1, 40))
     + "fragment F0 on Query { accounts { id } } { ...F39 }"
 )
-DEEP = '{"query": "{ accounts { id } }", "variables": {"v": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+DEEP = '{"query": "{ accounts { id } }", "variables": {"v": ' + "[" * 30_000 + "]" * 30_000 + "}}"
+"""30,000 levels: deep enough for a RecursionError, small enough for the 64 KiB body limit."""
+DEEPER = DEEP.replace("[" * 30_000, "[" * 100_000).replace("]" * 30_000, "]" * 100_000)
 REFUSED_BODY = 'a GraphQL request is a JSON object such as {"query": "{ accounts { id } }"}, not '
 NEEDS_JSON = "a POST to /graphql needs Content-Type: application/json"
 
@@ -96,8 +98,10 @@ CASES = [
     Case("infinity", 400, "the request body is not JSON: -Infinity is not a JSON value",
          content=b'{"query": "{ accounts { id } }", "variables": {"x": -Infinity}}',
          headers=JSON),
-    Case("nested-100k", 400, "the request body is JSON nested too deeply",
+    Case("nested-30k", 400, "the request body is JSON nested too deeply",
          content=DEEP.encode(), headers=JSON),
+    Case("nested-100k", 413, "The request body is larger than 65536 bytes, the most this "
+         "gateway reads.", content=DEEPER.encode(), headers=JSON),
     Case("huge-number", 400, "the request body holds a number with too many digits",
          content=b'{"query": "{ accounts { id } }", "variables": {"x": ' + b"9" * 5000 + b"}}",
          headers=JSON),
@@ -129,7 +133,8 @@ CASES = [
          headers={"content-type": "multipart/form-data; boundary=x"}),
     Case("put", 405, "Method Not Allowed (PUT /graphql)", method="PUT", json={}),
     Case("delete", 405, "Method Not Allowed (DELETE /graphql)", method="DELETE"),
-    Case("eleven-megabytes", 413, "Request Entity Too Large (POST /graphql)",
+    Case("eleven-megabytes", 413, "The request body is larger than 65536 bytes, the most this "
+         "gateway reads.",
          content=b" " * (11 << 20), headers=JSON),
     Case("unknown-operation-name", 400, 'Unknown operation named "Nope".',
          json=q("query A { accounts { id } }", operationName="Nope")),
@@ -212,7 +217,7 @@ CASES = [
          "the form YYYY-MM-DD, e.g. 2026-01-31", json=q(USAGE % '"20260101"')),
     Case("date-huge-string", 200, "Variable '$f' has invalid value: \"2026-01-01xxxxxxxxxxxxxxxx"
          "xxxxxxxxxxxxx…\" is not a Date of the form YYYY-MM-DD, e.g. 2026-01-31",
-         json=q(VAR_USAGE, {"f": "2026-01-01" + "x" * 100_000})),
+         json=q(VAR_USAGE, {"f": "2026-01-01" + "x" * 60_000})),
     Case("date-number", 200, "Argument 'from' of field 'usage': a Date is a string YYYY-MM-DD, "
          "e.g. 2026-01-31, not 20260101", json=q(USAGE % "20260101")),
     Case("date-variable-day-0", 200, "Variable '$f' has invalid value: \"2026-03-00\" is not a "
