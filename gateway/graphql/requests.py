@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import msgspec
 from cross_web import HTTPException
 from graphql import (
     ASTValidationRule,
@@ -129,6 +130,11 @@ def graphql_controller(
     class GraphQLRequests(base):  # type: ignore[misc]  # a class made at runtime
         def decode_json(self, data: str | bytes) -> object:
             return decode_request_json(data)
+
+        def encode_json(self, data: object) -> bytes:
+            """msgspec: the same JSON as the standard module's (integers of any size exact),
+            encoded in one fast pass instead of ``json.dumps``."""
+            return msgspec.json.encode(data)
 
         async def execute_request(
             self, request: Request[Any, Any, Any], context: Any, root_value: Any
