@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.domain import Limits, UsageReport
+from gateway.lru import BoundedLRU
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -181,48 +181,12 @@ def _has_naive_datetime(value: object) -> bool:
 # -- the memory tier ---------------------------------------------------------------------------
 
 
-class MemoryTier:
-    """Entries by key, least recently used evicted first once there are more than
-    ``max_entries`` or their sizes add up to more than ``max_bytes``.
+class MemoryTier(BoundedLRU["Cached[Any]"]):
+    """The process's own copies of vendor answers (see :class:`~gateway.lru.BoundedLRU`).
 
     Entries have no expiry of their own: one past its use is never served (the caller judges
     ``fetched_at``) and leaves as the least recently used, or when a newer answer replaces it.
     """
-
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[str, tuple[Cached[Any], int]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def keys(self) -> list[str]:
-        """Keys from least to most recently used."""
-        return list(self._items)
-
-    def get(self, key: str) -> Cached[Any] | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        self._items.move_to_end(key)
-        return item[0]
-
-    def set(self, key: str, entry: Cached[Any], size: int) -> None:
-        """Keep ``entry`` as the most recently used; ``size`` counts toward ``max_bytes``."""
-        self._drop(key)
-        if size > self.max_bytes:
-            return  # larger than the whole tier: never kept
-        self._items[key] = (entry, size)
-        self.bytes += size
-        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
-            self._drop(next(iter(self._items)))
-
-    def _drop(self, key: str) -> None:
-        item = self._items.pop(key, None)
-        if item is not None:
-            self.bytes -= item[1]
 
 
 # -- the Redis tier ----------------------------------------------------------------------------

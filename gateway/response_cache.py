@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from gateway.lru import BoundedLRU
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,7 +44,6 @@ class _Entry:
     expires: datetime
     start: Message
     body: bytes
-    size: int
 
 
 def too_large(limit: int) -> tuple[Message, Message]:
@@ -94,11 +94,7 @@ class ResponseCache:
         self.clock = clock
         self.path = path
         self.max_body = max_body
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.entries: OrderedDict[str, _Entry] = OrderedDict()
-        self.size = 0
-        """Bytes of every kept answer (bodies and headers)."""
+        self.entries: BoundedLRU[_Entry] = BoundedLRU(max_entries, max_bytes)
         self._next_purge: datetime | None = None
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
@@ -147,7 +143,6 @@ class ResponseCache:
             ).hexdigest()
             entry = self.entries.get(key)
             if entry is not None and now < entry.expires:
-                self.entries.move_to_end(key)
                 await send(entry.start)
                 await send({"type": "http.response.body", "body": entry.body})
                 return
@@ -187,16 +182,11 @@ class ResponseCache:
         if self._next_purge is None or now >= self._next_purge:
             self._next_purge = now + timedelta(seconds=self.ttl)
             for stale in [k for k, e in self.entries.items() if now >= e.expires]:
-                self._drop(stale)
+                self.entries.pop(stale)
         size = len(key) + len(answer) + sum(len(k) + len(v) for k, v in start.get("headers", []))
-        if size > self.max_bytes:
-            return
-        if key in self.entries:
-            self._drop(key)
-        self.entries[key] = _Entry(now + timedelta(seconds=self.ttl), start, answer, size)
-        self.size += size
-        while len(self.entries) > self.max_entries or self.size > self.max_bytes:
-            self._drop(next(iter(self.entries)))
+        self.entries.set(key, _Entry(now + timedelta(seconds=self.ttl), start, answer), size)
 
-    def _drop(self, key: str) -> None:
-        self.size -= self.entries.pop(key).size
+    @property
+    def size(self) -> int:
+        """Bytes of every kept answer (bodies and headers)."""
+        return self.entries.bytes
