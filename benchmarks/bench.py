@@ -206,7 +206,7 @@ async def throughput() -> tuple[float, float, float]:
     return rates[0], rates[1], bare
 
 
-MIX = """query($from: Date!, $to: Date!) {
+REDIS_MIX = """query($from: Date!, $to: Date!) {
   accounts { id usage(from: $from, to: $to) { requests } } }"""
 MIX_RANGES = 240
 """Distinct 7-day ranges the mix cycles through: each is a cache miss the first time it is asked."""
@@ -251,7 +251,7 @@ async def mix_load(url: str, seconds: float) -> float:
     async def worker(client: httpx.AsyncClient, stop: float) -> None:
         while time.perf_counter() < stop:
             first, last = next(ranges)
-            body = {"query": MIX, "variables": {"from": str(first), "to": str(last)}}
+            body = {"query": REDIS_MIX, "variables": {"from": str(first), "to": str(last)}}
             answer = (await client.post(url, json=body)).json()
             assert "errors" not in answer and len(answer["data"]["accounts"]) == 2, answer
             answered[0] += 1
