@@ -473,7 +473,7 @@ def drive(url: str, seconds: float, workers: int) -> dict[str, list[int]]:
     return asyncio.run(run())
 
 
-async def loop_stalls(seconds: float = 10, workers: int = 4) -> dict[str, Any]:
+async def loop_stalls(seconds: float = 30, workers: int = 4) -> dict[str, Any]:
     """The gateway on this process's loop, with a task that sleeps 5 ms again and again and
     records how late it wakes, while another process drives the mixed load; vendors are
     emulators in processes of their own."""
