@@ -175,8 +175,9 @@ def parse_settings(
     cache_url = _string(gateway, "cache_url", source, "[gateway]", DEFAULT_CACHE_URL)
     scheme = urlsplit(cache_url).scheme
     if scheme not in ("memory", "redis", "rediss"):
-        raise ConfigError(
-            source, f"[gateway] field 'cache_url': {cache_url!r} is not memory:// or redis://"
+        raise ConfigError(  # the URL itself is not quoted: it may hold a password
+            source,
+            f"[gateway] field 'cache_url': scheme {scheme[:20]!r} is not memory, redis or rediss",
         )
 
     timeout = gateway.get("upstream_timeout", DEFAULT_UPSTREAM_TIMEOUT)
@@ -247,7 +248,7 @@ def parse_settings(
         provider_cache_times=provider_cache_times,
         cache_store=cache_store,
         source=source,
-        secret_values=frozenset(secrets),
+        secret_values=frozenset(secrets | _url_secrets(cache_url)),
     )
 
 
@@ -464,3 +465,12 @@ def _check_base_url(value: object, source: str, account: str) -> str:
             field="base_url",
         )
     return value.rstrip("/")
+
+
+def _url_secrets(url: str) -> set[str]:
+    """A password in a URL (``redis://:pw@host``), so logs redact it too."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return set()
+    return {password} if password else set()

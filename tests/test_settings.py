@@ -232,7 +232,7 @@ def test_bad_accounts(tmp_path, text, env, account, field, words) -> None:
     ("text", "words"),
     [
         ("[[accounts]\nid = 'x'\n", "invalid TOML: "),
-        ("[gateway]\ncache_url = 'memcached://x'\n", "is not memory:// or redis://"),
+        ("[gateway]\ncache_url = 'memcached://x'\n", "scheme 'memcached' is not memory, redis"),
         ("[gateway]\nupstream_timeout = 0\n", "upstream_timeout"),
         ("[gateway]\nhistory = 'x'\n", "unknown field 'history'"),
         ("[gatway]\n", "unknown section 'gatway'"),
@@ -293,3 +293,11 @@ def test_serve_reads_the_config_path_from_the_environment(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert f"{path}: account 'r': field 'provider': unknown provider 'nosuch'" in result.stderr
+
+
+def test_a_cache_password_is_a_secret_and_never_quoted() -> None:
+    settings = parse_settings({"gateway": {"cache_url": "redis://:hunter2-pw@127.0.0.1:6379/0"}})
+    assert "hunter2-pw" in settings.secret_values  # logs redact it
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"gateway": {"cache_url": "memcached://:hunter2-pw@127.0.0.1"}})
+    assert "hunter2-pw" not in str(caught.value)
