@@ -105,6 +105,8 @@ class GatewayService:
     ) -> None:
         self._accounts = {a.config.id: a for a in accounts}
         self.max_query_cost = max_query_cost
+        self.heavy_turn = asyncio.Semaphore(1)
+        """Held while a heavy operation executes (``gateway.graphql.cost.HeavyQueriesInTurn``)."""
         """The highest static cost of a GraphQL operation run for this service."""
         self.clock = clock
         self.upstream = upstream or Upstream(Cache("memory://"), clock)

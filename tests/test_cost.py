@@ -18,6 +18,7 @@ from gateway.graphql.schema import schema
 from gateway.graphql.yielding import SLICE, in_slices
 from gateway.service import OFF_LOOP_DAYS
 from gateway.settings import DEFAULT_MAX_QUERY_COST, parse_settings
+from providers.emulation import Fault
 from tests.conftest import NOW, account_entry, settings_for
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -198,3 +199,26 @@ async def test_in_slices_lets_other_tasks_run() -> None:
     task.cancel()
     assert seen == list(range(3 * SLICE))
     assert turns - before >= 2  # the other task ran between the slices
+
+
+HEAVY = """query($id: ID!, $from: Date!) { account(id: $id) {
+  usage(from: $from, to: "2026-03-18") { requests missingDays series { start } } } }"""
+
+
+@pytest.mark.parametrize(("first", "in_flight"), [("2001-01-01", 1), ("2026-01-01", 2)])
+async def test_heavy_queries_run_one_at_a_time(emulators, make_gateway, first, in_flight) -> None:
+    """Two concurrent operations over 25 years (each costing over HEAVY_COST) reach the vendor
+    one after the other; two over 11 weeks (light) at once."""
+    repute = emulators["reputeapi"]
+    repute.emulator.set_fault(Fault(delay_ms=300))
+    entries = [
+        account_entry("reputeapi", repute.url, id="one"),
+        account_entry("reputeapi", repute.url, index=1, id="two"),
+    ]
+    gateway = make_gateway(settings_for(*entries))
+    answers = await asyncio.gather(
+        *(gateway.query(HEAVY, {"id": name, "from": first}) for name in ("one", "two"))
+    )
+    assert all("errors" not in answer for answer in answers), answers
+    assert repute.emulator.total_calls() == 2
+    assert repute.emulator.max_in_flight == in_flight

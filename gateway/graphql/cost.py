@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -50,7 +50,7 @@ from graphql import (
     get_variable_values,
     is_list_type,
 )
-from strawberry.extensions import ValidationCache
+from strawberry.extensions import SchemaExtension, ValidationCache
 
 from gateway.domain import Granularity
 from gateway.graphql.types import GatewayContext
@@ -438,4 +438,25 @@ class QueryCostLimit(ValidationCache):
             )
             _COSTS.put(key, cost)
         limit = service.max_query_cost
+        if cost is not None:
+            gateway.cost = cost.total
         return too_costly(cost, limit) if cost is not None and cost.over(limit) else None
+
+
+HEAVY_COST = 10_000
+"""Operations costing more than this run one at a time in a process (see
+:class:`HeavyQueriesInTurn`); a year of daily usage for a few accounts stays below it."""
+
+
+class HeavyQueriesInTurn(SchemaExtension):
+    """Heavy operations (cost over :data:`HEAVY_COST`) execute one at a time per process,
+    the others waiting their turn without using the CPU: several large answers built at once
+    would take the event loop in turns, each turn holding every other request up longer."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, GatewayContext) and context.cost > HEAVY_COST:
+            async with context.scope.service.heavy_turn:
+                yield
+        else:
+            yield

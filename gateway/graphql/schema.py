@@ -21,7 +21,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway import domain
 from gateway.errors import InputError
-from gateway.graphql.cost import QueryCostLimit
+from gateway.graphql.cost import HeavyQueriesInTurn, QueryCostLimit
 from gateway.graphql.requests import GatewaySchema, RequestChecks, after_known_fragments
 from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
@@ -192,6 +192,7 @@ schema = GatewaySchema(
         lambda: ParserCache(maxsize=512),
         # Validation (cached) that first refuses documents over the cost limit.
         lambda: QueryCostLimit(maxsize=512),
+        HeavyQueriesInTurn,
         RequestChecks,  # after the validation cache: adds to the errors it found
         # Long lists (years of days) are completed in slices, the event loop running between.
         LongListsInSlices,

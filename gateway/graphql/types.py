@@ -691,6 +691,8 @@ class GatewayContext(BaseContext, kw_only=True):
     """Per-request context: the service scope that memoizes vendor calls for this request."""
 
     scope: RequestScope
+    cost: int = 0
+    """The operation's static cost (``gateway.graphql.cost``), once it was worked out."""
 
 
 def scope_of(info: strawberry.Info) -> RequestScope:
