@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -29,6 +28,7 @@ from typing import Any
 from gateway.cache import Cache, Cached, Singleflight, cache_key
 from gateway.domain import FailureCause, SourceState, SourceStatus
 from gateway.errors import CircuitOpen, Unavailable, UpstreamError
+from gateway.lru import BoundedLRU
 
 log = logging.getLogger(__name__)
 
@@ -83,29 +83,6 @@ class Fetched:
     status: SourceStatus
 
 
-class LastErrors:
-    """The last failure per key, for at most ``size`` keys (least recently failed go first)."""
-
-    def __init__(self, size: int = LAST_ERRORS) -> None:
-        self.size = size
-        self._errors: OrderedDict[str, SourceStatus] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._errors)
-
-    def get(self, key: str) -> SourceStatus | None:
-        return self._errors.get(key)
-
-    def set(self, key: str, status: SourceStatus) -> None:
-        self._errors[key] = status
-        self._errors.move_to_end(key)
-        while len(self._errors) > self.size:
-            self._errors.popitem(last=False)
-
-    def forget(self, key: str) -> None:
-        self._errors.pop(key, None)
-
-
 class Upstream:
     """Long-lived: the cache, in-flight calls, breakers and the last failure per key."""
 
@@ -116,7 +93,8 @@ class Upstream:
         self.clock = clock
         self.flights = Singleflight()
         self.breakers: dict[str, Breaker] = {}
-        self.last_error = LastErrors(last_errors)
+        self.last_error: BoundedLRU[SourceStatus] = BoundedLRU(last_errors, last_errors)
+        """The last failure per key, for at most ``last_errors`` keys (each counts as 1)."""
         self.background: set[asyncio.Task[Any]] = set()
 
     async def fetch(
@@ -173,7 +151,7 @@ class Upstream:
                 breaker.failure(self.clock())
             elif breaker.probing:
                 breaker.probing = False  # not the vendor's health speaking (4xx, 429, malformed)
-            self.last_error.set(key, _status_of(exc))
+            self.last_error.set(key, _status_of(exc), 1)
             log.warning("account %s: %s", account, exc.message)
             raise
         except BaseException:
@@ -181,7 +159,7 @@ class Upstream:
             raise
         breaker.success()
         entry = Cached(value, self.clock())
-        self.last_error.forget(key)
+        self.last_error.pop(key)
         await self.cache.set(key, entry, ttl + max_stale)
         return entry
 
