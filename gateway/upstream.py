@@ -38,7 +38,7 @@ BREAKER_COOLDOWN = 30.0
 """Seconds the circuit stays open the first time; doubled on each failed probe."""
 BREAKER_MAX_COOLDOWN = 300.0
 LAST_ERRORS = 1024
-"""How many keys' last failures are remembered (least recently failed forgotten first)."""
+"""How many keys' last failures are remembered (least recently used forgotten first)."""
 
 
 @dataclass

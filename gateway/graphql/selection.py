@@ -20,6 +20,7 @@ from strawberry.types.nodes import (
 
 from gateway import domain
 from gateway.domain import Granularity
+from gateway.graphql.types import GatewayContext
 from gateway.service import UsageArgs
 
 Selection = SelectedField | FragmentSpread | InlineFragment
@@ -45,7 +46,18 @@ class UsagePlan:
 
 
 def usage_plan(info: strawberry.Info) -> UsagePlan:
-    """The operation's plan, worked out once per operation document and variables."""
+    """The operation's plan, kept on the request's context by the first root field that reads
+    it (every ``account``/``accounts`` field needs the whole operation's)."""
+    context = info.context
+    if isinstance(context, GatewayContext) and isinstance(context.usage_plan, UsagePlan):
+        return context.usage_plan
+    plan = _read_plan(info)
+    if isinstance(context, GatewayContext):
+        context.usage_plan = plan
+    return plan
+
+
+def _read_plan(info: strawberry.Info) -> UsagePlan:
     raw = info._raw_info
     entries: list[tuple[str | None, str | None, UsageArgs]] = []
     roots = raw.operation.selection_set.selections

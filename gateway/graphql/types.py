@@ -693,6 +693,9 @@ class GatewayContext(BaseContext, kw_only=True):
     scope: RequestScope
     cost: int = 0
     """The operation's static cost (``gateway.graphql.cost``), once it was worked out."""
+    usage_plan: object = None
+    """The operation's ``usage`` fields per account (``gateway.graphql.selection``), kept here
+    by the first root field that reads them for the others of the same request."""
 
 
 def scope_of(info: strawberry.Info) -> RequestScope:
