@@ -213,6 +213,19 @@ async def test_the_whole_answer_cache_keeps_32_mib_at_most_by_default() -> None:
         assert inner.calls == 40
 
 
+async def test_the_whole_answer_cache_keeps_512_answers_at_most_by_default() -> None:
+    inner = Answers(10)
+    cache = ResponseCache(inner, ttl=60, clock=Clock())
+    transport = httpx.ASGITransport(app=cache)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        for n in range(520):
+            await post(client, n)
+        assert len(cache.entries) == 512
+        await post(client, 8)  # among the first 8 in: evicted, so executed again
+        await post(client, 519)  # the newest: kept
+        assert inner.calls == 521
+
+
 async def test_the_whole_answer_cache_evicts_the_least_recently_used_past_its_bytes() -> None:
     inner = Answers(3000)
     cache = ResponseCache(inner, ttl=10, clock=Clock(), max_bytes=10_000, max_entries=100)
