@@ -226,6 +226,16 @@ async def test_the_whole_answer_cache_keeps_512_answers_at_most_by_default() -> 
         assert inner.calls == 521
 
 
+async def test_an_answer_over_one_mib_is_never_kept() -> None:
+    inner = Answers(MiB + 1)
+    cache = ResponseCache(inner, ttl=60, clock=Clock())
+    transport = httpx.ASGITransport(app=cache)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        await post(client, 1)
+        await post(client, 1)
+    assert inner.calls == 2 and len(cache.entries) == 0
+
+
 async def test_the_whole_answer_cache_evicts_the_least_recently_used_past_its_bytes() -> None:
     inner = Answers(3000)
     cache = ResponseCache(inner, ttl=10, clock=Clock(), max_bytes=10_000, max_entries=100)
