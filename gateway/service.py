@@ -161,6 +161,15 @@ class RequestScope:
         self.service = service
         self._tasks: dict[tuple[object, ...], asyncio.Task[Any]] = {}
 
+    def release(self) -> None:
+        """Forget what this request read, once its answer is built.
+
+        Strawberry's per-request objects refer to each other in cycles that only a garbage
+        collection frees; cleared here, what the request read (a year of points, say) goes at
+        once instead of waiting for, and lengthening, the next full collection.
+        """
+        self._tasks.clear()
+
     # -- public reads ----------------------------------------------------------------------
 
     async def limits_payload(self, account_id: str) -> Fetched:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from benchmarks.bench import DASHBOARD, QUOTAS, YEAR
 from gateway.errors import ConfigError
 from gateway.graphql.cost import MAX_VISITS, Sizes, operation_cost
 from gateway.graphql.schema import schema
-from gateway.graphql.yielding import SLICE, in_slices
+from gateway.graphql.yielding import SLICE, TURN_BUDGET, in_slices
 from gateway.service import OFF_LOOP_DAYS
 from gateway.settings import DEFAULT_MAX_QUERY_COST, parse_settings
 from providers.emulation import Fault
@@ -182,23 +183,42 @@ async def test_a_long_range_answers_as_its_halves_do(repute, make_gateway) -> No
     assert whole["missingDays"] == halves[0]["missingDays"] + halves[1]["missingDays"]
 
 
+def _busy(seconds: float) -> None:
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
 async def test_in_slices_lets_other_tasks_run() -> None:
-    turns = 0
+    """Lists completed at once share one budget per loop turn: between two turns of another
+    task, at most the budget's worth of items (each taking 1 ms here) plus one per list."""
+    per_turn: list[int] = []
+    done = 0
 
     async def other() -> None:
-        nonlocal turns
+        last = 0
         while True:
-            turns += 1
+            per_turn.append(done - last)
+            last = done
             await asyncio.sleep(0)
+
+    async def consume(items: list[int]) -> list[int]:
+        nonlocal done
+        seen = []
+        async for item in in_slices(items):
+            _busy(0.001)
+            done += 1
+            seen.append(item)
+        return seen
 
     task = asyncio.create_task(other())
     await asyncio.sleep(0)
-    seen, before = [], turns
-    async for item in in_slices(list(range(3 * SLICE))):
-        seen.append(item)
+    lists = [list(range(60)), list(range(60, 100))]
+    seen = await asyncio.gather(*(consume(items) for items in lists))
     task.cancel()
-    assert seen == list(range(3 * SLICE))
-    assert turns - before >= 2  # the other task ran between the slices
+    assert seen == lists
+    assert len(per_turn) >= 100 * 0.001 / TURN_BUDGET  # the other task ran all along
+    assert max(per_turn) <= TURN_BUDGET / 0.001 + 1 + len(lists)
 
 
 HEAVY = """query($id: ID!, $from: Date!) { account(id: $id) {

@@ -50,7 +50,7 @@ from graphql import (
     get_variable_values,
     is_list_type,
 )
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 
 from gateway.domain import Granularity
 from gateway.graphql.types import GatewayContext
@@ -403,21 +403,19 @@ def too_costly(cost: Cost, limit: int) -> GraphQLError:
     )
 
 
-class QueryCostLimit(ValidationCache):
-    """Validation that first refuses an operation whose cost is over the service's
-    ``max_query_cost``: such a document is not validated at all (validating a large document
-    costs more than pricing it). Other documents are validated as ``ValidationCache`` does, and
-    their costs are cached per document text, operation, variables, accounts and day.
+class QueryCostLimit(SchemaExtension):
+    """Refuses an operation whose cost is over the service's ``max_query_cost`` before it is
+    validated (validating a large document costs more than pricing it: put this extension
+    before the one that validates). Costs are cached per document text, operation, variables,
+    accounts and day.
 
     The cost is only worked out for a request whose context is a ``GatewayContext``.
     """
 
     def on_validate(self) -> Iterator[None]:
         error = self._refusal()
-        if error is None:
-            yield from super().on_validate()
-            return
-        self.execution_context.pre_execution_errors = [error]
+        if error is not None:
+            self.execution_context.pre_execution_errors = [error]
         yield
 
     def _refusal(self) -> GraphQLError | None:

@@ -234,7 +234,7 @@ class ArgumentValuesRule(ValuesOfCorrectTypeRule):
 class RequestChecks(SchemaExtension):
     """Checks graphql-core and Strawberry leave out or word poorly (see the module docstring).
 
-    Put it after ``ValidationCache`` in the schema's extensions: it adds to the validation
+    Put it after ``KnownDocuments`` in the schema's extensions: it adds to the validation
     errors that extension found.
     """
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 import strawberry
@@ -14,20 +15,22 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
 
 from gateway import domain
 from gateway.errors import InputError
 from gateway.graphql.cost import HeavyQueriesInTurn, QueryCostLimit
+from gateway.graphql.documents import KnownDocuments
 from gateway.graphql.requests import GatewaySchema, RequestChecks, after_known_fragments
 from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
     SCALARS,
     Account,
     AlertKind,
+    GatewayContext,
     Provider,
     Quota,
     QuotaAlert,
@@ -154,6 +157,18 @@ _LIMIT_RULES = after_known_fragments(
 on the rules, so per-request instances would never hit it."""
 
 
+class ReleaseRequestScope(SchemaExtension):
+    """Clears the request's memo of vendor reads when the operation is over
+    (:meth:`~gateway.service.RequestScope.release`)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        context = self.execution_context.context
+        if isinstance(context, GatewayContext):
+            context.scope.release()
+            context.usage_plan = None
+
+
 class HostileQueryLimits(AddValidationRules):
     """Depth and alias limits, as validation rules shared by every request."""
 
@@ -187,11 +202,12 @@ schema = GatewaySchema(
     config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
     extensions=[
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        ReleaseRequestScope,
         HostileQueryLimits,
+        # Refuses documents over the cost limit before they are validated.
+        QueryCostLimit,
         # Dashboards send the same few documents again and again: parse and validate once.
-        lambda: ParserCache(maxsize=512),
-        # Validation (cached) that first refuses documents over the cost limit.
-        lambda: QueryCostLimit(maxsize=512),
+        KnownDocuments,
         HeavyQueriesInTurn,
         RequestChecks,  # after the validation cache: adds to the errors it found
         # Long lists (years of days) are completed in slices, the event loop running between.

@@ -6,6 +6,7 @@ the context and convert domain objects with the ``from_domain`` constructors.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import enum
 import json
@@ -788,7 +789,14 @@ class Account:
         usage = await scope_of(info).usage(
             self.id, from_, to, domain.Granularity[granularity.name], recheck=recheck
         )
-        return Usage.from_domain(usage)
+        if len(usage.series) + len(usage.missing_days) < OFF_LOOP_ITEMS:
+            return Usage.from_domain(usage)
+        # Thousands of points: converted in a worker thread, the event loop running meanwhile.
+        return await asyncio.to_thread(Usage.from_domain, usage)
+
+
+OFF_LOOP_ITEMS = 1000
+"""A usage with this many points and missing days or more is converted off the event loop."""
 
 
 def _big(value: int | None) -> BigInt | None:

@@ -1,30 +1,62 @@
-"""Long lists are completed in slices, letting the event loop run between them.
+"""Long lists are completed a little at a time, letting the event loop run in between.
 
 graphql-core completes a list of plain values in one go: a year of daily points across many
 accounts would hold up every other request meanwhile. A list longer than :data:`SLICE` is handed
-to graphql-core as an async iterator instead, which completes it item by item and gives other
-tasks a turn after every slice. The answer is the same.
+to graphql-core as an async iterator instead, which completes it item by item. Every such list
+in the process shares one budget per turn of the event loop (:data:`TURN_BUDGET`): once the
+lists being completed have used it, each gives the loop a turn after its next item, however
+many lists are in progress at once. The answer is the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
-SLICE = 500
-"""Items completed between two turns of the event loop."""
+SLICE = 100
+"""Lists longer than this are completed in turns."""
+
+TURN_BUDGET = 0.004
+"""Seconds of list completion, over every list in progress, before the event loop gets a turn."""
+
+
+class _Turn:
+    """When the current turn's budget started; restarted once per loop turn after a yield."""
+
+    started = 0.0
+    restart_pending = False
+
+    @classmethod
+    def restart(cls) -> None:
+        cls.started = time.perf_counter()
+        cls.restart_pending = False
+
+    @classmethod
+    def spent(cls) -> bool:
+        return time.perf_counter() - cls.started > TURN_BUDGET
+
+    @classmethod
+    async def give_way(cls) -> None:
+        if not cls.restart_pending:
+            # Runs at the start of the next turn, before the tasks that yield now resume.
+            cls.restart_pending = True
+            asyncio.get_running_loop().call_soon(cls.restart)
+        await asyncio.sleep(0)
 
 
 async def in_slices(items: list[Any]) -> AsyncIterator[Any]:
-    """``items``, one at a time, yielding to the event loop after every :data:`SLICE`."""
-    for start in range(0, len(items), SLICE):
-        if start:
-            await asyncio.sleep(0)
-        for item in items[start : start + SLICE]:
-            yield item
+    """``items``, one at a time, giving the event loop a turn whenever the shared budget of
+    this turn is spent."""
+    if _Turn.spent() and not _Turn.restart_pending:
+        _Turn.restart()  # the first list after a quiet spell starts a budget of its own
+    for item in items:
+        if _Turn.spent():
+            await _Turn.give_way()
+        yield item
 
 
 class LongListsInSlices(SchemaExtension):

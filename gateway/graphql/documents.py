@@ -1,0 +1,64 @@
+"""Documents known to be valid: parsed and validated once, kept only once they pass.
+
+Dashboards send the same few documents again and again; those are parsed and validated once
+and then taken from :data:`KNOWN`. A document that fails to parse, fails validation or is
+refused (too costly) is never kept, so documents an attacker makes up one after another cost
+their own parse and nothing after it: they neither push known documents out nor stay in memory,
+where every full garbage collection would walk through their syntax trees again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from graphql import DocumentNode, parse
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from gateway.lru import BoundedLRU
+
+MAX_DOCUMENTS = 512
+"""Known documents kept at most."""
+
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+"""Their texts' lengths added up, at most (the syntax trees are some ten times larger)."""
+
+KNOWN: BoundedLRU[DocumentNode] = BoundedLRU(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
+"""Parsed documents that passed validation, by their text (shared by every request)."""
+
+
+class KnownDocuments(SchemaExtension):
+    """Parses and validates a document the first time it passes, then reuses it.
+
+    Put it after the cost limit in the schema's extensions: a refused document is neither
+    validated nor kept. A known document is not validated again (validation depends only on the
+    document and the schema's fixed rules).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.known = False
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None:
+            document = KNOWN.get(context.query)
+            self.known = document is not None
+            context.graphql_document = document or parse(context.query, **context.parse_options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if context.pre_execution_errors is None and document is not None:
+            context.pre_execution_errors = (
+                []
+                if self.known
+                else list(
+                    validate_document(context.schema._schema, document, context.validation_rules)
+                )
+            )
+        yield
+        if not self.known and not context.pre_execution_errors and context.query is not None:
+            assert document is not None
+            KNOWN.set(context.query, document, len(context.query))

@@ -1,0 +1,91 @@
+"""Known documents: parsed and validated once they pass; refused, invalid and unparsable
+documents are never kept. And what a request read is freed when its answer is built, with no
+garbage collection needed."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from gateway import domain
+from gateway.graphql.documents import KNOWN, MAX_DOCUMENT_BYTES, MAX_DOCUMENTS
+from tests.conftest import account_entry, settings_for
+from tests.test_cost import ATTACK
+
+VALID = "{ accounts { id quotas { name used limit } } }"
+
+
+@pytest.fixture
+def gateway(emulators, make_gateway):
+    repute = emulators["reputeapi"]
+    entry = account_entry("reputeapi", repute.url, 0, id="repute")
+    # Every request executes: no whole answer is served from the response cache.
+    return make_gateway(settings_for(entry, cache={"response_ttl": 0}))
+
+
+async def test_only_documents_that_pass_are_kept(gateway) -> None:
+    refused = ATTACK.replace("a0:", "refused0:")
+    invalid = "{ accounts { id nope } }"
+    unparsable = "{ accounts { id "
+    for text, code in (
+        (refused, "QUERY_TOO_COSTLY"),
+        (invalid, "GRAPHQL_VALIDATION_FAILED"),
+        (unparsable, "GRAPHQL_PARSE_FAILED"),
+    ):
+        answer = (await gateway.post(text)).json()
+        assert answer["errors"], text
+        assert text not in KNOWN
+        assert answer["errors"][0].get("extensions", {}).get("code") == code or (
+            code != "QUERY_TOO_COSTLY"
+            and answer["errors"][0]["locations"] == [{"line": 1, "column": 17}]
+        ), answer
+    first = (await gateway.post(VALID)).json()
+    assert "errors" not in first
+    assert VALID in KNOWN
+    again = (await gateway.post(VALID)).json()  # parsed and validated no more: same answer
+    assert again == first
+
+
+async def test_a_known_document_is_still_priced_with_its_variables(gateway) -> None:
+    """Known documents skip validation, never the cost limit: the cost depends on variables."""
+    usage = 'usage(from: $from, to: "2026-03-18") { series { start } missingDays }'
+    query = (
+        "query($from: Date!) { "
+        + " ".join(f"a{i}: accounts {{ {usage} }}" for i in range(30))
+        + " }"
+    )
+    cheap = (await gateway.post(query, {"from": "2026-03-01"})).json()
+    assert "errors" not in cheap
+    assert query in KNOWN
+    dear = (await gateway.post(query, {"from": "2000-01-01"})).json()
+    assert dear["data"] is None
+    assert dear["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+def test_the_known_documents_are_bounded() -> None:
+    assert KNOWN.max_entries == MAX_DOCUMENTS == 512
+    assert KNOWN.max_bytes == MAX_DOCUMENT_BYTES == 4 * 1024 * 1024
+
+
+async def test_what_a_request_read_is_freed_without_a_garbage_collection(gateway) -> None:
+    """Two years of daily usage: once the answer is out, none of its Usage objects is alive,
+    with the garbage collector off (before the request scope was released they lived until
+    the next full collection)."""
+    query = """{ accounts { source { state } usage(from: "2024-03-19", to: "2026-03-18") {
+      requests series { start } } } }"""
+    await gateway.post(query)  # warm: the vendor's answer is in the data cache
+
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is domain.Usage)
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        answer = (await gateway.post(query)).json()
+        after = alive()
+    finally:
+        gc.enable()
+    assert answer["data"]["accounts"][0]["usage"]["requests"] > 0
+    assert after == before
