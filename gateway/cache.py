@@ -171,6 +171,8 @@ def _has_naive_datetime(value: object) -> bool:
         return value.tzinfo is None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return any(_has_naive_datetime(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, msgspec.Struct):
+        return any(_has_naive_datetime(getattr(value, f)) for f in value.__struct_fields__)
     if isinstance(value, (tuple, list, frozenset, set)):
         return any(_has_naive_datetime(v) for v in value)
     if isinstance(value, Mapping):

@@ -7,8 +7,9 @@ stored days, and gets back plain values, so each rule has unit tests of its own.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 from datetime import date, datetime, timedelta
+
+import msgspec
 
 from gateway.domain import (
     EndpointUsage,
@@ -101,7 +102,7 @@ def add_endpoint(a: EndpointUsage, b: EndpointUsage) -> EndpointUsage:
             return y
         return None if x is None or y is None else x + y
 
-    return replace(
+    return msgspec.structs.replace(
         a,
         requests=a.requests + b.requests,
         bytes=plus(a.bytes, b.bytes),

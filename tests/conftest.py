@@ -275,3 +275,15 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """A real redis-server on a free loopback port, for this test only (no persistence)."""
     return redis_server.url
+
+
+def field_names(cls: type) -> list[str]:
+    """The fields of a domain class: a dataclass, or a ``msgspec.Struct`` (the bulky ones)."""
+    import dataclasses
+
+    import msgspec
+
+    if dataclasses.is_dataclass(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+    assert issubclass(cls, msgspec.Struct), cls
+    return list(cls.__struct_fields__)

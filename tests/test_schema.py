@@ -16,6 +16,7 @@ from gateway.forecast import Forecast
 from gateway.graphql import types
 from gateway.graphql.schema import schema
 from providers import registry
+from tests.conftest import field_names
 
 ROOT = Path(__file__).parent.parent
 CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
@@ -185,7 +186,7 @@ def test_graphql_types_mirror_the_domain() -> None:
         (domain.Allocation, "QuotaAllocation", set(), set()),
     ]
     for cls, name, internal, derived in pairs:
-        fields = {snake_to_camel(f.name) for f in dataclasses.fields(cls)} - {
+        fields = {snake_to_camel(n) for n in field_names(cls)} - {
             snake_to_camel(n) for n in internal
         }
         graph_fields = set(schema._schema.type_map[name].fields)
