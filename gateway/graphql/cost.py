@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -54,6 +54,7 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.domain import Granularity
 from gateway.graphql.types import GatewayContext
+from gateway.lru import BoundedLRU
 from gateway.service import EARLIEST_DAY, MAX_RANGE_DAYS, GatewayService
 
 QUOTAS_PER_ACCOUNT = 10
@@ -77,6 +78,9 @@ _FIXED = {
     ("Usage", "keys"): BREAKDOWN_ITEMS,
 }
 CACHE_SIZE = 512
+"""Costs kept at most."""
+CACHE_BYTES = 4 * 1024 * 1024
+"""Their keys' lengths (document text and variables) added up, at most."""
 MAX_VISITS = 5_000
 """Fields the walk visits at most (fragments spread under many aliases repeat their fields;
 each visit costs at least 1, so a document past this is far past any sensible limit)."""
@@ -374,26 +378,8 @@ def operation_cost(
     return Cost(total, walk.driver(total))
 
 
-class _Costs:
-    """A bounded LRU of costs by request (document text, operation, variables and sizes)."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._items: OrderedDict[tuple[object, ...], Cost | None] = OrderedDict()
-
-    def get(self, key: tuple[object, ...]) -> tuple[bool, Cost | None]:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return True, self._items[key]
-        return False, None
-
-    def put(self, key: tuple[object, ...], cost: Cost | None) -> None:
-        self._items[key] = cost
-        if len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
-
-
-_COSTS = _Costs(CACHE_SIZE)
+_COSTS: BoundedLRU[tuple[Cost | None]] = BoundedLRU(CACHE_SIZE, CACHE_BYTES)
+"""Costs by request (document text, operation, variables and sizes), least recently used out."""
 
 
 def too_costly(cost: Cost, limit: int) -> GraphQLError:
@@ -427,14 +413,15 @@ class QueryCostLimit(SchemaExtension):
         service = gateway.scope.service
         sizes = Sizes.of(service)
         variables = json.dumps(context.variables, sort_keys=True, default=str)
-        key = (context.query, context.operation_name, variables, sizes)
-        found, cost = _COSTS.get(key)
-        if not found:
+        key = json.dumps([context.query, context.operation_name, variables, repr(sizes)])
+        found = _COSTS.get(key)
+        if found is None:
             schema = context.schema._schema
-            cost = operation_cost(
-                schema, document, context.operation_name, context.variables, sizes
+            found = (
+                operation_cost(schema, document, context.operation_name, context.variables, sizes),
             )
-            _COSTS.put(key, cost)
+            _COSTS.set(key, found, len(key))
+        cost = found[0]
         limit = service.max_query_cost
         if cost is not None:
             gateway.cost = cost.total
