@@ -21,6 +21,7 @@ with the reason, and fail instead when the environment says ``CI=true``.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -73,10 +74,20 @@ def is_loopback(url: str) -> bool:
 
 
 def unavailable(reason: str) -> None:
-    """Skip with ``reason``, or fail when the environment says ``CI=true``."""
+    """Skip with ``reason``, or fail when the environment says ``CI=true``. (Called while a
+    module is imported, it skips or fails the whole module.)"""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: the browser tests must run)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+NO_PLAYWRIGHT = "the playwright package is not installed: pip install -e '.[dev]'"
+
+
+def require_playwright() -> None:
+    """For a test module that imports Playwright: skip it (fail it on CI) without it."""
+    if importlib.util.find_spec("playwright") is None:
+        unavailable(NO_PLAYWRIGHT)
 
 
 @pytest.fixture(scope="package")
@@ -89,7 +100,7 @@ def browser() -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        unavailable("the playwright package is not installed: pip install -e '.[dev]'")
+        unavailable(NO_PLAYWRIGHT)
     with sync_playwright() as playwright:
         # launch() gives the browser a new temporary --user-data-dir, removed on close.
         chromium = playwright.chromium.launch(
