@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz check lint format typecheck schema schema-check clean bench
+.PHONY: help install run test fuzz check lint format typecheck schema schema-check clean bench assets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -52,3 +52,7 @@ clean: ## remove .venv and caches
 
 bench: $(STAMP) ## measure coalescing, cold fan-out and warm throughput side by side
 	$(BIN)/python -m benchmarks.bench
+
+assets: ## npm ci in web/, then copy the browser files and licenses into gateway/static/vendor/
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	$(PYTHON) web/vendor.py

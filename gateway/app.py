@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from gateway import __version__
+from gateway.assets import static_files
 from gateway.cache import Cache
 from gateway.domain import secret_forms, utc_now
 from gateway.graphql.requests import graphql_controller
@@ -224,7 +225,7 @@ def create_app(
         )
 
     app = Litestar(
-        route_handlers=[graphql, healthz],
+        route_handlers=[graphql, healthz, static_files()],
         lifespan=[lifespan],
         middleware=[response_cache],
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is
@@ -233,6 +234,9 @@ def create_app(
         exception_handlers={HTTPException: refused, HTTP_500_INTERNAL_SERVER_ERROR: internal_error},
         debug=debug,
         logging_config=None,
+        # Litestar's OpenAPI pages (/schema/...) load their scripts from CDNs; the graph
+        # describes itself (introspection, schema.graphql).
+        openapi_config=None,
     )
     app.state.service = service
     return app

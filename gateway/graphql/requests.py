@@ -3,7 +3,9 @@
 * :func:`graphql_controller` is Strawberry's Litestar controller with a stricter body reader:
   a body that is not UTF-8, not JSON, nested too deeply, or JSON but not an object answers
   400 with ``{"errors": [{"message": ...}]}`` naming the problem, as do Strawberry's own
-  request-level refusals (which it answers in plain text).
+  request-level refusals (which it answers in plain text). A browser's GET gets the gateway's
+  own GraphiQL page (:mod:`gateway.graphiql`, offline), not Strawberry's, which loads React and
+  GraphiQL from a CDN.
 * :class:`GatewaySchema` logs what it shows a client (its mistakes) at INFO on one line, and
   only what it masks (the gateway's own faults) at ERROR with the traceback. Strawberry logs
   every GraphQL error at ERROR with a traceback by default.
@@ -49,6 +51,7 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.types import ExecutionContext
 
 from gateway.errors import vendor_text
+from gateway.graphiql import CONTENT_SECURITY_POLICY, graphiql_page
 
 log = logging.getLogger("gateway.graphql")
 
@@ -121,8 +124,9 @@ _REASONS = {
 def graphql_controller(
     schema: Schema, *, path: str, context_getter: Callable[..., Any]
 ) -> type[Controller]:
-    """Strawberry's Litestar controller for ``schema`` at ``path``, with GraphiQL, reading
-    request bodies strictly and answering every request-level refusal as GraphQL JSON."""
+    """Strawberry's Litestar controller for ``schema`` at ``path``, with the offline GraphiQL
+    page, reading request bodies strictly and answering every request-level refusal as GraphQL
+    JSON."""
     base: Any = make_graphql_controller(
         schema, path=path, context_getter=context_getter, graphql_ide="graphiql"
     )
@@ -130,6 +134,16 @@ def graphql_controller(
     class GraphQLRequests(base):  # type: ignore[misc]  # a class made at runtime
         def decode_json(self, data: str | bytes) -> object:
             return decode_request_json(data)
+
+        async def render_graphql_ide(self, request: Request[Any, Any, Any]) -> Response[str]:
+            return Response(
+                graphiql_page(),
+                media_type=MediaType.HTML,
+                headers={
+                    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                    "Cache-Control": "no-cache",
+                },
+            )
 
         def encode_json(self, data: object) -> bytes:
             """msgspec: the same JSON as the standard module's (integers of any size exact),
