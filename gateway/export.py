@@ -86,6 +86,10 @@ def moment_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is a formula to a spreadsheet."""
+
+
 def _cell(value: object) -> str:
     if value is None:
         return ""
@@ -93,6 +97,10 @@ def _cell(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return moment_text(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        # Endpoint names come from the vendor: one that reads as a formula (`=HYPERLINK(...)`)
+        # is written with a leading apostrophe, so a spreadsheet shows it as text.
+        return "'" + value
     return str(value)
 
 

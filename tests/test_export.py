@@ -35,7 +35,7 @@ from gateway.domain import (
     UsageReport,
     day_start,
 )
-from gateway.export import COLUMNS, ExportFormat, ExportRow, export_rows, render, to_csv
+from gateway.export import COLUMNS, ExportFormat, ExportRow, export_rows, render, to_csv, to_json
 from gateway.export_request import (
     EXPORT_QUERY,
     GRANULARITIES,
@@ -232,6 +232,17 @@ def test_csv_is_exactly_the_columns_and_rows() -> None:
         "2026-03-03T00:00:00Z,,,,,,true\n"
     )
     assert to_csv([]) == ",".join(COLUMNS) + "\n"
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tx"])
+def test_an_endpoint_that_reads_as_a_formula_is_written_as_text(name) -> None:
+    """Vendors name the endpoints: CSV opened in a spreadsheet must not run one as a formula."""
+    point = UsagePoint(at(date(2026, 3, 2)), 3, 3, endpoints=(ep(name, 3),))
+    [_, line] = to_csv(export_rows(usage((point,), ()))).splitlines()
+    [row] = csv.reader([line])
+    assert row[1] == "'" + name
+    json_rows = json.loads(to_json("a", usage((point,), ()), export_rows(usage((point,), ()))))
+    assert json_rows["rows"][0]["endpoint"] == name  # JSON is for scripts: the name as it is
 
 
 def test_json_has_the_source_and_one_object_per_row_with_exact_numbers() -> None:
