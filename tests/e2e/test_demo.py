@@ -376,6 +376,48 @@ def test_an_unusable_history_path_stops_the_demo_with_one_line(tmp_path) -> None
     ]
 
 
+def test_make_run_serves_the_demo_on_the_port_given_and_sigterm_cleans_up() -> None:
+    """``make run PORT=...`` as a user types it (the venv already built: ``-o`` skips the
+    install step, ``BIN`` points at this interpreter's venv), stopped with SIGTERM."""
+    assert SCRIPT.exists(), f"the tests run from a venv with the console script: {SCRIPT}"
+    process = subprocess.Popen(
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            ".venv/.installed",
+            "run",
+            "PORT=0",
+            f"BIN={SCRIPT.parent}",
+        ],
+        cwd=README.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # make and the demo in a group of their own, signalled together
+    )
+    with process:
+        try:
+            lines, url, path, _, _ = started_demo(process)
+            assert lines[0] == f"{SCRIPT.parent}/usage-gateway demo --host 127.0.0.1 --port 0"
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+/graphql", url)
+            emulators = [line for line in lines if line.startswith("emulator ")]
+            assert len(emulators) == 4
+            assert all(re.search(r": http://127\.0\.0\.1:\d+$", line) for line in emulators)
+            assert (
+                httpx.get(url.replace("/graphql", "/healthz"), timeout=10).json()["accounts"] == 5
+            )
+            assert path.is_file()
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    assert not path.exists() and not path.parent.exists()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_demo_while_it_fills_its_history_deletes_it(stop: signal.Signals) -> None:
     with cli("demo", "--port", "0") as demo:
