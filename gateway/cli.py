@@ -9,11 +9,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
 from gateway.app import create_app, install_redaction, snapshot_once
 from gateway.demo import demo_settings, fill_history
@@ -25,6 +26,7 @@ from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
 from providers import registry
 
 log = logging.getLogger("usage-gateway")
+T = TypeVar("T")
 CONFIG_ENV = "USAGE_GATEWAY_CONFIG"
 DEMO_SEED = 42
 
@@ -116,9 +118,28 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    # SIGTERM before serving (while the history fills) ends the demo like Ctrl-C: cleaned up.
-    signal.signal(signal.SIGTERM, _terminate)
     gateway_socket = _bind_or_exit(args.host, args.port)
+    try:
+        return asyncio.run(_demo(args, gateway_socket))
+    except HistoryUnavailable as exc:
+        print(f"usage-gateway: {exc}", file=sys.stderr)
+        return 3
+
+
+async def _demo(args: argparse.Namespace, gateway_socket: socket.socket) -> int:
+    """The emulators, the history filled with the past, then the gateway, until SIGINT or
+    SIGTERM; a temporary history is deleted however it ends. Stopped before it serves, the
+    exit code is 128 + the signal's number."""
+    stop = asyncio.Event()
+    signals: list[int] = []
+
+    def stopping(signum: int) -> None:
+        signals.append(signum)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping, sig)
     scratch = None if args.history else tempfile.mkdtemp(prefix="usage-gateway-demo-")
     try:
         path = args.history or os.path.join(str(scratch), "history.sqlite")
@@ -132,15 +153,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"emulator {provider}: {emulator.url}", flush=True)
         kept = "kept" if scratch is None else "a temporary file, deleted at exit"
         print(f"history: {path} ({kept})", flush=True)
-        snapshot_log = logging.getLogger("gateway.snapshot")
-        snapshot_log.setLevel(logging.WARNING)  # one line for the whole past, not one per run
-        try:
-            filled = asyncio.run(fill_history(path, seed=args.seed, now=utc_now()))
-        except HistoryUnavailable as exc:
-            print(f"usage-gateway: {exc}", file=sys.stderr)
-            return 3
-        finally:
-            snapshot_log.setLevel(logging.NOTSET)
+        filled = await _until(stop, fill_history(path, seed=args.seed, now=utc_now()))
+        if filled is None:
+            return 128 + signals[0]
         failed = f", {filled.failed} failed" if filled.failed else ""
         print(
             f"history: {filled.runs} snapshot runs{failed}, usage back to "
@@ -153,17 +168,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
         names = ", ".join(a.id for a in settings.accounts)
         print(f"usage-gateway demo: {len(settings.accounts)} accounts ({names})", flush=True)
         print(f"GraphiQL: {gateway.url}/graphql", flush=True)
-        asyncio.run(serve_all(served, limits=server_limits(settings)))
+        await serve_all(served, stop=stop, limits=server_limits(settings))
         return 0
-    except KeyboardInterrupt:  # Ctrl-C before serving: stopped, no traceback
-        return 130
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T | None:
+    """``work``'s result, or ``None`` (``work`` cancelled) when ``stop`` is set first. The
+    snapshot runs it makes log one line for the whole past, not one each."""
+    snapshot_log = logging.getLogger("gateway.snapshot")
+    snapshot_log.setLevel(logging.WARNING)
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return task.result()
+    finally:
+        stopped.cancel()
+        snapshot_log.setLevel(logging.NOTSET)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
