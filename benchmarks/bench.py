@@ -25,6 +25,7 @@ import contextlib
 import importlib.util
 import itertools
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -508,10 +509,14 @@ async def loop_stalls(seconds: float = 30, workers: int = 4) -> dict[str, Any]:
         lags: list[float] = []
         busy: list[float] = []
 
+        window = [math.inf]  # the load's end: a wake-up after it measures the teardown
+
         async def monitor() -> None:
             while True:
                 start, cpu = loop.time(), time.thread_time()
                 await asyncio.sleep(0.005)
+                if loop.time() > window[0]:
+                    return
                 lags.append(loop.time() - start - 0.005)
                 busy.append(time.thread_time() - cpu)
 
@@ -519,6 +524,7 @@ async def loop_stalls(seconds: float = 30, workers: int = 4) -> dict[str, Any]:
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
             await loop.run_in_executor(pool, int)  # start the driver before measuring
             watcher = asyncio.create_task(monitor())
+            window[0] = loop.time() + seconds
             counts = await loop.run_in_executor(pool, drive, url, seconds, workers)
             watcher.cancel()
         server.should_exit = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -34,6 +35,8 @@ from gateway.upstream import Upstream
 from providers import provider_class
 
 USER_AGENT = f"usage-gateway/{__version__}"
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread runs before another may take the interpreter, while the gateway serves."""
 log = logging.getLogger(__name__)
 
 
@@ -229,9 +232,15 @@ def create_app(
         # What start-up built lives as long as the process: a full garbage collection need not
         # scan it again (each scan of it held up the event loop for tens of milliseconds).
         gc.freeze()
+        # Large usage is converted and history is read in worker threads; a thread holds the
+        # interpreter for up to this long before the event loop gets it back (5 ms by default,
+        # and a turn of the loop may wait for it several times).
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             yield
         finally:
+            sys.setswitchinterval(switch)
             gc.unfreeze()
             if scheduler is not None:
                 scheduler.cancel()

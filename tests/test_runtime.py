@@ -1,0 +1,22 @@
+"""What the gateway sets for the process while it serves, and gives back at shutdown."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+from litestar.testing import AsyncTestClient
+
+from gateway.app import SWITCH_INTERVAL, create_app
+from tests.conftest import settings_for
+
+
+async def test_threads_hand_the_interpreter_back_within_a_millisecond_while_serving() -> None:
+    before = sys.getswitchinterval()
+    assert before != SWITCH_INTERVAL == 0.001
+    app = create_app(settings_for())
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert sys.getswitchinterval() == SWITCH_INTERVAL
+        assert gc.get_freeze_count() > 0  # start-up objects are out of every collection
+    assert sys.getswitchinterval() == before
