@@ -271,13 +271,22 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class UsagePoint:
-    """The usage in one bucket starting at ``start``."""
+    """The usage in one bucket starting at ``start``.
+
+    A vendor's raw points leave ``endpoints`` and ``missing_days`` empty; the service's roll-up
+    (:func:`gateway.usage.build_usage`) fills them in for each bucket of a series.
+    """
 
     start: datetime
     requests: int
     quota_requests: int
     bytes: int | None = None
     failed_requests: int | None = None
+    endpoints: tuple[EndpointUsage, ...] = ()
+    """The bucket's usage by endpoint, requests descending, from the days of it whose endpoint
+    split the vendor (or the history store) gives; empty when none of its days has one."""
+    missing_days: int = 0
+    """Days of the bucket, within the asked range and not in the future, that nobody knows."""
 
 
 @dataclass(frozen=True)
@@ -372,7 +381,9 @@ class UsageReport:
     known_days: frozenset[date]
     details: UsageDetails = UsageDetails()
     day_endpoints: Mapping[date, tuple[EndpointUsage, ...]] | None = None
-    """Per day, the endpoint split, where the vendor gives it (kept by the history store)."""
+    """The endpoint split of each point, keyed by the point's first day, where the vendor gives
+    one: a day's (kept by the history store), or a whole month's where the vendor reads monthly
+    totals (ReversingLabs at MONTH granularity)."""
     absent_days: frozenset[date] = frozenset()
     """Known days the vendor's answer left out and that count as zero: a vendor that omits
     unused days may also omit days it no longer keeps, so a stored day overrides these."""

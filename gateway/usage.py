@@ -6,8 +6,8 @@ stored days, and gets back plain values, so each rule has unit tests of its own.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 
 from gateway.domain import (
@@ -55,13 +55,17 @@ def merge_history(report: UsageReport | None, records: Sequence[DayRecord]) -> U
     or kept, every day when it failed, and a day its answer left out (``absent_days``: the vendor
     counts those as zero, but may simply no longer keep them). A day the vendor listed wins over
     the stored one. Endpoint entries keep their details: requests and bytes add up; error rates
-    and latencies are combined weighted by requests where both sides know them.
+    and latencies are combined weighted by requests where both sides know them. Each day's
+    endpoint split (``day_endpoints``) comes from the same side as the day's totals.
     """
     listed = report.known_days - report.absent_days if report is not None else frozenset()
     used = [r for r in records if r.day not in listed]
     if not used:
         return report
     replaced = {r.day for r in used}
+    live_split = report.day_endpoints if report is not None else None
+    split = {day: items for day, items in (live_split or {}).items() if day not in replaced}
+    split.update({r.day: r.endpoints for r in used if r.endpoints is not None})
     points = [p for p in (report.points if report else ()) if p.start.date() not in replaced]
     points += [
         UsagePoint(day_start(r.day), r.requests, r.quota_requests, r.bytes, r.failed_requests)
@@ -79,35 +83,43 @@ def merge_history(report: UsageReport | None, records: Sequence[DayRecord]) -> U
         endpoints=tuple(endpoints.values()),
         known_days=(report.known_days if report else frozenset()) | replaced,
         details=report.details if report is not None else UsageDetails(),
+        day_endpoints=split if live_split is not None or split else None,
     )
 
 
 def add_endpoint(a: EndpointUsage, b: EndpointUsage) -> EndpointUsage:
     """One endpoint's totals over two disjoint sets of days."""
-
-    def weighted(x: float | None, y: float | None) -> float | None:
-        if b.requests == 0:
-            return x
-        if a.requests == 0:
-            return y
-        if x is None or y is None:
-            return None
-        return (x * a.requests + y * b.requests) / (a.requests + b.requests)
-
-    def plus(x: int | None, y: int | None) -> int | None:
-        if y is None and b.requests == 0:
-            return x
-        if x is None and a.requests == 0:
-            return y
-        return None if x is None or y is None else x + y
-
-    return replace(
-        a,
-        requests=a.requests + b.requests,
-        bytes=plus(a.bytes, b.bytes),
-        error_rate=weighted(a.error_rate, b.error_rate),
-        average_latency_ms=weighted(a.average_latency_ms, b.average_latency_ms),
+    return EndpointUsage(
+        a.endpoint,
+        a.requests + b.requests,
+        a.consumes_quota,
+        error_rate=_weighted(a.error_rate, a.requests, b.error_rate, b.requests),
+        average_latency_ms=_weighted(
+            a.average_latency_ms, a.requests, b.average_latency_ms, b.requests
+        ),
+        bytes=_plus(a.bytes, a.requests, b.bytes, b.requests),
     )
+
+
+def _weighted(x: float | None, x_weight: int, y: float | None, y_weight: int) -> float | None:
+    """A rate over two sets of requests: weighted by them; unknown when a side with requests
+    does not know it."""
+    if y_weight == 0:
+        return x
+    if x_weight == 0:
+        return y
+    if x is None or y is None:
+        return None
+    return (x * x_weight + y * y_weight) / (x_weight + y_weight)
+
+
+def _plus(x: int | None, x_requests: int, y: int | None, y_requests: int) -> int | None:
+    """A byte count over two sets of requests; a side without requests and bytes adds nothing."""
+    if y is None and y_requests == 0:
+        return x
+    if x is None and x_requests == 0:
+        return y
+    return None if x is None or y is None else x + y
 
 
 def build_usage(
@@ -127,7 +139,8 @@ def build_usage(
     days = list(days_between(start, last))
     if report is None:
         return Usage(start, end, granularity, 0, 0, None, (), (), tuple(days), source=source)
-    series = rollup(report.points, granularity)
+    missing = tuple(d for d in days if d not in report.known_days)
+    series = rollup(report.points, granularity, report.day_endpoints or {}, missing)
     has_bytes = any(p.bytes is not None for p in series)
     return Usage(
         from_=start,
@@ -138,7 +151,7 @@ def build_usage(
         bytes=sum(p.bytes or 0 for p in series) if has_bytes else None,
         series=series,
         endpoints=tuple(sorted(report.endpoints, key=lambda e: (-e.requests, e.endpoint))),
-        missing_days=tuple(d for d in days if d not in report.known_days),
+        missing_days=missing,
         details=report.details,
         source=source,
     )
@@ -153,11 +166,22 @@ FROM_HISTORY = SourceStatus(SourceState.FRESH)
 """The status of usage the gateway answered without asking the vendor (stored or future days)."""
 
 
-def rollup(points: Sequence[UsagePoint], granularity: Granularity) -> tuple[UsagePoint, ...]:
-    """Sum points into buckets of ``granularity`` (weeks from Monday, months from the 1st)."""
+def rollup(
+    points: Sequence[UsagePoint],
+    granularity: Granularity,
+    day_endpoints: Mapping[date, Sequence[EndpointUsage]] | None = None,
+    missing: Iterable[date] = (),
+) -> tuple[UsagePoint, ...]:
+    """Sum points into buckets of ``granularity`` (weeks from Monday, months from the 1st).
+
+    Each bucket also gets its endpoint split (:func:`bucket_endpoints` of ``day_endpoints``)
+    and how many of its days are ``missing``.
+    """
     buckets: dict[datetime, list[UsagePoint]] = {}
     for point in points:
         buckets.setdefault(bucket_start(point.start, granularity), []).append(point)
+    splits = bucket_endpoints(day_endpoints or {}, granularity)
+    gaps = Counter(bucket_start(day_start(day), granularity) for day in missing)
     result = []
     for moment in sorted(buckets):
         group = buckets[moment]
@@ -170,6 +194,40 @@ def rollup(points: Sequence[UsagePoint], granularity: Granularity) -> tuple[Usag
                 quota_requests=sum(p.quota_requests for p in group),
                 bytes=sum(byte_values) if byte_values else None,
                 failed_requests=None if None in failed else sum(f or 0 for f in failed),
+                endpoints=splits.get(moment, ()),
+                missing_days=gaps[moment],
             )
         )
     return tuple(result)
+
+
+SPLIT_GRANULARITIES = (Granularity.DAY, Granularity.WEEK, Granularity.MONTH)
+"""Buckets an endpoint split is given for: a day's split cannot be cut into hours."""
+
+
+def bucket_endpoints(
+    day_endpoints: Mapping[date, Sequence[EndpointUsage]], granularity: Granularity
+) -> dict[datetime, tuple[EndpointUsage, ...]]:
+    """Each bucket's usage by endpoint: the splits of its days added up per endpoint (and quota
+    flag), requests descending, then by endpoint name. A bucket none of whose days has a split
+    is not in the answer; nor is any bucket finer than a day."""
+    if granularity not in SPLIT_GRANULARITIES:
+        return {}
+    groups: dict[datetime, list[Sequence[EndpointUsage]]] = {}
+    for day, items in day_endpoints.items():
+        groups.setdefault(bucket_start(day_start(day), granularity), []).append(items)
+    return {moment: sum_endpoints(parts) for moment, parts in groups.items()}
+
+
+def sum_endpoints(parts: Iterable[Sequence[EndpointUsage]]) -> tuple[EndpointUsage, ...]:
+    """Endpoint totals over disjoint sets of days (:func:`add_endpoint` per endpoint and quota
+    flag), requests descending, then by endpoint name, quota-consuming first."""
+    totals: dict[tuple[str, bool], EndpointUsage] = {}
+    for items in parts:
+        for item in items:
+            key = (item.endpoint, item.consumes_quota)
+            found = totals.get(key)
+            totals[key] = item if found is None else add_endpoint(found, item)
+    return tuple(
+        sorted(totals.values(), key=lambda e: (-e.requests, e.endpoint, not e.consumes_quota))
+    )

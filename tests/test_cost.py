@@ -13,7 +13,7 @@ from graphql import parse
 
 from benchmarks.bench import DASHBOARD, QUOTAS, YEAR
 from gateway.errors import ConfigError
-from gateway.graphql.cost import MAX_VISITS, Sizes, operation_cost
+from gateway.graphql.cost import ENDPOINTS_PER_USAGE, MAX_VISITS, Sizes, operation_cost
 from gateway.graphql.schema import schema
 from gateway.graphql.yielding import SLICE, in_slices
 from gateway.service import OFF_LOOP_DAYS
@@ -95,6 +95,33 @@ def test_realistic_queries_cost_less_than_the_default_limit(count: int) -> None:
     costs.append(cost(YEAR, {"from": "2025-03-19", "to": "2026-03-18"}, count))
     assert max(costs) < DEFAULT_MAX_QUERY_COST
     assert cost(year, count=count) > 2_000 * count  # a year per account is not nearly free
+
+
+@pytest.mark.parametrize(("granularity", "buckets"), [("DAY", 18), ("WEEK", 4), ("MONTH", 2)])
+def test_each_buckets_endpoints_are_counted(granularity: str, buckets: int) -> None:
+    """``series { endpoints }`` costs, per bucket, ENDPOINTS_PER_USAGE items and what they
+    select (18 days from 2026-03-01: 18 days, 4 weeks at most, 2 months at most)."""
+    query = """{ account(id: "repute-0") { usage(from: "2026-03-01", to: "2026-03-18",
+      granularity: %s) { series { start %s } } } }"""
+    without = cost(query % (granularity, ""))
+    with_endpoints = cost(query % (granularity, "endpoints { endpoint requests }"))
+    assert with_endpoints - without == buckets * ENDPOINTS_PER_USAGE * (1 + 2)
+
+
+async def test_endpoints_per_bucket_can_make_a_query_too_costly(repute, make_gateway) -> None:
+    """Two years of daily per-endpoint series are refused before any vendor call, the message
+    naming UsagePoint.endpoints; the same without the endpoints is answered."""
+    gateway = make_gateway(settings_for(*accounts(repute.url, 1)))
+    query = """query($endpoints: Boolean!) { account(id: "repute-0") {
+      usage(from: "2024-03-19", to: "2026-03-18") {
+        series { start requests endpoints @include(if: $endpoints) { endpoint requests } } } } }"""
+    [error] = (await gateway.query(query, {"endpoints": True}))["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert error["extensions"]["cost"] > 730 * ENDPOINTS_PER_USAGE * 3
+    assert "of it is UsagePoint.endpoints: 1 response key" in error["message"]
+    assert repute.emulator.total_calls() == 0
+    answered = await gateway.data(query, {"endpoints": False})
+    assert len(answered["account"]["usage"]["series"]) == 730
 
 
 async def test_readme_and_dashboard_queries_are_answered(repute, make_gateway) -> None:

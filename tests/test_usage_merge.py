@@ -6,6 +6,7 @@ configured, and ReversingLabs bytes per product merged from the store.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 
 import httpx
@@ -22,7 +23,14 @@ from gateway.domain import (
 )
 from gateway.history import DayRecord
 from gateway.servers import ServerThread
-from gateway.usage import add_endpoint, build_usage, live_range, merge_history
+from gateway.usage import (
+    add_endpoint,
+    bucket_endpoints,
+    build_usage,
+    live_range,
+    merge_history,
+    sum_endpoints,
+)
 from providers.virustotal.emulator import VirusTotalEmulator
 from tests.conftest import NOW, TLS, Gateway, account_entry, settings_for
 from tests.providers.test_reversinglabs import ACME, bytes_of, queries_of, usage_report
@@ -113,6 +121,106 @@ def test_add_endpoint_weights_rates_by_requests() -> None:
     assert add_endpoint(a, EndpointUsage("/a", 0, True)) == a  # nothing added: nothing lost
 
 
+# -- each day's endpoint split, and each bucket's ---------------------------------------------
+
+
+def ep(name: str, requests: int, quota: bool = True, size: int | None = None) -> EndpointUsage:
+    return EndpointUsage(name, requests, quota, bytes=size)
+
+
+def test_each_days_split_comes_from_the_side_that_answers_the_day() -> None:
+    vendor = UsageReport(
+        points=tuple(UsagePoint(day_start(d), n, n) for d, n in ((D[0], 5), (D[1], 0), (D[2], 7))),
+        endpoints=(ep("/a", 12),),
+        known_days=frozenset(D[:3]),
+        absent_days=frozenset({D[1]}),
+        day_endpoints={D[0]: (ep("/a", 5),), D[1]: (), D[2]: (ep("/a", 7),)},
+    )
+    stored = [
+        DayRecord(D[0], 99, 99, endpoints=(ep("/old", 99),)),  # the vendor listed it: its wins
+        DayRecord(D[1], 40, 40, endpoints=(ep("/b", 40),)),  # left out of the answer: stored
+        DayRecord(D[3], 8, 8, endpoints=(ep("/c", 8),)),  # not asked of the vendor
+        DayRecord(D[4], 3, 3, endpoints=None),  # stored without a split: none for the day
+    ]
+    merged = merge_history(vendor, stored)
+    assert merged is not None and merged.day_endpoints == {
+        D[0]: (ep("/a", 5),),
+        D[1]: (ep("/b", 40),),
+        D[2]: (ep("/a", 7),),
+        D[3]: (ep("/c", 8),),
+    }
+    alone = merge_history(None, stored)  # the vendor failed: every stored split counts
+    assert alone is not None and alone.day_endpoints == {
+        D[0]: (ep("/old", 99),),
+        D[1]: (ep("/b", 40),),
+        D[3]: (ep("/c", 8),),
+    }
+    nowhere = merge_history(report({D[0]: 5}), [DayRecord(D[1], 4, 4)])
+    assert nowhere is not None and nowhere.day_endpoints is None  # no split on either side
+
+
+def test_a_buckets_endpoints_add_up_its_days() -> None:
+    monday = date(2026, 3, 2)
+    split = {
+        monday: (ep("/a", 10, size=100), ep("/b", 4), ep("/b", 6, quota=False)),
+        monday + timedelta(days=1): (ep("/a", 5, size=50), ep("/c", 15)),
+        monday + timedelta(days=7): (ep("/b", 1),),  # the next week
+    }
+    weeks = bucket_endpoints(split, Granularity.WEEK)
+    assert weeks == {
+        day_start(monday): (
+            ep("/a", 15, size=150),  # bytes add up too
+            ep("/c", 15),  # as many requests as /a: by endpoint name
+            ep("/b", 6, quota=False),  # one endpoint in two maps: two entries
+            ep("/b", 4),
+        ),
+        day_start(monday + timedelta(days=7)): (ep("/b", 1),),
+    }
+    months = bucket_endpoints(split, Granularity.MONTH)
+    assert months == {day_start(date(2026, 3, 1)): sum_endpoints(split.values())}
+    assert months[day_start(date(2026, 3, 1))][2:] == (ep("/b", 6, quota=False), ep("/b", 5))
+    tie = sum_endpoints([(ep("/x", 3),), (ep("/x", 3, quota=False),)])
+    assert tie == (ep("/x", 3), ep("/x", 3, quota=False))  # the same count: consuming first
+    days = bucket_endpoints(split, Granularity.DAY)
+    assert days[day_start(monday)] == (
+        ep("/a", 10, size=100),
+        ep("/b", 6, quota=False),
+        ep("/b", 4),
+    )
+    assert bucket_endpoints(split, Granularity.HOUR) == {}  # a day's split is not an hour's
+
+
+def test_each_bucket_of_a_series_gets_its_endpoints_and_missing_days() -> None:
+    """Weeks of 2026-03-02..22, known: the 2nd-3rd (split) and 9th-12th (split on two days only);
+    the 4th-8th and 13th-15th are missing, the 16th-22nd too: that week is left out."""
+    first, last = date(2026, 3, 2), date(2026, 3, 22)
+    known = [first, first + timedelta(days=1), *(date(2026, 3, d) for d in range(9, 13))]
+    split = {first: (ep("/a", 2),), known[1]: (ep("/a", 3),), known[2]: (ep("/b", 9),)}
+    split[known[3]] = ()
+    vendor = UsageReport(
+        points=tuple(UsagePoint(day_start(d), d.day, d.day) for d in known),
+        endpoints=(),
+        known_days=frozenset(known),
+        day_endpoints=split,
+    )
+    usage = build_usage(vendor, first, last, last, Granularity.WEEK, FRESH)
+    assert [(p.start.date(), p.requests, p.missing_days, p.endpoints) for p in usage.series] == [
+        (first, 5, 5, (ep("/a", 5),)),  # the 4th to the 8th missing
+        (date(2026, 3, 9), 42, 3, (ep("/b", 9),)),  # a split for the 9th and 10th only
+    ]
+    assert len(usage.missing_days) == 5 + 3 + 7
+    daily = build_usage(vendor, first, last, last, Granularity.DAY, FRESH)
+    assert [p.endpoints for p in daily.series] == [
+        (ep("/a", 2),),
+        (ep("/a", 3),),
+        (ep("/b", 9),),
+        (),  # a split with nothing in it
+        (),  # no split at all
+        (),
+    ]
+    assert all(p.missing_days == 0 for p in daily.series)
+
+
 # -- end to end --------------------------------------------------------------------------------
 
 
@@ -198,3 +306,45 @@ async def test_bytes_per_product_survive_the_merge_with_history(emulators, tmp_p
         assert {e["endpoint"]: (e["requests"], e["bytes"]) for e in usage["endpoints"]} == {
             name: (e["number_of_queries"], e.get("used_bytes")) for name, e in by_product.items()
         }
+
+
+async def test_each_days_endpoint_split_survives_the_merge_with_history(tmp_path) -> None:
+    """Weeks of VirusTotal usage over 59 days from a vendor that keeps 30: each week's endpoints
+    are those of the data model, the older days' split read from the store."""
+    path = str(tmp_path / "history.sqlite")
+    full = VirusTotalEmulator(seed=11, clock=lambda: NOW)
+    short = VirusTotalEmulator(seed=11, clock=lambda: NOW, retention_days=30)
+    first = TODAY - timedelta(days=58)
+    query = """query($from: Date!, $to: Date!) { account(id: "vt-soc") {
+      usage(from: $from, to: $to, granularity: WEEK) { missingDays
+        series { start requests missingDays endpoints { endpoint requests consumesQuota } } } } }"""
+    with ServerThread(full, short) as servers:
+        stored_from, live_from = servers.urls
+        await snapshot(
+            settings_for(account_entry("virustotal", stored_from), history_path=path), lambda: NOW
+        )
+        settings = settings_for(account_entry("virustotal", live_from), history_path=path)
+        async with httpx.AsyncClient(verify=TLS) as http:
+            app = create_app(settings, http_client=http, clock=lambda: NOW)
+            gateway = Gateway(app)
+            variables = {"from": first.isoformat(), "to": TODAY.isoformat()}
+            usage = (await gateway.data(query, variables))["account"]["usage"]
+            await gateway.client.aclose()
+            await app.state.service.history.close()
+    weeks: dict[date, Counter[tuple[str, bool]]] = {}
+    for day in days(first, TODAY):
+        consuming, free, _ = full.data.day(GROUP, day, 1.0)
+        week = weeks.setdefault(day - timedelta(days=day.weekday()), Counter())
+        for counts, quota in ((consuming, True), (free, False)):
+            week.update({(f"/api/v3/({name})", quota): n for name, n in counts.items()})
+    assert usage["missingDays"] == []
+    assert [p["start"][:10] for p in usage["series"]] == [w.isoformat() for w in sorted(weeks)]
+    for point in usage["series"]:
+        expected = weeks[date.fromisoformat(point["start"][:10])]
+        got = {(e["endpoint"], e["consumesQuota"]): e["requests"] for e in point["endpoints"]}
+        assert got == dict(expected) and len(point["endpoints"]) == len(expected)
+        assert sum(got.values()) == point["requests"] > 0
+        assert point["missingDays"] == 0
+    assert len(usage["series"]) == 9 and len(usage["series"][0]["endpoints"]) > 10
+    asked = [(r.param("start_date"), r.param("end_date")) for r in short.served]
+    assert asked == [("20260318", "20260318")]  # the closed days' splits came from the store

@@ -12,8 +12,9 @@ from the document (variables, fragments and ``@skip``/``@include`` applied) and 
   items, ``series`` one per bucket (``days`` per day, a seventh of them per week, one per
   month, 24 per day per hour, 1,440 per day per minute);
 - lists whose length the document cannot know are estimated by constants: quotas per account
-  (also under the root ``quotas`` and ``alerts``), endpoints and breakdowns per usage, quota
-  samples per day of ``history``, and :data:`OTHER_LIST` for any other list.
+  (also under the root ``quotas`` and ``alerts``), endpoints per usage and per series point
+  (:data:`ENDPOINTS_PER_USAGE` each: a bucket lists at most the range's endpoints), breakdowns
+  per usage, quota samples per day of ``history``, and :data:`OTHER_LIST` for any other list.
 
 Aliases multiply: each response key is resolved and answered on its own. An operation over
 ``max_query_cost`` is refused before execution with ``extensions.code`` ``QUERY_TOO_COSTLY``
@@ -73,6 +74,7 @@ _FIXED = {
     ("Account", "rateLimits"): RATE_LIMITS_PER_ACCOUNT,
     ("Account", "vendorAlerts"): BREAKDOWN_ITEMS,
     ("Usage", "endpoints"): ENDPOINTS_PER_USAGE,
+    ("UsagePoint", "endpoints"): ENDPOINTS_PER_USAGE,
     ("Usage", "errorTypes"): BREAKDOWN_ITEMS,
     ("Usage", "keys"): BREAKDOWN_ITEMS,
 }

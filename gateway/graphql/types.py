@@ -505,6 +505,23 @@ class UsagePoint:
     failed_requests: BigInt | None = strawberry.field(
         description="Requests that failed, where the vendor reports them."
     )
+    missing_days: int = strawberry.field(
+        description="Days of this bucket (within the range, up to today) that neither the "
+        "vendor nor the history store knows; they are in Usage.missingDays too. Non-zero only "
+        "for a WEEK or MONTH bucket known in part: a bucket with no known day is not in the "
+        "series at all."
+    )
+    _domain: strawberry.Private[domain.UsagePoint]
+
+    @strawberry.field(
+        description="This bucket's usage by endpoint (or product), requests descending, then "
+        "by endpoint name: the split of each of its days (or of a whole month, where the vendor "
+        "reads monthly totals) added up. Empty when the vendor gives no per-day endpoint split "
+        "for any day of it (ZKScore and ReputeAPI split only whole ranges: see "
+        "Usage.endpoints), and for buckets finer than a day."
+    )
+    def endpoints(self) -> list[EndpointUsage]:
+        return [EndpointUsage.from_domain(e) for e in self._domain.endpoints]
 
     @classmethod
     def from_domain(cls, point: domain.UsagePoint) -> UsagePoint:
@@ -514,15 +531,19 @@ class UsagePoint:
             quota_requests=BigInt(point.quota_requests),
             bytes=_big(point.bytes),
             failed_requests=_big(point.failed_requests),
+            missing_days=point.missing_days,
+            _domain=point,
         )
 
 
-@strawberry.type(description="One endpoint's (or product's) total over the range.")
+@strawberry.type(
+    description="One endpoint's (or product's) total over the range, or over one bucket of it."
+)
 class EndpointUsage:
     endpoint: str = strawberry.field(
         description="The vendor's own path (/api/v1/check) or product name."
     )
-    requests: BigInt = strawberry.field(description="Requests over the range.")
+    requests: BigInt = strawberry.field(description="Requests over the range (or bucket).")
     consumes_quota: bool = strawberry.field(description="Whether these requests spend quota.")
     error_rate: float | None = strawberry.field(
         description="Share of its requests that failed (0.02 = 2%), where the vendor says."

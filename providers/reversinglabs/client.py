@@ -256,14 +256,12 @@ class ReversingLabsProvider(BaseProvider):
     ) -> UsageReport:
         periods: dict[date, dict[str, ProductUsage]] = {}
         known: set[date] = set()
-        day_level: set[date] = set()  # periods that are single days (not whole months)
         for rl in day_answers:
             for text, products in parse_periods(rl, "date"):
                 day = date.fromisoformat(text)
                 if start <= day <= end:
                     periods[day] = products
                     known.add(day)
-                    day_level.add(day)
         for rl in month_answers:
             for text, products in parse_periods(rl, "month"):
                 month = date.fromisoformat(f"{text}-01")
@@ -289,12 +287,13 @@ class ReversingLabsProvider(BaseProvider):
                 EndpointUsage(name, n, True, bytes=sizes.get(name)) for name, n in totals.items()
             ),
             known_days=frozenset(known),
+            # Each period's products: a day's, or a whole month's keyed by its 1st.
             day_endpoints={
-                day: tuple(
+                first: tuple(
                     EndpointUsage(n, p.queries, True, bytes=p.bytes)
-                    for n, p in periods[day].items()
+                    for n, p in periods[first].items()
                 )
-                for day in day_level
+                for first in periods
             },
         )
 

@@ -1085,6 +1085,62 @@ async def test_month_usage_reads_whole_months_from_the_monthly_paths(
     assert sorted(asked) == sorted((f"{PREFIX}/usage{scope}/{k}", a, b) for k, a, b in calls)
 
 
+BUCKETS_QUERY = """
+query ($id: ID!, $from: Date!, $to: Date!, $granularity: Granularity!) {
+  account(id: $id) {
+    usage(from: $from, to: $to, granularity: $granularity) {
+      series { start requests bytes missingDays
+               endpoints { endpoint requests consumesQuota bytes } }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(
+    ("first", "last", "granularity"),
+    [("2025-11-15", "2026-03-31", "MONTH"), ("2026-02-04", "2026-03-25", "WEEK")],
+    ids=["month", "week"],
+)
+async def test_each_bucket_lists_its_products(
+    gateway: Gateway, data: ReversingLabsData, case: Case, first: str, last: str, granularity: str
+) -> None:
+    """Each bucket's products, summed here from the data model's days of the bucket in the
+    range: from the daily paths, and for whole months from the monthly totals (above 2^31)."""
+    variables = {"id": case.account, "from": first, "to": last, "granularity": granularity}
+    series = (await gateway.data(BUCKETS_QUERY, variables))["account"]["usage"]["series"]
+    in_range: dict[date, list[date]] = {}
+    for day in days(date.fromisoformat(first), min(date.fromisoformat(last), TODAY)):
+        in_range.setdefault(BUCKETS[granularity](day), []).append(day)
+    expected = []
+    for bucket, bucket_days in sorted(in_range.items()):
+        report = usage_report(data, case.users, bucket_days[0], bucket_days[-1])
+        endpoints = [
+            {
+                "endpoint": e["product"],
+                "requests": e["number_of_queries"],
+                "consumesQuota": True,
+                "bytes": e.get("used_bytes"),
+            }
+            for e in report
+        ]
+        endpoints.sort(key=lambda e: (-e["requests"], e["endpoint"]))
+        expected.append(
+            {
+                "start": f"{bucket.isoformat()}T00:00:00Z",
+                "requests": queries_of(report),
+                "bytes": bytes_of(report),
+                "missingDays": 0,
+                "endpoints": endpoints,
+            }
+        )
+    assert series == expected
+    if case is COMPANY and granularity == "MONTH":
+        whole = [p for p in series if p["start"] < "2026-03"][1:]  # December to February
+        assert all(p["endpoints"][0]["requests"] > 2**31 for p in whole)
+
+
 async def test_day_ranges_over_365_days_are_split_and_merged_exactly(
     gateway: Gateway, emulator: ReversingLabsEmulator, data: ReversingLabsData
 ) -> None:

@@ -765,6 +765,84 @@ async def test_usage_per_day_and_rolled_up(
     assert served_ranges(emulator, GROUP_USAGE) == [(first, last)]
 
 
+BUCKETS_QUERY = """
+query ($id: ID!, $from: Date!, $to: Date!, $granularity: Granularity!) {
+  account(id: $id) {
+    usage(from: $from, to: $to, granularity: $granularity) {
+      missingDays
+      series { start requests missingDays endpoints { endpoint requests consumesQuota bytes } }
+      endpoints { endpoint requests consumesQuota }
+    }
+  }
+}
+"""
+
+
+def expected_buckets(
+    data: VirusTotalData, entity: str, first: date, last: date, granularity: str
+) -> list[dict[str, Any]]:
+    """Each bucket with a retained day: its endpoints (requests descending, then by name,
+    consuming first) and how many of its days are before the retention window."""
+    split: dict[date, Counter[tuple[str, bool]]] = {}
+    missing: Counter[date] = Counter()
+    for day in days(first, min(last, TODAY)):
+        bucket = BUCKETS[granularity](day)
+        if day < RETENTION_START:
+            missing[bucket] += 1
+            continue
+        consuming, not_consuming, _ = usage_on(data, entity, day)
+        counts = split.setdefault(bucket, Counter())
+        for per_endpoint, quota in ((consuming, True), (not_consuming, False)):
+            counts.update({(api_name(n), quota): c for n, c in per_endpoint.items()})
+    return [
+        {
+            "start": f"{bucket.isoformat()}T00:00:00Z",
+            "missingDays": missing[bucket],
+            "endpoints": [
+                {"endpoint": name, "requests": n, "consumesQuota": quota, "bytes": None}
+                for (name, quota), n in sorted(
+                    counts.items(), key=lambda item: (-item[1], item[0][0], not item[0][1])
+                )
+            ],
+        }
+        for bucket, counts in sorted(split.items())
+    ]
+
+
+@pytest.mark.parametrize("granularity", ["DAY", "WEEK", "MONTH"])
+async def test_each_bucket_has_its_endpoints_and_missing_days(
+    gateway: Gateway, data: VirusTotalData, granularity: str
+) -> None:
+    """From 2026-01-01, before the retention window (2026-01-18): a week or month known in part
+    says how many of its days are missing, and lists the endpoints of its retained days."""
+    first = date(2026, 1, 1)
+    variables = {
+        "id": GROUP_ACCOUNT,
+        "from": first.isoformat(),
+        "to": TODAY.isoformat(),
+        "granularity": granularity,
+    }
+    usage = (await gateway.data(BUCKETS_QUERY, variables))["account"]["usage"]
+    expected = expected_buckets(data, GROUP, first, TODAY, granularity)
+    assert [{k: p[k] for k in ("start", "missingDays", "endpoints")} for p in usage["series"]] == (
+        expected
+    )
+    partly_known = {"DAY": [], "WEEK": [("2026-01-12", 6)], "MONTH": [("2026-01-01", 17)]}
+    assert [(p["start"][:10], p["missingDays"]) for p in usage["series"] if p["missingDays"]] == (
+        partly_known[granularity]  # buckets with no retained day are left out, as before
+    )
+    assert len(usage["missingDays"]) == 17
+    totals: Counter[tuple[str, bool]] = Counter()
+    for point in usage["series"]:
+        assert sum(e["requests"] for e in point["endpoints"]) == point["requests"]
+        totals.update(
+            {(e["endpoint"], e["consumesQuota"]): e["requests"] for e in point["endpoints"]}
+        )
+    assert dict(totals) == {
+        (e["endpoint"], e["consumesQuota"]): e["requests"] for e in usage["endpoints"]
+    }
+
+
 @pytest.mark.parametrize("granularity", ["HOUR", "MINUTE"])
 async def test_sub_day_usage_is_refused_because_virustotal_reports_days(
     gateway: Gateway, emulator: VirusTotalEmulator, granularity: str
