@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make run HOST=0.0.0.0 PORT=8001 (set on make's command line; the environment's HOST is not used)
+HOST = 127.0.0.1
+PORT = 8000
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test fuzz check lint format typecheck schema schema-check clean bench assets
@@ -18,8 +21,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its dev tools
 
-run: $(STAMP) ## start the demo: every vendor emulator and the gateway (GraphiQL on :8000)
-	$(BIN)/usage-gateway demo
+run: $(STAMP) ## start the demo: the vendor emulators and the gateway (HOST=127.0.0.1 PORT=8000)
+	$(BIN)/usage-gateway demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest

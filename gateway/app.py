@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -109,8 +110,12 @@ def build_service(
     http: httpx.AsyncClient,
     *,
     clock: Callable[[], datetime] = utc_now,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> GatewayService:
-    """The service for ``settings``: one provider client per account, the configured cache."""
+    """The service for ``settings``: one provider client per account, the configured cache.
+
+    ``clock`` is the time of day; ``monotonic`` the clock the providers pace their calls by.
+    """
     accounts = [
         ConfiguredAccount(
             config,
@@ -119,6 +124,7 @@ def build_service(
                 http,
                 deadline=settings.upstream_timeout,
                 clock=clock,
+                monotonic=monotonic,
                 max_answer=settings.max_vendor_answer,
             ),
             settings.times_for(config.provider),

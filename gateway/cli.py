@@ -1,4 +1,4 @@
-"""The ``usage-gateway`` command: ``serve``, ``demo`` and ``emulator``."""
+"""The ``usage-gateway`` command: ``serve``, ``snapshot``, ``demo`` and ``emulator``."""
 
 from __future__ import annotations
 
@@ -7,20 +7,26 @@ import asyncio
 import logging
 import os
 import re
+import shutil
+import signal
+import socket
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
 from gateway.app import create_app, install_redaction, snapshot_once
-from gateway.domain import ProviderId
+from gateway.demo import demo_settings, fill_history
+from gateway.domain import ProviderId, utc_now
 from gateway.errors import ConfigError
 from gateway.history import HistoryUnavailable
 from gateway.servers import Served, ServerLimits, bind, serve_all
-from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings, parse_settings
+from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
 from providers import registry
 
 log = logging.getLogger("usage-gateway")
+T = TypeVar("T")
 CONFIG_ENV = "USAGE_GATEWAY_CONFIG"
 DEMO_SEED = 42
 
@@ -110,32 +116,82 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
-def demo_settings(emulators: dict[str, str]) -> Settings:
-    """A config with every emulator's demo accounts; ``emulators`` maps provider id -> base URL."""
-    accounts: list[dict[str, Any]] = []
-    for provider, entry in registry().items():
-        for account in entry.emulator.accounts:
-            accounts.append({"provider": provider, "base_url": emulators[provider], **account})
-    return parse_settings({"accounts": accounts}, source="<demo>", env={})
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    served: list[Served] = []
-    urls: dict[str, str] = {}
-    for provider, entry in registry().items():
-        emulator = Served(entry.emulator.factory(seed=args.seed), bind(args.host, 0))
-        served.append(emulator)
-        urls[provider] = emulator.url
-        print(f"emulator {provider}: {emulator.url}", flush=True)
-    settings = demo_settings(urls)
-    gateway = Served(create_app(settings), _bind_or_exit(args.host, args.port))
-    served.append(gateway)
-    names = ", ".join(a.id for a in settings.accounts)
-    print(f"usage-gateway demo: {len(settings.accounts)} accounts ({names})", flush=True)
-    print(f"GraphiQL: {gateway.url}/graphql", flush=True)
-    asyncio.run(serve_all(served, limits=server_limits(settings)))
-    return 0
+    gateway_socket = _bind_or_exit(args.host, args.port)
+    try:
+        return asyncio.run(_demo(args, gateway_socket))
+    except HistoryUnavailable as exc:
+        print(f"usage-gateway: {exc}", file=sys.stderr)
+        return 3
+
+
+async def _demo(args: argparse.Namespace, gateway_socket: socket.socket) -> int:
+    """The emulators, the history filled with the past, then the gateway, until SIGINT or
+    SIGTERM; a temporary history is deleted however it ends. Stopped before it serves, the
+    exit code is 128 + the signal's number."""
+    stop = asyncio.Event()
+    signals: list[int] = []
+
+    def stopping(signum: int) -> None:
+        signals.append(signum)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping, sig)
+    scratch = None if args.history else tempfile.mkdtemp(prefix="usage-gateway-demo-")
+    try:
+        path = args.history or os.path.join(str(scratch), "history.sqlite")
+        served: list[Served] = []
+        urls: dict[str, str] = {}
+        for provider, entry in registry().items():
+            # The emulators listen on loopback whatever --host says: only the gateway is shared.
+            emulator = Served(entry.emulator.factory(seed=args.seed), bind("127.0.0.1", 0))
+            served.append(emulator)
+            urls[provider] = emulator.url
+            print(f"emulator {provider}: {emulator.url}", flush=True)
+        kept = "kept" if scratch is None else "a temporary file, deleted at exit"
+        print(f"history: {path} ({kept})", flush=True)
+        filled = await _until(stop, fill_history(path, seed=args.seed, now=utc_now()))
+        if filled is None:
+            return 128 + signals[0]
+        failed = f", {filled.failed} failed" if filled.failed else ""
+        print(
+            f"history: {filled.runs} snapshot runs{failed}, usage back to "
+            f"{filled.oldest}, filled in {filled.seconds:.1f} s",
+            flush=True,
+        )
+        settings = demo_settings(urls, path)
+        gateway = Served(create_app(settings), gateway_socket)
+        served.append(gateway)
+        names = ", ".join(a.id for a in settings.accounts)
+        print(f"usage-gateway demo: {len(settings.accounts)} accounts ({names})", flush=True)
+        print(f"GraphiQL: {gateway.url}/graphql", flush=True)
+        await serve_all(served, stop=stop, limits=server_limits(settings))
+        return 0
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T | None:
+    """``work``'s result, or ``None`` (``work`` cancelled) when ``stop`` is set first. The
+    snapshot runs it makes log one line for the whole past, not one each."""
+    snapshot_log = logging.getLogger("gateway.snapshot")
+    snapshot_log.setLevel(logging.WARNING)
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return task.result()
+    finally:
+        stopped.cancel()
+        snapshot_log.setLevel(logging.NOTSET)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -200,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="start every emulator and a gateway against them")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help="data seed of the emulators")
+    demo.add_argument(
+        "--history",
+        metavar="PATH",
+        help="keep the demo's history store in this file (default: a temporary file, "
+        "deleted at exit)",
+    )
     common(demo, 8000)
     demo.set_defaults(func=cmd_demo)
 

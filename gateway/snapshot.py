@@ -52,15 +52,18 @@ def day_records(report: UsageReport) -> list[DayRecord]:
 
 
 async def snapshot_account(
-    service: GatewayService, store: HistoryStore, account_id: str
+    service: GatewayService, store: HistoryStore, account_id: str, *, days: int | None = None
 ) -> AccountOutcome:
+    """One account into the store: the ``days`` days before today (default: the provider's
+    ``snapshot_days``; never further back than the vendor still keeps), and its quotas and
+    rate limits as they stand."""
     provider = service.configured(account_id).provider
     clock = service.clock
     run_id = await store.start_run(account_id, clock())
     try:
         today = clock().date()
         yesterday = today - timedelta(days=1)
-        first = today - timedelta(days=provider.snapshot_days)
+        first = today - timedelta(days=provider.snapshot_days if days is None else days)
         live_since = provider.live_since(today)
         if live_since is not None:
             first = max(first, live_since)

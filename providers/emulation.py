@@ -24,7 +24,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -268,10 +268,16 @@ class Emulator:
 class EmulatorSpec:
     """How to build a vendor's emulator and which accounts the demo and tests use against it.
 
-    ``accounts`` are config entries (without ``id``, ``provider`` and ``base_url``) that the
-    emulator accepts; ``bad_credentials`` replaces their secrets with ones it rejects.
+    ``factory(seed=..., clock=...)`` builds the emulator; its data is a function of the seed
+    and the clock alone, so an instance whose clock is set to a past moment answers as the
+    vendor would have then (the demo fills its history that way). ``accounts`` are config
+    entries (without ``id``, ``provider`` and ``base_url``) that the emulator accepts;
+    ``bad_credentials`` replaces their secrets with ones it rejects.
     """
 
     factory: Callable[..., Emulator]
     accounts: tuple[Mapping[str, str], ...]
     bad_credentials: Mapping[str, str]
+    first_day: date | None = None
+    """The first day of seeded usage of the demo ``accounts``; ``None``: the emulator
+    generates usage for any day. The demo's history reaches back to it."""

@@ -462,4 +462,9 @@ EMULATOR = EmulatorSpec(
         {"id": "repute-basic", "name": "ReputeAPI basic", "api_key": "ra_live_basic_demo"},
     ),
     bad_credentials={"api_key": "ra_live_not_a_key"},
+    first_day=min(
+        k.created_at.date()
+        for k in DEFAULT_KEYS
+        if k.key in ("ra_live_premium_demo", "ra_live_basic_demo")
+    ),
 )

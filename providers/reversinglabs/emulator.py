@@ -901,4 +901,6 @@ EMULATOR = EmulatorSpec(
         },
     ),
     bad_credentials={"password": "wrong-password"},
+    # The demo account reads its company: usage starts with the company's first user.
+    first_day=min(u.since for u in DEFAULT_USERS if u.company == "acme"),
 )

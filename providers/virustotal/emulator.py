@@ -362,4 +362,5 @@ EMULATOR = EmulatorSpec(
         },
     ),
     bad_credentials={"api_key": "vt_wrong_key"},
+    first_day=None,  # usage is generated for any day; the vendor keeps only the last 60
 )

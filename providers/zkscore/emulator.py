@@ -1621,10 +1621,13 @@ def _description(code: str) -> str:
     return next(e.description for e in ERROR_TYPES if e.code == code)
 
 
+DEMO_TOKEN = "zk_live_acme_prod_demo"
 EMULATOR = EmulatorSpec(
     factory=ZkScoreEmulator,
-    accounts=(
-        {"id": "zks-prod", "name": "ZKScore production", "api_key": "zk_live_acme_prod_demo"},
-    ),
+    accounts=({"id": "zks-prod", "name": "ZKScore production", "api_key": DEMO_TOKEN},),
     bad_credentials={"api_key": "zks_wrong_key"},
+    # The demo account reads every key of its account, which exists from its first key's day.
+    first_day=next(
+        a.created.date() for a in DEFAULT_ACCOUNTS if any(k.token == DEMO_TOKEN for k in a.keys)
+    ),
 )
