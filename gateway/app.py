@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from gateway import __version__
 from gateway.assets import static_files
 from gateway.cache import Cache
+from gateway.dashboard import dashboard_route
 from gateway.domain import secret_forms, utc_now
 from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import schema
@@ -231,7 +232,7 @@ def create_app(
         )
 
     app = Litestar(
-        route_handlers=[graphql, healthz, static_files()],
+        route_handlers=[graphql, healthz, static_files(), dashboard_route()],
         lifespan=[lifespan],
         middleware=[response_cache],
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is
