@@ -20,7 +20,9 @@ from gateway import __version__
 from gateway.assets import static_files
 from gateway.cache import Cache
 from gateway.dashboard import dashboard_route
-from gateway.domain import secret_forms, utc_now
+from gateway.domain import Usage, secret_forms, utc_now
+from gateway.export_request import ExportRequest
+from gateway.export_routes import export_route
 from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import schema
 from gateway.graphql.types import GatewayContext
@@ -164,6 +166,24 @@ async def snapshot_once(settings: Settings) -> list[AccountOutcome]:
                 await service.history.close()
 
 
+async def export_once(settings: Settings, wanted: ExportRequest) -> Usage:
+    """One export's usage (``usage-gateway export``), read as ``serve`` reads it. The history
+    store is read first: :class:`HistoryUnavailable`, before any vendor call, when it cannot be
+    used."""
+    async with vendor_client(settings) as http:
+        service = build_service(settings, http)
+        try:
+            assert service.history is not None
+            await service.history.days(wanted.account_id, wanted.start, wanted.end)
+            return await service.request().usage(
+                wanted.account_id, wanted.start, wanted.end, wanted.granularity
+            )
+        finally:
+            await service.upstream.close()
+            if service.history is not None:
+                await service.history.close()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -232,7 +252,7 @@ def create_app(
         )
 
     app = Litestar(
-        route_handlers=[graphql, healthz, static_files(), dashboard_route()],
+        route_handlers=[graphql, healthz, static_files(), dashboard_route(), export_route(service)],
         lifespan=[lifespan],
         middleware=[response_cache],
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is

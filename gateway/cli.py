@@ -1,4 +1,4 @@
-"""The ``usage-gateway`` command: ``serve``, ``snapshot``, ``demo`` and ``emulator``."""
+"""The ``usage-gateway`` command: ``serve``, ``snapshot``, ``export``, ``demo`` and ``emulator``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from gateway.app import create_app, install_redaction, snapshot_once
+from gateway.app import create_app, export_once, install_redaction, snapshot_once
 from gateway.demo import demo_settings, fill_history
-from gateway.domain import ProviderId, utc_now
-from gateway.errors import ConfigError
+from gateway.domain import ProviderId, SourceState, utc_now
+from gateway.errors import ConfigError, InputError
+from gateway.export import render
+from gateway.export_request import ExportRefused, parse_export
 from gateway.history import HistoryUnavailable
 from gateway.servers import Served, ServerLimits, bind, serve_all
 from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
@@ -115,6 +117,56 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         else:
             print(f"{outcome.account_id}: failed: {outcome.error}")
     return 0 if all(o.ok for o in outcomes) else 1
+
+
+FAILED = (SourceState.RATE_LIMITED, SourceState.AUTH_FAILED, SourceState.UNAVAILABLE)
+"""Source states of an export whose vendor read failed (exit 1; the rows hold what is known)."""
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return 2
+    _, settings = loaded
+    configure_logging(args.log_level, settings.secret_values)
+    values = {
+        "account": args.account,
+        "from": args.start,
+        "to": args.end,
+        "granularity": args.granularity,
+        "format": args.format,
+    }
+    accounts = [a.id for a in settings.accounts]
+    try:
+        wanted = parse_export(values, accounts, utc_now().date(), settings.max_query_cost)
+    except ExportRefused as exc:
+        known = f" (known: {', '.join(exc.known) or 'none'})" if exc.status == 404 else ""
+        print(f"usage-gateway export: --{exc.parameter}: {exc.reason}{known}", file=sys.stderr)
+        return 2
+    try:
+        usage = asyncio.run(export_once(settings, wanted))
+    except HistoryUnavailable as exc:
+        print(f"usage-gateway: {exc}", file=sys.stderr)
+        return 3
+    except InputError as exc:  # a range the vendor cannot answer, said before any call
+        print(f"usage-gateway export: --{exc.argument or 'from'}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(render(wanted.account_id, usage, wanted.form).encode())
+    sys.stdout.flush()
+    source = usage.source
+    if source.state is not SourceState.FRESH:
+        cause = f" ({source.cause.name})" if source.cause is not None else ""
+        consequence = (
+            "; the rows hold what the history store knows, the other days are marked missing"
+            if source.state in FAILED
+            else ""
+        )
+        print(
+            f"usage-gateway export: account {wanted.account_id!r}: source {source.state.name}"
+            f"{cause}: {source.message}{consequence}",
+            file=sys.stderr,
+        )
+    return 1 if source.state in FAILED else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -216,8 +268,15 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse, with a mistake said on one line (and exit code 2) rather than usage and all."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="usage-gateway",
         description="One GraphQL graph over the usage and quota APIs of your vendors.",
     )
@@ -255,6 +314,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
     snapshot.set_defaults(func=cmd_snapshot)
+
+    export = commands.add_parser(
+        "export",
+        help="write one account's usage to stdout as CSV or JSON",
+        description="Write one account's usage from FROM to TO (UTC days, inclusive) to stdout: "
+        "a row per bucket and endpoint, and a row per day nobody knows (missing). Exit codes: "
+        "0 written, 1 the vendor read failed (what the history store knows is still written), "
+        "2 a bad config or argument, 3 the history store cannot be used.",
+    )
+    export.add_argument(
+        "--config", help=f"config file (default ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})"
+    )
+    export.add_argument("--account", metavar="ID", help="the account's id in the config")
+    export.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (UTC)")
+    export.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day (UTC)")
+    export.add_argument(
+        "--granularity", default="DAY", metavar="DAY|WEEK|MONTH", help="bucket size (default DAY)"
+    )
+    export.add_argument("--format", default="csv", metavar="csv|json", help="(default csv)")
+    export.add_argument(
+        "--log-level", default="error", choices=["debug", "info", "warning", "error"]
+    )
+    export.set_defaults(func=cmd_export)
 
     demo = commands.add_parser("demo", help="start every emulator and a gateway against them")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help="data seed of the emulators")
