@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -337,8 +338,6 @@ async def test_alerts_follow_from_the_seeded_use(emulators, past) -> None:
 
 def test_no_sample_moment_is_later_than_the_start(past) -> None:
     path, _ = past
-    import sqlite3
-
     with sqlite3.connect(path) as db:
         latest = db.execute("SELECT max(sampled_at) FROM quota_samples").fetchone()[0]
         days = db.execute("SELECT max(day) FROM usage_days").fetchone()[0]
