@@ -7,13 +7,15 @@ for anything or logged an error.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -392,6 +394,55 @@ def test_the_period_and_granularity_switches_change_the_chart(page, demo_gateway
     page.get_by_role("button", name="Apply").click()
     wait_ready(page)
     assert page.locator("#range-note").inner_text() == "The range starts after it ends."
+
+
+def test_the_csv_link_downloads_the_usage_shown(page, demo_gateway) -> None:
+    """Each account's link is /export/usage for what its chart shows; the file's rows add up
+    to the API's count and mark the API's missing days."""
+    first, last, granularity = view("days-around-zkscore-start")
+    open_dashboard(page, demo_gateway, f"?from={first}&to={last}&granularity={granularity}")
+    files: dict[str, str] = {}
+    missing_seen = 0
+    for account in demo_account_ids():
+        href = page.locator(
+            f'article.account[data-account-id="{account}"] a.download'
+        ).get_attribute("href")
+        parts = urlsplit(href)
+        assert parts.path == "export/usage"  # relative to the page: /export/usage
+        assert parse_qs(parts.query) == {
+            "account": [account],
+            "from": [first.isoformat()],
+            "to": [last.isoformat()],
+            "granularity": [granularity],
+            "format": ["csv"],
+        }
+        response = httpx.get(f"{demo_gateway}/{href}", timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "text/csv; charset=utf-8"
+        assert response.headers["content-disposition"].startswith("attachment")
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert {
+            "start",
+            "endpoint",
+            "requests",
+            "quota_requests",
+            "consumes_quota",
+            "missing",
+        } <= set(rows[0])
+        usage = usage_of(demo_gateway, account, first.isoformat(), last.isoformat(), granularity)
+        assert sum(int(r["requests"]) for r in rows if r["requests"]) == usage["requests"]
+        missing = [r["start"][:10] for r in rows if r["missing"] == "true"]
+        assert missing == usage["missingDays"], account
+        missing_seen += len(missing)
+        files[account] = response.text
+    assert missing_seen  # the range reaches before ZKScore's first day
+
+    # A click downloads the same file.
+    account = demo_account_ids()[-1]
+    with page.expect_download() as download:
+        page.locator(f'article.account[data-account-id="{account}"] a.download').click()
+    assert download.value.suggested_filename.endswith(".csv")
+    assert Path(download.value.path()).read_text(encoding="utf-8") == files[account]
 
 
 # --- failures -------------------------------------------------------------------------------
