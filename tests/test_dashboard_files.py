@@ -84,7 +84,7 @@ async def test_the_page_names_only_its_own_files_by_versioned_urls(gateway) -> N
     named = [*page.urls, *importmap["imports"].values()]
     static = [url for url in named if url.startswith("/static/")]
     links = sorted({url for url in named if not url.startswith(("/static/", "#"))})
-    assert links == ["data:,", "graphql"]  # the icon (none), and GraphiQL
+    assert links == ["/graphql", "data:,"]  # GraphiQL, and the icon (none)
     # The stylesheet, the chart library, the queries, the main module, and every module again
     # in the import map.
     assert len(static) == 4 + len(list(DASHBOARD.glob("*.js")))

@@ -1,7 +1,7 @@
 // The gateway's public GraphQL API, as any client would call it: POST /graphql with one of the
 // operations of queries.graphql. Answers are parsed so that integers past 2^53 stay exact.
 
-const ENDPOINT = new URL("graphql", document.baseURI);
+const ENDPOINT = new URL("/graphql", document.baseURI);
 // The page names the queries' versioned URL (the static files are cached for a year).
 const DOCUMENT = new URL(
   document.querySelector('meta[name="dashboard-queries"]')?.content ?? "queries.graphql",

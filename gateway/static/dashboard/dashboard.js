@@ -533,7 +533,7 @@ function exportLink(accountId, range) {
     granularity: range.granularity,
     format: "csv",
   });
-  return h("a", { class: "button button-quiet download", href: `export/usage?${params}`, download: "" }, "Download CSV");
+  return h("a", { class: "button button-quiet download", href: `/export/usage?${params}`, download: "" }, "Download CSV");
 }
 
 function endpointTable(usage) {
