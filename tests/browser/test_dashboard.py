@@ -571,6 +571,8 @@ def test_the_page_reloads_every_five_minutes_and_on_refresh(page, repute_emulato
         page.get_by_role("button", name="Refresh").click()
         wait_ready(page)
         assert operations.sent == ["Overview", "Usage"] * 3
+        # Charts redrawn let go of the old ones (a page left open does not pile them up).
+        assert page.evaluate("Object.keys(window.Chart.instances).length") == 1
         # A page nobody can see (another tab) is not reloaded.
         page.evaluate("Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'})")
         page.clock.fast_forward("10:00")

@@ -109,6 +109,11 @@ function errorBox(messages, { role = "alert" } = {}) {
   );
 }
 
+/** Charts drawn inside `element` let go of their canvas (before it is replaced). */
+function destroyCharts(element) {
+  for (const canvas of element.querySelectorAll("canvas")) window.Chart?.getChart(canvas)?.destroy();
+}
+
 function showBanner(message) {
   $("banners").append(errorBox([message]));
 }
@@ -482,6 +487,7 @@ function renderAccount(account, index, errors) {
 
 function renderAccounts(accounts, errors) {
   page.cards.clear();
+  destroyCharts($("accounts"));
   const cards = accounts.map((account, index) => {
     try {
       return renderAccount(account, index, errors);
@@ -609,6 +615,7 @@ function renderUsage(entry, usage, range) {
     h("span", { class: "muted" }, ` · ${range.from} – ${range.to} UTC`),
   );
   const chartBox = h("div", { class: "chart" }, canvas);
+  destroyCharts(box);
   replace(
     box,
     h("div", { class: "usage-head" }, totals, exportLink(account.id, range)),
@@ -642,6 +649,7 @@ async function loadUsage(entry, range, signal) {
     if (signal.aborted) return;
     const usage = data?.account?.usage;
     if (!usage) {
+      destroyCharts(box);
       const messages = errors.length ? errors.map(describe) : ["The gateway returned no usage for this account."];
       replace(box, errorBox(messages));
       card.dataset.usageState = "error";
@@ -653,6 +661,7 @@ async function loadUsage(entry, range, signal) {
   } catch (error) {
     if (error.name === "AbortError") return;
     console.warn(error);
+    destroyCharts(box);
     replace(box, errorBox([error instanceof RequestFailed ? error.message : `Usage could not be shown: ${error.message}`]));
     card.dataset.usageState = "error";
   }

@@ -168,9 +168,8 @@ function bucketTitle(start, granularity) {
   return `${bucketLabel(start, "MONTH")} (UTC)`;
 }
 
-/** Draws the model on `canvas` (replacing any chart drawn there before); returns the chart. */
+/** Draws the model on a new `canvas`; returns the chart. */
 export function drawUsage(canvas, model, granularity) {
-  window.Chart.getChart(canvas)?.destroy();
   const { buckets } = model;
   return new window.Chart(canvas, {
     type: "bar",
