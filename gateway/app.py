@@ -20,6 +20,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from gateway import __version__
 from gateway.assets import static_files
 from gateway.cache import Cache
+from gateway.dashboard import dashboard_route
 from gateway.domain import Usage, secret_forms, utc_now
 from gateway.export_request import ExportRequest
 from gateway.export_routes import export_route
@@ -260,7 +261,7 @@ def create_app(
         )
 
     app = Litestar(
-        route_handlers=[graphql, healthz, static_files(), export_route(service)],
+        route_handlers=[graphql, healthz, static_files(), dashboard_route(), export_route(service)],
         lifespan=[lifespan],
         middleware=[response_cache],
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is

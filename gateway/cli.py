@@ -95,6 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"usage-gateway: {count} account{'' if count == 1 else 's'} from {path}", flush=True)
     if args.snapshot_every:
         print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
+    print(f"Dashboard: {gateway.url}/", flush=True)
     print(f"GraphiQL: {gateway.url}/graphql", flush=True)
     asyncio.run(serve_all([gateway], limits=server_limits(settings)))
     return 0
@@ -223,6 +224,7 @@ async def _demo(args: argparse.Namespace, gateway_socket: socket.socket) -> int:
         served.append(gateway)
         names = ", ".join(a.id for a in settings.accounts)
         print(f"usage-gateway demo: {len(settings.accounts)} accounts ({names})", flush=True)
+        print(f"Dashboard: {gateway.url}/", flush=True)
         print(f"GraphiQL: {gateway.url}/graphql", flush=True)
         await serve_all(served, stop=stop, limits=server_limits(settings))
         return 0

@@ -80,6 +80,7 @@ def test_demo_serves_the_graph_and_stops_cleanly(demo) -> None:
     url = lines[-1].split(" ", 1)[1]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/graphql", url)
     assert any(line.startswith("emulator reputeapi: http://127.0.0.1:") for line in lines)
+    assert lines[-2] == f"Dashboard: {url.removesuffix('graphql')}"
 
     page = httpx.get(url, headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200 and "graphiql" in page.text.lower()
