@@ -6,7 +6,6 @@ the context and convert domain objects with the ``from_domain`` constructors.
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import enum
 import json
@@ -497,8 +496,13 @@ class RateLimit:
         )
 
 
-@strawberry.type(description="Usage in one bucket of a series.")
+@strawberry.type(
+    description="Usage in one bucket of a series.",
+)
 class UsagePoint:
+    """Answered straight from :class:`gateway.domain.UsagePoint` (same field names): a year of
+    points per account is not copied into objects of this class first."""
+
     start: datetime = strawberry.field(description="Start of the bucket (UTC).")
     requests: BigInt = strawberry.field(description="Requests the vendor counted in the bucket.")
     quota_requests: BigInt = strawberry.field(description="Those that consume quota.")
@@ -512,35 +516,21 @@ class UsagePoint:
         "for a WEEK or MONTH bucket known in part: a bucket with no known day is not in the "
         "series at all."
     )
-    _domain: strawberry.Private[domain.UsagePoint]
-
-    @strawberry.field(
+    endpoints: list[EndpointUsage] = strawberry.field(
         description="This bucket's usage by endpoint (or product), requests descending, then "
         "by endpoint name: the split of each of its days (or of a whole month, where the vendor "
         "reads monthly totals) added up. Empty when the vendor gives no per-day endpoint split "
         "for any day of it (ZKScore and ReputeAPI split only whole ranges: see "
         "Usage.endpoints), and for buckets finer than a day."
     )
-    def endpoints(self) -> list[EndpointUsage]:
-        return [EndpointUsage.from_domain(e) for e in self._domain.endpoints]
-
-    @classmethod
-    def from_domain(cls, point: domain.UsagePoint) -> UsagePoint:
-        return cls(
-            start=point.start,
-            requests=BigInt(point.requests),
-            quota_requests=BigInt(point.quota_requests),
-            bytes=_big(point.bytes),
-            failed_requests=_big(point.failed_requests),
-            missing_days=point.missing_days,
-            _domain=point,
-        )
 
 
 @strawberry.type(
     description="One endpoint's (or product's) total over the range, or over one bucket of it."
 )
 class EndpointUsage:
+    """Answered straight from :class:`gateway.domain.EndpointUsage` (same field names)."""
+
     endpoint: str = strawberry.field(
         description="The vendor's own path (/api/v1/check) or product name."
     )
@@ -553,17 +543,6 @@ class EndpointUsage:
         description="Its average response time in milliseconds, where the vendor says."
     )
     bytes: BigInt | None = strawberry.field(description="Bytes it transferred, where metered.")
-
-    @classmethod
-    def from_domain(cls, item: domain.EndpointUsage) -> EndpointUsage:
-        return cls(
-            endpoint=item.endpoint,
-            requests=BigInt(item.requests),
-            consumes_quota=item.consumes_quota,
-            error_rate=item.error_rate,
-            average_latency_ms=item.average_latency_ms,
-            bytes=_big(item.bytes),
-        )
 
 
 @strawberry.type(description="Failed requests of one kind.")
@@ -686,8 +665,10 @@ class Usage:
             requests=BigInt(usage.requests),
             quota_requests=BigInt(usage.quota_requests),
             bytes=_big(usage.bytes),
-            series=[UsagePoint.from_domain(p) for p in usage.series],
-            endpoints=[EndpointUsage.from_domain(e) for e in usage.endpoints],
+            # The domain's points and endpoint totals have this schema's field names: answered
+            # as they are (GraphQL reads their attributes), not copied.
+            series=cast(list[UsagePoint], list(usage.series)),
+            endpoints=cast(list[EndpointUsage], list(usage.endpoints)),
             missing_days=list(usage.missing_days),
             failed_requests=_big(usage.failed_requests),
             error_rate=usage.error_rate,
@@ -810,14 +791,7 @@ class Account:
         usage = await scope_of(info).usage(
             self.id, from_, to, domain.Granularity[granularity.name], recheck=recheck
         )
-        if len(usage.series) + len(usage.missing_days) < OFF_LOOP_ITEMS:
-            return Usage.from_domain(usage)
-        # Thousands of points: converted in a worker thread, the event loop running meanwhile.
-        return await asyncio.to_thread(Usage.from_domain, usage)
-
-
-OFF_LOOP_ITEMS = 1000
-"""A usage with this many points and missing days or more is converted off the event loop."""
+        return Usage.from_domain(usage)
 
 
 def _big(value: int | None) -> BigInt | None:
