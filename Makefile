@@ -8,7 +8,7 @@ HOST = 127.0.0.1
 PORT = 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz check lint format typecheck schema schema-check clean bench assets
+.PHONY: help install run test fuzz check lint format typecheck schema schema-check clean bench screenshots assets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ schema: $(STAMP) ## regenerate schema.graphql from the code
 schema-check: $(STAMP) ## fail when schema.graphql is stale
 	@$(BIN)/python -m strawberry export-schema gateway.graphql.schema:schema | diff -u schema.graphql - \
 		&& echo "schema.graphql is current" || (echo "schema.graphql is stale: run make schema"; exit 1)
+
+screenshots: $(STAMP) ## refresh docs/dashboard.png and docs/graphiql.png from the demo (needs Chromium)
+	SCREENSHOTS_OUT=docs $(BIN)/python -m pytest -q tests/browser/test_screenshots.py -k taken
 
 clean: ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

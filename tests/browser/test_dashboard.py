@@ -577,3 +577,35 @@ def test_the_page_reloads_every_five_minutes_and_on_refresh(page, repute_emulato
         page.evaluate("Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'})")
         page.clock.fast_forward("10:00")
         assert operations.sent == ["Overview", "Usage"] * 3
+
+
+@pytest.mark.parametrize(
+    ("status", "state"), [(503, "UNAVAILABLE"), (429, "RATE_LIMITED"), (401, "AUTH_FAILED")]
+)
+def test_an_emulator_fault_shows_on_its_account_while_the_others_render(
+    page, repute_emulator, status, state
+) -> None:
+    """The vendor answers, but with a fault (its emulator's): that account says so, in the
+    state the API gives; the other account renders in full."""
+    from providers.emulation import Fault
+
+    vendor = registry()[ProviderId("virustotal")].emulator.factory(seed=3)
+    vendor.set_fault(Fault(status=status))
+    server = ServerThread(vendor).start()
+    try:
+        settings = settings_for(
+            account_entry("virustotal", server.urls[0], id="vt-faulty", name="VirusTotal"),
+            account_entry("reputeapi", repute_emulator, id="repute-up"),
+        )
+        with gateway_serving(settings) as base:
+            open_dashboard(page, base)
+            answer = graphql(base, '{ account(id: "vt-faulty") { quotasSource { state } } }')
+            assert answer["data"]["account"]["quotasSource"]["state"] == state
+            faulty = page.locator('article.account[data-account-id="vt-faulty"]')
+            assert faulty.locator(f'.source-banner[data-source-state="{state}"]').count() >= 1
+            up = page.locator('article.account[data-account-id="repute-up"]')
+            assert up.get_attribute("data-usage-state") == "ready"
+            assert up.locator(".badge[data-state]").first.inner_text() == "Fresh"
+            assert charts(page)["repute-up"]["datasets"]
+    finally:
+        server.stop()
