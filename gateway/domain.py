@@ -120,7 +120,10 @@ def first_of_next_month(day: date) -> date:
 
 def bucket_start(moment: datetime, granularity: Granularity) -> datetime:
     """The start of the bucket holding ``moment``: weeks start on Monday, months on the 1st."""
-    moment = moment.astimezone(UTC)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    if granularity is Granularity.DAY and not (moment.hour or moment.minute or moment.second):
+        return moment if not moment.microsecond else moment.replace(microsecond=0)
     if granularity is Granularity.MINUTE:
         return moment.replace(second=0, microsecond=0)
     if granularity is Granularity.HOUR:

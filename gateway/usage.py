@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from gateway.domain import (
     EndpointUsage,
@@ -177,6 +177,10 @@ def rollup(
     Each bucket also gets its endpoint split (:func:`bucket_endpoints` of ``day_endpoints``)
     and how many of its days are ``missing``.
     """
+    if granularity is Granularity.DAY:
+        daily = _daily(points, day_endpoints or {}, missing)
+        if daily is not None:
+            return daily
     buckets: dict[datetime, list[UsagePoint]] = {}
     for point in points:
         buckets.setdefault(bucket_start(point.start, granularity), []).append(point)
@@ -185,6 +189,20 @@ def rollup(
     result = []
     for moment in sorted(buckets):
         group = buckets[moment]
+        if len(group) == 1:  # a bucket of one point (every day of a daily series): as it is
+            [only] = group
+            result.append(
+                UsagePoint(
+                    moment,
+                    only.requests,
+                    only.quota_requests,
+                    only.bytes,
+                    only.failed_requests,
+                    splits.get(moment, ()),
+                    gaps[moment],
+                )
+            )
+            continue
         byte_values = [p.bytes for p in group if p.bytes is not None]
         failed = [p.failed_requests for p in group]
         result.append(
@@ -199,6 +217,38 @@ def rollup(
             )
         )
     return tuple(result)
+
+
+def _daily(
+    points: Sequence[UsagePoint],
+    day_endpoints: Mapping[date, Sequence[EndpointUsage]],
+    missing: Iterable[date],
+) -> tuple[UsagePoint, ...] | None:
+    """:func:`rollup` by day of points that are one per day at 00:00 UTC (what providers and
+    the history store give): each is its own bucket, keyed by its date (hashing thousands of
+    aware datetimes costs more than the rest). ``None`` when the points are not like that."""
+    by_day: dict[date, UsagePoint] = {}
+    for point in points:
+        start = point.start
+        if start.tzinfo is not UTC or start.hour or start.minute or start.second:
+            return None
+        day = start.date()
+        if start.microsecond or day in by_day:
+            return None
+        by_day[day] = point
+    gaps = set(missing)
+    return tuple(
+        UsagePoint(
+            point.start,
+            point.requests,
+            point.quota_requests,
+            point.bytes,
+            point.failed_requests,
+            sum_endpoints([day_endpoints[day]]) if day in day_endpoints else (),
+            1 if day in gaps else 0,
+        )
+        for day, point in sorted(by_day.items())
+    )
 
 
 SPLIT_GRANULARITIES = (Granularity.DAY, Granularity.WEEK, Granularity.MONTH)
@@ -222,12 +272,18 @@ def bucket_endpoints(
 def sum_endpoints(parts: Iterable[Sequence[EndpointUsage]]) -> tuple[EndpointUsage, ...]:
     """Endpoint totals over disjoint sets of days (:func:`add_endpoint` per endpoint and quota
     flag), requests descending, then by endpoint name, quota-consuming first."""
+    parts = list(parts)
+    if len(parts) == 1 and len({(e.endpoint, e.consumes_quota) for e in parts[0]}) == len(parts[0]):
+        # One day's split, each endpoint once (every bucket of a daily series): only ordered.
+        return tuple(sorted(parts[0], key=_endpoint_order))
     totals: dict[tuple[str, bool], EndpointUsage] = {}
     for items in parts:
         for item in items:
             key = (item.endpoint, item.consumes_quota)
             found = totals.get(key)
             totals[key] = item if found is None else add_endpoint(found, item)
-    return tuple(
-        sorted(totals.values(), key=lambda e: (-e.requests, e.endpoint, not e.consumes_quota))
-    )
+    return tuple(sorted(totals.values(), key=_endpoint_order))
+
+
+def _endpoint_order(item: EndpointUsage) -> tuple[int, str, bool]:
+    return (-item.requests, item.endpoint, not item.consumes_quota)

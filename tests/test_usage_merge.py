@@ -10,6 +10,8 @@ from collections import Counter
 from datetime import date, timedelta
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.app import create_app
 from gateway.domain import (
@@ -348,3 +350,45 @@ async def test_each_days_endpoint_split_survives_the_merge_with_history(tmp_path
     assert len(usage["series"]) == 9 and len(usage["series"][0]["endpoints"]) > 10
     asked = [(r.param("start_date"), r.param("end_date")) for r in short.served]
     assert asked == [("20260318", "20260318")]  # the closed days' splits came from the store
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 60),
+            st.integers(0, 2**63),
+            st.lists(st.tuples(st.sampled_from(["/a", "/b", "/c"]), st.booleans()), max_size=3),
+        ),
+        max_size=40,
+        unique_by=lambda t: t[0],
+    ),
+    st.sets(st.integers(0, 60)),
+)
+def test_the_daily_rollup_equals_the_general_one(days_, gap_offsets) -> None:
+    """Points one per day at 00:00 UTC take a shortcut (keyed by date); the answer is the one
+    the general roll-up gives for the same points written in another zero-offset zone."""
+    from datetime import UTC, datetime, timezone
+
+    from gateway.domain import EndpointUsage, Granularity, UsagePoint
+    from gateway.usage import rollup
+
+    first = date(2026, 1, 1)
+    zero = timezone(timedelta(0), "Z")  # not the UTC singleton: the general path
+    splits = {
+        first + timedelta(days=n): tuple(
+            EndpointUsage(name, requests // 3, quota) for name, quota in dict(items).items()
+        )
+        for n, requests, items in days_
+    }
+    missing = [first + timedelta(days=n) for n in gap_offsets]
+
+    def points(zone) -> list[UsagePoint]:
+        return [
+            UsagePoint(datetime(2026, 1, 1, tzinfo=zone) + timedelta(days=n), r, r // 2, None, 1)
+            for n, r, _ in days_
+        ]
+
+    fast = rollup(points(UTC), Granularity.DAY, splits, missing)
+    general = rollup(points(zero), Granularity.DAY, splits, missing)
+    assert fast == general
+    assert all(p.start.tzinfo is UTC for p in fast)
