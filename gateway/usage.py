@@ -181,14 +181,23 @@ def rollup(
         daily = _daily(points, day_endpoints or {}, missing)
         if daily is not None:
             return daily
+    # Buckets are keyed by their start as a naive UTC datetime: hashing an aware one asks its
+    # zone for the offset every time, which costs more than the rest of the roll-up.
     buckets: dict[datetime, list[UsagePoint]] = {}
     for point in points:
-        buckets.setdefault(bucket_start(point.start, granularity), []).append(point)
-    splits = bucket_endpoints(day_endpoints or {}, granularity)
-    gaps = Counter(bucket_start(day_start(day), granularity) for day in missing)
+        key = bucket_start(point.start, granularity).replace(tzinfo=None)
+        buckets.setdefault(key, []).append(point)
+    splits = {
+        moment.replace(tzinfo=None): items
+        for moment, items in bucket_endpoints(day_endpoints or {}, granularity).items()
+    }
+    gaps = Counter(
+        bucket_start(day_start(day), granularity).replace(tzinfo=None) for day in missing
+    )
     result = []
-    for moment in sorted(buckets):
-        group = buckets[moment]
+    for key in sorted(buckets):
+        group = buckets[key]
+        moment = key.replace(tzinfo=UTC)
         if len(group) == 1:  # a bucket of one point (every day of a daily series): as it is
             [only] = group
             result.append(
@@ -198,8 +207,8 @@ def rollup(
                     only.quota_requests,
                     only.bytes,
                     only.failed_requests,
-                    splits.get(moment, ()),
-                    gaps[moment],
+                    splits.get(key, ()),
+                    gaps[key],
                 )
             )
             continue
@@ -212,8 +221,8 @@ def rollup(
                 quota_requests=sum(p.quota_requests for p in group),
                 bytes=sum(byte_values) if byte_values else None,
                 failed_requests=None if None in failed else sum(f or 0 for f in failed),
-                endpoints=splits.get(moment, ()),
-                missing_days=gaps[moment],
+                endpoints=splits.get(key, ()),
+                missing_days=gaps[key],
             )
         )
     return tuple(result)
@@ -263,10 +272,10 @@ def bucket_endpoints(
     is not in the answer; nor is any bucket finer than a day."""
     if granularity not in SPLIT_GRANULARITIES:
         return {}
-    groups: dict[datetime, list[Sequence[EndpointUsage]]] = {}
+    groups: dict[date, list[Sequence[EndpointUsage]]] = {}  # keyed by the bucket's first day
     for day, items in day_endpoints.items():
-        groups.setdefault(bucket_start(day_start(day), granularity), []).append(items)
-    return {moment: sum_endpoints(parts) for moment, parts in groups.items()}
+        groups.setdefault(bucket_start(day_start(day), granularity).date(), []).append(items)
+    return {day_start(first): sum_endpoints(parts) for first, parts in groups.items()}
 
 
 def sum_endpoints(parts: Iterable[Sequence[EndpointUsage]]) -> tuple[EndpointUsage, ...]:
