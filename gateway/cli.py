@@ -95,8 +95,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"usage-gateway: {count} account{'' if count == 1 else 's'} from {path}", flush=True)
     if args.snapshot_every:
         print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
-    print(f"Dashboard: {gateway.url}/", flush=True)
-    print(f"GraphiQL: {gateway.url}/graphql", flush=True)
+    if settings.switches.dashboard:
+        print(f"Dashboard: {gateway.url}/", flush=True)
+    # The last line says where the graph is: GraphiQL's page, or the endpoint alone.
+    print(
+        f"{'GraphiQL' if settings.switches.graphiql else 'GraphQL'}: {gateway.url}/graphql",
+        flush=True,
+    )
     asyncio.run(serve_all([gateway], limits=server_limits(settings)))
     return 0
 

@@ -42,6 +42,7 @@ _GATEWAY_FIELDS = {
     "max_vendor_answer",
     "request_read_timeout",
     "max_connections",
+    *("introspection", "graphiql", "dashboard", "cors_origins"),
 }
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
 DEFAULT_MAX_QUERY_COST = 100_000
@@ -107,6 +108,24 @@ STORE_FIELDS: Mapping[str, tuple[type[int] | type[float], int | float, int | flo
 set: one store holds every provider's answers."""
 
 
+MAX_CORS_ORIGINS = 100
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Production switches (``[gateway]``): what the gateway serves besides the graph. The
+    defaults suit one person on loopback."""
+
+    introspection: bool = True
+    """``__schema`` and ``__type`` answer; off, they are refused (``__typename`` still works)."""
+    graphiql: bool = True
+    """``GET /graphql`` in a browser is GraphiQL; off, a 404 (GraphQL over GET still works)."""
+    dashboard: bool = True
+    """``GET /`` is the dashboard; off, a 404."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins whose pages may call the gateway (``*``: any); none: no CORS headers."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway needs from its config file."""
@@ -129,6 +148,7 @@ class Settings:
     cache_times: CacheTimes = CacheTimes()
     provider_cache_times: Mapping[ProviderId, CacheTimes] = field(default_factory=dict)
     cache_store: CacheStore = CacheStore()
+    switches: Switches = Switches()
 
     def times_for(self, provider: ProviderId) -> CacheTimes:
         """The cache times of ``provider``'s accounts."""
@@ -212,6 +232,7 @@ def parse_settings(
             )
         limits[key] = value
 
+    switches = _parse_switches(gateway, source)
     cache_times, provider_cache_times = _parse_cache(data.get("cache", {}), source)
     cache_store = _parse_store(data.get("cache", {}), source)
 
@@ -247,9 +268,68 @@ def parse_settings(
         cache_times=cache_times,
         provider_cache_times=provider_cache_times,
         cache_store=cache_store,
+        switches=switches,
         source=source,
         secret_values=frozenset(secrets | _url_secrets(cache_url)),
     )
+
+
+def _parse_switches(gateway: Mapping[str, Any], source: str) -> Switches:
+    """``[gateway]``'s ``introspection``, ``graphiql``, ``dashboard`` and ``cors_origins``."""
+    flags: dict[str, bool] = {}
+    for key in ("introspection", "graphiql", "dashboard"):
+        value = gateway.get(key, True)
+        if not isinstance(value, bool):
+            raise ConfigError(source, f"[gateway] field {key!r} must be true or false")
+        flags[key] = value
+    return Switches(**flags, cors_origins=_parse_origins(gateway.get("cors_origins", []), source))
+
+
+def _parse_origins(raw: object, source: str) -> tuple[str, ...]:
+    """``cors_origins``: ``["*"]``, or origins as a browser sends them: ``scheme://host[:port]``
+    (http or https, no path, no default port)."""
+    where = "[gateway] field 'cors_origins'"
+    if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+        raise ConfigError(
+            source, f'{where} must be a list of origins such as ["https://grafana.example.com"]'
+        )
+    if len(raw) > MAX_CORS_ORIGINS:
+        raise ConfigError(source, f"{where} lists {len(raw)} origins; at most {MAX_CORS_ORIGINS}")
+    if "*" in raw:
+        if len(raw) > 1:
+            raise ConfigError(source, f'{where}: "*" (any origin) stands alone')
+        return ("*",)
+    origins: list[str] = []
+    for origin in raw:
+        shown = repr(origin[:80])
+        parts = urlsplit(origin)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or port == -1
+            or origin != f"{parts.scheme}://{parts.netloc}"
+            or parts.username is not None
+            or parts.password is not None
+        ):
+            raise ConfigError(
+                source,
+                f"{where}: {shown} is not an origin: a browser sends scheme://host[:port] "
+                "(http or https, no path, not even a trailing /)",
+            )
+        if port == {"http": 80, "https": 443}[parts.scheme]:
+            raise ConfigError(
+                source,
+                f"{where}: {shown} names its scheme's default port, which a browser never "
+                f"sends: write {parts.scheme}://{parts.hostname}",
+            )
+        if origin != origin.lower():
+            raise ConfigError(source, f"{where}: {shown}: a browser sends origins in lower case")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
 
 
 def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId, CacheTimes]]:

@@ -23,7 +23,8 @@ from strawberry.schema.config import StrawberryConfig
 from gateway import domain
 from gateway.errors import InputError
 from gateway.graphql.cost import HeavyQueriesInTurn, QueryCostLimit
-from gateway.graphql.documents import KnownDocuments
+from gateway.graphql.documents import KNOWN, KnownDocuments, known_documents
+from gateway.graphql.introspection import NoIntrospection
 from gateway.graphql.requests import GatewaySchema, RequestChecks, after_known_fragments
 from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
@@ -197,23 +198,32 @@ def _should_mask(error: GraphQLError) -> bool:
     )
 
 
-schema = GatewaySchema(
-    query=Query,
-    config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
-    extensions=[
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        ReleaseRequestScope,
-        HostileQueryLimits,
-        # Refuses documents over the cost limit before they are validated.
-        QueryCostLimit,
-        # Dashboards send the same few documents again and again: parse and validate once.
-        KnownDocuments,
-        HeavyQueriesInTurn,
-        RequestChecks,  # after the validation cache: adds to the errors it found
-        # Long lists (years of days) are completed in slices, the event loop running between.
-        LongListsInSlices,
-        lambda: MaskErrors(
-            should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
-        ),
-    ],
-)
+def build_schema(*, introspection: bool = True) -> GatewaySchema:
+    """The schema with its limits and error masking; ``introspection=False`` refuses
+    ``__schema`` and ``__type``."""
+    known = KNOWN if introspection else known_documents()  # validation differs: its own store
+    return GatewaySchema(
+        query=Query,
+        config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            ReleaseRequestScope,
+            HostileQueryLimits,
+            *([] if introspection else [NoIntrospection]),
+            # Refuses documents over the cost limit before they are validated.
+            QueryCostLimit,
+            # Dashboards send the same few documents again and again: parse and validate once.
+            lambda: KnownDocuments(known),
+            HeavyQueriesInTurn,
+            RequestChecks,  # after the validation cache: adds to the errors it found
+            # Long lists (years of days) are completed in slices, the event loop running between.
+            LongListsInSlices,
+            lambda: MaskErrors(
+                should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
+            ),
+        ],
+    )
+
+
+schema = build_schema()
+"""The default schema (introspection on): what ``make schema`` exports."""
