@@ -221,7 +221,15 @@ def create_app(
         return GatewayContext(scope=service.request())
 
     switches = settings.switches
-    graph = schema if switches.introspection else build_schema(introspection=False)
+    for notice in switches.notices:
+        log.warning("%s", notice)
+    graph = (
+        schema
+        if switches.introspection and switches.trusted_documents is None
+        else build_schema(
+            introspection=switches.introspection, trusted_documents=switches.trusted_documents
+        )
+    )
     graphql = graphql_controller(
         graph, path="/graphql", context_getter=context_getter, graphiql=switches.graphiql
     )

@@ -4,6 +4,8 @@ allow-list, with the whole-answer cache on."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 import signal
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from gateway.errors import ConfigError
 from gateway.graphql.requests import GRAPHIQL_OFF
 from gateway.servers import ServerThread
 from gateway.settings import Settings, Switches, load_settings, parse_settings
+from gateway.trusted_documents import manifest_json
 from tests.conftest import NO_CACHE, NO_HISTORY, account_entry, clock, settings_for
 from tests.e2e.test_demo import cli, read_until
 
@@ -177,6 +180,25 @@ def test_the_openapi_pages_are_never_served(serve, repute, switches) -> None:
         assert httpx.get(f"{base}{path}", headers=HTML, timeout=30).status_code == 404, path
 
 
+def test_start_up_logs_what_the_config_switched_off(serve, repute, tmp_path, caplog) -> None:
+    manifest = tmp_path / "trusted.json"
+    manifest.write_text(manifest_json(["{ accounts { id } }"]))
+    caplog.set_level(logging.INFO)
+    settings = settings_for(repute, trusted_documents=str(manifest))
+    serve(settings)
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.app"]
+    assert lines == [
+        "GraphiQL is off: with trusted_documents only the manifest's documents run",
+        f"the dashboard is off: its document is not in {manifest} (add it with usage-gateway "
+        "documents hash --dashboard)",
+    ]
+    assert all(r.levelno == logging.WARNING for r in caplog.records if r.name == "gateway.app")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # --- CORS ----------------------------------------------------------------------------------
 
 
@@ -289,7 +311,7 @@ def test_the_switches_default_to_one_person_on_loopback() -> None:
     switches = settings_for().switches
     assert switches == Switches()
     assert (switches.introspection, switches.graphiql, switches.dashboard) == (True, True, True)
-    assert switches.cors_origins == ()
+    assert (switches.cors_origins, switches.trusted_documents, switches.notices) == ((), None, ())
 
 
 @pytest.mark.parametrize(
@@ -315,7 +337,9 @@ def test_the_switches_default_to_one_person_on_loopback() -> None:
             "https://grafana.example.com",
         ),
         ({"cors_origins": ["*", GRAFANA]}, '"*" (any origin) stands alone'),
+        ({"cors_origins": ["http://[::1]:80"]}, "never sends: write http://[::1]"),
         ({"cors_origins": [f"https://h{i}.example" for i in range(101)]}, "at most 100"),
+        ({"trusted_documents": ""}, "[gateway] field 'trusted_documents' must be a manifest's"),
     ],
 )
 def test_a_bad_switch_stops_the_config_naming_the_field(gateway, words) -> None:
@@ -345,14 +369,24 @@ def test_the_readmes_example_config_loads_and_serves(serve, tmp_path) -> None:
     block = readme_switches_config()
     config = tmp_path / "gateway.toml"
     config.write_text(block.replace("[gateway]\n", f'[gateway]\nhistory_path = "{NO_HISTORY}"\n'))
+    query = "{ accounts { id } }"
+    (tmp_path / "trusted-documents.json").write_text(manifest_json([query]))
     settings = load_settings(config, env={})
     switches = settings.switches
     assert (switches.introspection, switches.graphiql, switches.dashboard) == (False, False, False)
     assert switches.cors_origins == (GRAFANA,)
+    assert switches.trusted_documents is not None
+    assert switches.trusted_documents.path == str(tmp_path / "trusted-documents.json")
+    assert switches.notices == ()  # every switch is set by name: nothing goes off on its own
     base = serve(settings)
-    answer = post(base, "{ __typename accounts { id } }", {"Origin": GRAFANA})
-    assert answer.json() == {"data": {"__typename": "Query", "accounts": []}}
-    assert answer.headers["access-control-allow-origin"] == GRAFANA
+    by_hash = httpx.post(
+        f"{base}/graphql",
+        json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _sha(query)}}},
+        headers={"Origin": GRAFANA},
+        timeout=30,
+    )
+    assert by_hash.json() == {"data": {"accounts": []}}
+    assert by_hash.headers["access-control-allow-origin"] == GRAFANA
     assert httpx.get(f"{base}/", timeout=30).status_code == 404
 
 

@@ -5,7 +5,8 @@
   400 with ``{"errors": [{"message": ...}]}`` naming the problem, as do Strawberry's own
   request-level refusals (which it answers in plain text). A browser's GET gets the gateway's
   own GraphiQL page (:mod:`gateway.graphiql`, offline), not Strawberry's, which loads React and
-  GraphiQL from a CDN; with GraphiQL turned off, a 404 saying so.
+  GraphiQL from a CDN; with GraphiQL turned off, a 404 saying so. A GET naming its document
+  by hash (``extensions``, no ``query``) is a GraphQL request, whatever it accepts.
 * :class:`GatewaySchema` logs what it shows a client (its mistakes) at INFO on one line, and
   only what it masks (the gateway's own faults) at ERROR with the traceback. Strawberry logs
   every GraphQL error at ERROR with a traceback by default.
@@ -141,6 +142,12 @@ def graphql_controller(
     class GraphQLRequests(base):  # type: ignore[misc]  # a class made at runtime
         def decode_json(self, data: str | bytes) -> object:
             return decode_request_json(data)
+
+        def should_render_graphql_ide(self, request: Any) -> bool:
+            return bool(
+                super().should_render_graphql_ide(request)
+                and request.query_params.get("extensions") is None
+            )
 
         async def render_graphql_ide(self, request: Request[Any, Any, Any]) -> Response[str]:
             if not graphiql:
