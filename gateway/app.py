@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
@@ -25,12 +26,12 @@ from gateway.domain import Usage, secret_forms, utc_now
 from gateway.export_request import ExportRequest
 from gateway.export_routes import export_route
 from gateway.graphql.requests import graphql_controller
-from gateway.graphql.schema import schema
+from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.response_cache import ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService
-from gateway.settings import Settings
+from gateway.settings import Settings, Switches
 from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.upstream import Upstream
 from providers import provider_class
@@ -98,6 +99,18 @@ def refused(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any
         {"errors": [{"message": f"{exc.detail} ({request.method} {request.url.path})"}]},
         status_code=exc.status_code,
         headers=exc.headers,
+    )
+
+
+def cors_config(switches: Switches) -> CORSConfig | None:
+    """CORS for the allowed origins, or ``None`` (no CORS headers at all) when there are none:
+    pages there may send GET and POST with ``Content-Type`` and ``Authorization``."""
+    if not switches.cors_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(switches.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["content-type", "authorization"],
     )
 
 
@@ -207,7 +220,19 @@ def create_app(
     async def context_getter() -> GatewayContext:
         return GatewayContext(scope=service.request())
 
-    graphql = graphql_controller(schema, path="/graphql", context_getter=context_getter)
+    switches = settings.switches
+    for notice in switches.notices:
+        log.warning("%s", notice)
+    graph = (
+        schema
+        if switches.introspection and switches.trusted_documents is None
+        else build_schema(
+            introspection=switches.introspection, trusted_documents=switches.trusted_documents
+        )
+    )
+    graphql = graphql_controller(
+        graph, path="/graphql", context_getter=context_getter, graphiql=switches.graphiql
+    )
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> dict[str, object]:
@@ -261,9 +286,18 @@ def create_app(
         )
 
     app = Litestar(
-        route_handlers=[graphql, healthz, static_files(), dashboard_route(), export_route(service)],
+        route_handlers=[
+            graphql,
+            healthz,
+            static_files(),
+            dashboard_route(switches.dashboard),
+            export_route(service),
+        ],
         lifespan=[lifespan],
         middleware=[response_cache],
+        # Outside every route (and so outside the whole-answer cache, which keeps answers
+        # without these headers): each answer gets the headers of the origin that asked.
+        cors_config=cors_config(switches),
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is
         # Litestar's own limit for any handler that reads a body, kept the same.
         request_max_body_size=settings.max_request_body,
@@ -271,7 +305,7 @@ def create_app(
         debug=debug,
         logging_config=None,
         # Litestar's OpenAPI pages (/schema/...) load their scripts from CDNs; the graph
-        # describes itself (introspection, schema.graphql).
+        # describes itself (introspection, schema.graphql). Never served, whatever the config.
         openapi_config=None,
     )
     app.state.service = service

@@ -1,4 +1,5 @@
-"""The ``usage-gateway`` command: ``serve``, ``snapshot``, ``export``, ``demo`` and ``emulator``."""
+"""The ``usage-gateway`` command: ``serve``, ``snapshot``, ``export``, ``demo``, ``emulator`` and
+``documents hash``."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from gateway.domain import ProviderId, SourceState, utc_now
 from gateway.errors import ConfigError, InputError
 from gateway.export import render
 from gateway.export_request import ExportRefused, parse_export
+from gateway.graphql.schema import document_problem
 from gateway.history import HistoryUnavailable
 from gateway.servers import Served, ServerLimits, bind, serve_all
 from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
+from gateway.trusted_documents import DASHBOARD_DOCUMENT, manifest_json
 from providers import registry
 
 log = logging.getLogger("usage-gateway")
@@ -95,8 +98,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"usage-gateway: {count} account{'' if count == 1 else 's'} from {path}", flush=True)
     if args.snapshot_every:
         print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
-    print(f"Dashboard: {gateway.url}/", flush=True)
-    print(f"GraphiQL: {gateway.url}/graphql", flush=True)
+    if settings.switches.dashboard:
+        print(f"Dashboard: {gateway.url}/", flush=True)
+    # The last line says where the graph is: GraphiQL's page, or the endpoint alone.
+    print(
+        f"{'GraphiQL' if settings.switches.graphiql else 'GraphQL'}: {gateway.url}/graphql",
+        flush=True,
+    )
     asyncio.run(serve_all([gateway], limits=server_limits(settings)))
     return 0
 
@@ -272,6 +280,51 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_DOCUMENT_FILE = 1024 * 1024
+"""The largest ``.graphql`` file ``documents hash`` reads."""
+
+
+def cmd_documents_hash(args: argparse.Namespace) -> int:
+    """A trusted-documents manifest of the files (and the dashboard's document) on stdout or in
+    ``--output``; exit 2, naming the file, when one cannot be read or is no valid document."""
+    paths = [*args.files, *([DASHBOARD_DOCUMENT] if args.dashboard else [])]
+    if not paths:
+        print("usage-gateway documents hash: name .graphql files, or --dashboard", file=sys.stderr)
+        return 2
+    texts = []
+    for path in paths:
+        shown = str(path)
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_DOCUMENT_FILE + 1)
+            if len(data) > MAX_DOCUMENT_FILE:
+                raise ValueError(f"larger than {MAX_DOCUMENT_FILE:,} bytes")
+            text = data.decode("utf-8")
+        except OSError as exc:
+            print(f"usage-gateway documents hash: {shown}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except (UnicodeDecodeError, ValueError) as exc:
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            print(f"usage-gateway documents hash: {shown}: {reason}", file=sys.stderr)
+            return 2
+        problem = document_problem(text)
+        if problem is not None:
+            print(f"usage-gateway documents hash: {shown}: {problem}", file=sys.stderr)
+            return 2
+        texts.append(text)
+    manifest = manifest_json(texts)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(manifest)
+        except OSError as exc:
+            print(f"usage-gateway documents hash: {args.output}: {exc.strerror}", file=sys.stderr)
+            return 2
+    else:
+        sys.stdout.write(manifest)
+    return 0
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse, with a mistake said on one line (and exit code 2) rather than usage and all."""
 
@@ -352,6 +405,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(demo, 8000)
     demo.set_defaults(func=cmd_demo)
+
+    documents = commands.add_parser(
+        "documents", help="trusted documents: write a manifest of .graphql files"
+    )
+    documents_commands = documents.add_subparsers(
+        dest="documents_command", required=True, metavar="COMMAND"
+    )
+    hashing = documents_commands.add_parser(
+        "hash",
+        help="write a manifest of .graphql files for [gateway] trusted_documents",
+        description="Write a trusted-documents manifest (JSON: each file's SHA-256 to its text) "
+        "for [gateway] trusted_documents. Each file is one document, as a client sends it "
+        "(naming the operation to run with operationName, or sending only its hash). Every "
+        "document is checked against the gateway's schema first. Exit codes: 0 written, 2 a "
+        "file that cannot be read or is no valid document (one line names it).",
+    )
+    hashing.add_argument("files", nargs="*", metavar="FILE", help=".graphql files")
+    hashing.add_argument(
+        "--dashboard", action="store_true", help="add the dashboard's own document"
+    )
+    hashing.add_argument("--output", "-o", metavar="FILE", help="write here (default stdout)")
+    hashing.set_defaults(func=cmd_documents_hash)
 
     emulator = commands.add_parser("emulator", help="run one vendor emulator alone")
     emulator.add_argument("provider", help=f"provider id: one of {', '.join(registry())}")

@@ -73,8 +73,26 @@ def dashboard_page() -> Page:
     return Page(html, policy)
 
 
-def dashboard_route() -> HTTPRouteHandler:
-    """``GET /``: the dashboard page (built here: a missing file fails at start-up)."""
+DASHBOARD_OFF = "The dashboard is turned off on this gateway.\n"
+"""The body of ``GET /`` when the dashboard is off (404, plain text)."""
+
+
+def dashboard_route(enabled: bool = True) -> HTTPRouteHandler:
+    """``GET /``: the dashboard page (built here: a missing file fails at start-up), or, when
+    not ``enabled``, a 404 saying it is off."""
+    if not enabled:
+
+        @get("/", sync_to_thread=False, include_in_schema=False)
+        def dashboard_off() -> Response[str]:
+            return Response(
+                DASHBOARD_OFF,
+                status_code=404,
+                media_type=MediaType.TEXT,
+                headers={"X-Content-Type-Options": "nosniff"},
+            )
+
+        return dashboard_off
+
     page = dashboard_page()
 
     @get("/", sync_to_thread=False, include_in_schema=False)

@@ -10,6 +10,10 @@ gets the same answer bytes without parsing, executing or encoding anything again
 answers are kept, in an LRU bounded by entries and by bytes (``max_entries``, ``max_bytes``);
 expired entries are dropped. The data inside carries its own ``source.fetchedAt``, so a reused
 answer is never misleading about age.
+
+What is kept is the answer as the app made it: a middleware outside this one (CORS, which adds
+the headers of the origin that asked) changes the messages it is sent in place, so the start
+message is copied before it goes out, and a copy goes out each time the answer is reused.
 """
 
 from __future__ import annotations
@@ -69,6 +73,11 @@ def too_large(limit: int) -> tuple[Message, Message]:
         ],
     }
     return start, {"type": "http.response.body", "body": body}
+
+
+def _copy(start: Message) -> Message:
+    """A start message whose header list is its own (the headers themselves are bytes)."""
+    return {**start, "headers": list(start.get("headers", []))}
 
 
 class _TooLarge(Exception):
@@ -143,7 +152,7 @@ class ResponseCache:
             ).hexdigest()
             entry = self.entries.get(key)
             if entry is not None and now < entry.expires:
-                await send(entry.start)
+                await send(_copy(entry.start))
                 await send({"type": "http.response.body", "body": entry.body})
                 return
 
@@ -166,7 +175,7 @@ class ResponseCache:
         async def capture(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                start = message
+                start = _copy(message)
             elif message["type"] == "http.response.body":
                 out.append(message.get("body", b""))
             await send(message)

@@ -25,6 +25,13 @@ from gateway.cache import (
 )
 from gateway.domain import AccountConfig, ProviderId, Secret
 from gateway.errors import ConfigError
+from gateway.trusted_documents import (
+    DASHBOARD_DOCUMENT,
+    ManifestError,
+    TrustedDocuments,
+    document_hash,
+    load_manifest,
+)
 from providers import registry
 
 DEFAULT_HISTORY_PATH = "usage-history.sqlite"
@@ -42,6 +49,7 @@ _GATEWAY_FIELDS = {
     "max_vendor_answer",
     "request_read_timeout",
     "max_connections",
+    *("introspection", "graphiql", "dashboard", "cors_origins", "trusted_documents"),
 }
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
 DEFAULT_MAX_QUERY_COST = 100_000
@@ -107,6 +115,28 @@ STORE_FIELDS: Mapping[str, tuple[type[int] | type[float], int | float, int | flo
 set: one store holds every provider's answers."""
 
 
+MAX_CORS_ORIGINS = 100
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Production switches (``[gateway]``): what the gateway serves besides the graph, and
+    which documents it runs. The defaults suit one person on loopback."""
+
+    introspection: bool = True
+    """``__schema`` and ``__type`` answer; off, they are refused (``__typename`` still works)."""
+    graphiql: bool = True
+    """``GET /graphql`` in a browser is GraphiQL; off, a 404 (GraphQL over GET still works)."""
+    dashboard: bool = True
+    """``GET /`` is the dashboard; off, a 404."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins whose pages may call the gateway (``*``: any); none: no CORS headers."""
+    trusted_documents: TrustedDocuments | None = None
+    """When set, the only documents the gateway runs."""
+    notices: tuple[str, ...] = ()
+    """What the config switched off on its own (logged once at start-up)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway needs from its config file."""
@@ -129,6 +159,7 @@ class Settings:
     cache_times: CacheTimes = CacheTimes()
     provider_cache_times: Mapping[ProviderId, CacheTimes] = field(default_factory=dict)
     cache_store: CacheStore = CacheStore()
+    switches: Switches = Switches()
 
     def times_for(self, provider: ProviderId) -> CacheTimes:
         """The cache times of ``provider``'s accounts."""
@@ -152,13 +183,21 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, f"invalid TOML: {exc}") from None
-    return parse_settings(data, source=name, env=os.environ if env is None else env)
+    return parse_settings(
+        data, source=name, env=os.environ if env is None else env, base=Path(path).parent
+    )
 
 
 def parse_settings(
-    data: Mapping[str, Any], *, source: str = "<config>", env: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    base: Path | None = None,
 ) -> Settings:
-    """Validate an already-parsed config mapping."""
+    """Validate an already-parsed config mapping; relative paths of files the gateway reads
+    at start-up (``trusted_documents``) are taken from ``base`` (the config file's directory;
+    the working directory by default)."""
     env = os.environ if env is None else env
     unknown = sorted(set(data) - {"gateway", "cache", "accounts"})
     if unknown:
@@ -212,6 +251,7 @@ def parse_settings(
             )
         limits[key] = value
 
+    switches = _parse_switches(gateway, source, base or Path())
     cache_times, provider_cache_times = _parse_cache(data.get("cache", {}), source)
     cache_store = _parse_store(data.get("cache", {}), source)
 
@@ -247,9 +287,121 @@ def parse_settings(
         cache_times=cache_times,
         provider_cache_times=provider_cache_times,
         cache_store=cache_store,
+        switches=switches,
         source=source,
         secret_values=frozenset(secrets | _url_secrets(cache_url)),
     )
+
+
+def _parse_switches(gateway: Mapping[str, Any], source: str, base: Path) -> Switches:
+    """``[gateway]``'s ``introspection``, ``graphiql``, ``dashboard``, ``cors_origins`` and
+    ``trusted_documents``. With trusted documents, GraphiQL is off (it sends documents of its
+    own), and so is the dashboard unless the manifest holds its document; asked for by name
+    (``= true``), either is an error instead."""
+    flags: dict[str, bool | None] = {}
+    for key in ("introspection", "graphiql", "dashboard"):
+        value = gateway.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(source, f"[gateway] field {key!r} must be true or false")
+        flags[key] = value
+    origins = _parse_origins(gateway.get("cors_origins", []), source)
+    trusted = None
+    notices: list[str] = []
+    graphiql, dashboard = flags["graphiql"], flags["dashboard"]
+    raw_path = gateway.get("trusted_documents")
+    if raw_path is not None:
+        if not isinstance(raw_path, str) or not raw_path:
+            raise ConfigError(
+                source, "[gateway] field 'trusted_documents' must be a manifest's path"
+            )
+        try:
+            trusted = load_manifest(base / raw_path, raw_path)
+        except ManifestError as exc:
+            raise ConfigError(source, f"[gateway] field 'trusted_documents': {exc}") from None
+        if graphiql:
+            raise ConfigError(
+                source,
+                "[gateway] field 'graphiql': GraphiQL sends documents of its own, which "
+                "trusted_documents refuses; leave graphiql out (or false)",
+            )
+        if graphiql is None:
+            graphiql = False
+            notices.append(
+                "GraphiQL is off: with trusted_documents only the manifest's documents run"
+            )
+        dashboard_known = trusted.get(document_hash(_dashboard_document())) is not None
+        if dashboard and not dashboard_known:
+            raise ConfigError(
+                source,
+                f"[gateway] field 'dashboard': the dashboard's document is not in "
+                f"{raw_path}; add it (usage-gateway documents hash --dashboard) or set "
+                "dashboard = false",
+            )
+        if dashboard is None and not dashboard_known:
+            dashboard = False
+            notices.append(
+                f"the dashboard is off: its document is not in {raw_path} (add it with "
+                "usage-gateway documents hash --dashboard)"
+            )
+    return Switches(
+        introspection=flags["introspection"] is not False,
+        graphiql=graphiql is not False,
+        dashboard=dashboard is not False,
+        cors_origins=origins,
+        trusted_documents=trusted,
+        notices=tuple(notices),
+    )
+
+
+def _dashboard_document() -> str:
+    return DASHBOARD_DOCUMENT.read_text(encoding="utf-8")
+
+
+def _parse_origins(raw: object, source: str) -> tuple[str, ...]:
+    """``cors_origins``: ``["*"]``, or origins as a browser sends them: ``scheme://host[:port]``
+    (http or https, no path, no default port)."""
+    where = "[gateway] field 'cors_origins'"
+    if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+        raise ConfigError(
+            source, f'{where} must be a list of origins such as ["https://grafana.example.com"]'
+        )
+    if len(raw) > MAX_CORS_ORIGINS:
+        raise ConfigError(source, f"{where} lists {len(raw)} origins; at most {MAX_CORS_ORIGINS}")
+    if "*" in raw:
+        if len(raw) > 1:
+            raise ConfigError(source, f'{where}: "*" (any origin) stands alone')
+        return ("*",)
+    origins: list[str] = []
+    for origin in raw:
+        shown = repr(origin[:80])
+        parts = urlsplit(origin)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or port == -1
+            or origin != f"{parts.scheme}://{parts.netloc}"
+            or parts.username is not None
+            or parts.password is not None
+        ):
+            raise ConfigError(
+                source,
+                f"{where}: {shown} is not an origin: a browser sends scheme://host[:port] "
+                "(http or https, no path, not even a trailing /)",
+            )
+        if port == {"http": 80, "https": 443}[parts.scheme]:
+            raise ConfigError(
+                source,
+                f"{where}: {shown} names its scheme's default port, which a browser never "
+                f"sends: write {parts.scheme}://{parts.netloc.rsplit(':', 1)[0]}",
+            )
+        if origin != origin.lower():
+            raise ConfigError(source, f"{where}: {shown}: a browser sends origins in lower case")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
 
 
 def _parse_cache(raw: object, source: str) -> tuple[CacheTimes, dict[ProviderId, CacheTimes]]:

@@ -179,7 +179,7 @@ def test_graphql_types_mirror_the_domain() -> None:
             "Account",
             set(),
             {"source", "quotasSource", "plan", "activeRulesets", "vendorAlerts"}
-            | {"quotas", "rateLimits", "usage"},
+            | {"quotas", "rateLimits", "usage", "providerName"},
         ),
         (domain.Allowance, "Allowance", set(), set()),
         (domain.Entitlement, "Entitlement", set(), set()),

@@ -24,7 +24,13 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 """Their texts' lengths added up, at most (the syntax trees are some ten times larger)."""
 
 KNOWN: BoundedLRU[DocumentNode] = BoundedLRU(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
-"""Parsed documents that passed validation, by their text (shared by every request)."""
+"""Parsed documents that passed validation, by their text (shared by every request to the
+default schema; a schema with other validation rules keeps its own, :func:`known_documents`)."""
+
+
+def known_documents() -> BoundedLRU[DocumentNode]:
+    """An empty store of known documents, bounded as :data:`KNOWN` is."""
+    return BoundedLRU(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
 
 
 class KnownDocuments(SchemaExtension):
@@ -32,17 +38,19 @@ class KnownDocuments(SchemaExtension):
 
     Put it after the cost limit in the schema's extensions: a refused document is neither
     validated nor kept. A known document is not validated again (validation depends only on the
-    document and the schema's fixed rules).
+    document and the schema's fixed rules): a schema whose rules differ from the default
+    schema's (introspection off) passes a store of its own as ``store``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: BoundedLRU[DocumentNode] = KNOWN) -> None:
         super().__init__()
+        self.store = store
         self.known = False
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         if context.query is not None:
-            document = KNOWN.get(context.query)
+            document = self.store.get(context.query)
             self.known = document is not None
             context.graphql_document = document or parse(context.query, **context.parse_options)
         yield
@@ -61,4 +69,4 @@ class KnownDocuments(SchemaExtension):
         yield
         if not self.known and not context.pre_execution_errors and context.query is not None:
             assert document is not None
-            KNOWN.set(context.query, document, len(context.query))
+            self.store.set(context.query, document, len(context.query))

@@ -5,7 +5,8 @@
   400 with ``{"errors": [{"message": ...}]}`` naming the problem, as do Strawberry's own
   request-level refusals (which it answers in plain text). A browser's GET gets the gateway's
   own GraphiQL page (:mod:`gateway.graphiql`, offline), not Strawberry's, which loads React and
-  GraphiQL from a CDN.
+  GraphiQL from a CDN; with GraphiQL turned off, a 404 saying so. A GET naming its document
+  by hash (``extensions``, no ``query``) is a GraphQL request, whatever it accepts.
 * :class:`GatewaySchema` logs what it shows a client (its mistakes) at INFO on one line, and
   only what it masks (the gateway's own faults) at ERROR with the traceback. Strawberry logs
   every GraphQL error at ERROR with a traceback by default.
@@ -121,12 +122,19 @@ _REASONS = {
 """Strawberry's refusals that do not say what to do instead, reworded."""
 
 
+GRAPHIQL_OFF = (
+    "GraphiQL is turned off on this gateway. GraphQL requests go to this address: POST with a "
+    'JSON body such as {"query": "{ accounts { id } }"}, or GET with a query parameter.\n'
+)
+"""The body of a browser's ``GET /graphql`` when GraphiQL is off (404, plain text)."""
+
+
 def graphql_controller(
-    schema: Schema, *, path: str, context_getter: Callable[..., Any]
+    schema: Schema, *, path: str, context_getter: Callable[..., Any], graphiql: bool = True
 ) -> type[Controller]:
     """Strawberry's Litestar controller for ``schema`` at ``path``, with the offline GraphiQL
-    page, reading request bodies strictly and answering every request-level refusal as GraphQL
-    JSON."""
+    page (or, with ``graphiql`` off, a 404 saying it is off), reading request bodies strictly
+    and answering every request-level refusal as GraphQL JSON."""
     base: Any = make_graphql_controller(
         schema, path=path, context_getter=context_getter, graphql_ide="graphiql"
     )
@@ -135,7 +143,20 @@ def graphql_controller(
         def decode_json(self, data: str | bytes) -> object:
             return decode_request_json(data)
 
+        def should_render_graphql_ide(self, request: Any) -> bool:
+            return bool(
+                super().should_render_graphql_ide(request)
+                and request.query_params.get("extensions") is None
+            )
+
         async def render_graphql_ide(self, request: Request[Any, Any, Any]) -> Response[str]:
+            if not graphiql:
+                return Response(
+                    GRAPHIQL_OFF,
+                    status_code=404,
+                    media_type=MediaType.TEXT,
+                    headers={"X-Content-Type-Options": "nosniff"},
+                )
             return Response(
                 graphiql_page(),
                 media_type=MediaType.HTML,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError, parse, specified_rules, validate
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -23,7 +23,9 @@ from strawberry.schema.config import StrawberryConfig
 from gateway import domain
 from gateway.errors import InputError
 from gateway.graphql.cost import HeavyQueriesInTurn, QueryCostLimit
-from gateway.graphql.documents import KnownDocuments
+from gateway.graphql.documents import KNOWN, KnownDocuments, known_documents
+from gateway.graphql.introspection import NoIntrospection
+from gateway.graphql.persisted import PersistedDocuments
 from gateway.graphql.requests import GatewaySchema, RequestChecks, after_known_fragments
 from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
@@ -42,6 +44,7 @@ from gateway.graphql.yielding import LongListsInSlices
 from gateway.history import HistoryUnavailable
 from gateway.service import AlertKind as AlertKindData
 from gateway.service import QuotaAlert as QuotaAlertData
+from gateway.trusted_documents import TrustedDocuments
 
 MAX_TOKENS = 2_000
 MAX_DEPTH = 10
@@ -197,23 +200,55 @@ def _should_mask(error: GraphQLError) -> bool:
     )
 
 
-schema = GatewaySchema(
-    query=Query,
-    config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
-    extensions=[
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        ReleaseRequestScope,
-        HostileQueryLimits,
-        # Refuses documents over the cost limit before they are validated.
-        QueryCostLimit,
-        # Dashboards send the same few documents again and again: parse and validate once.
-        KnownDocuments,
-        HeavyQueriesInTurn,
-        RequestChecks,  # after the validation cache: adds to the errors it found
-        # Long lists (years of days) are completed in slices, the event loop running between.
-        LongListsInSlices,
-        lambda: MaskErrors(
-            should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
-        ),
-    ],
-)
+def build_schema(
+    *, introspection: bool = True, trusted_documents: TrustedDocuments | None = None
+) -> GatewaySchema:
+    """The schema with its limits and error masking; ``introspection=False`` refuses
+    ``__schema`` and ``__type``, and ``trusted_documents`` runs only those documents
+    (:mod:`gateway.graphql.persisted`)."""
+    known = KNOWN if introspection else known_documents()  # validation differs: its own store
+    return GatewaySchema(
+        query=Query,
+        config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
+        extensions=[
+            # First: settles which document runs (by hash, or trusted), before any other reads it.
+            lambda: PersistedDocuments(trusted_documents),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            ReleaseRequestScope,
+            HostileQueryLimits,
+            *([] if introspection else [NoIntrospection]),
+            # Refuses documents over the cost limit before they are validated.
+            QueryCostLimit,
+            # Dashboards send the same few documents again and again: parse and validate once.
+            lambda: KnownDocuments(known),
+            HeavyQueriesInTurn,
+            RequestChecks,  # after the validation cache: adds to the errors it found
+            # Long lists (years of days) are completed in slices, the event loop running between.
+            LongListsInSlices,
+            lambda: MaskErrors(
+                should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
+            ),
+        ],
+    )
+
+
+schema = build_schema()
+"""The default schema (introspection on, any document): what ``make schema`` exports."""
+
+
+def document_problem(text: str) -> str | None:
+    """What the gateway would refuse in the document ``text`` itself, whatever the request
+    (its syntax, its validity against the schema, the token, depth and alias limits), in one
+    line; ``None`` when there is nothing."""
+    try:
+        document = parse(text, max_tokens=MAX_TOKENS)
+    except GraphQLSyntaxError as exc:
+        where = f" at line {exc.locations[0].line}" if exc.locations else ""
+        return f"not a GraphQL document{where}: {exc.message}"
+    errors = validate(schema._schema, document, [*specified_rules, *_LIMIT_RULES])
+    if errors:
+        first = errors[0]
+        where = f" (line {first.locations[0].line})" if first.locations else ""
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"{first.message}{where}{more}"
+    return None

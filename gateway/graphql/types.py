@@ -728,6 +728,13 @@ class Account:
         )
 
     @strawberry.field(
+        description="The vendor's name for people (VirusTotal, ReversingLabs, ...): the name "
+        "`SourceStatus.vendor` gives."
+    )
+    def provider_name(self) -> str:
+        return registry()[domain.ProviderId(self.provider.value)].client.display_name
+
+    @strawberry.field(
         description="How fresh this account's data is in this answer, and why not: the most "
         "severe status over its quotas and every usage this query selects on it."
     )

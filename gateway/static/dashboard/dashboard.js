@@ -37,7 +37,6 @@ const $ = (id) => document.getElementById(id);
 const page = {
   state: periods.fromAddress(location.search),
   accounts: [],
-  providers: new Map(),
   cards: new Map(),
   usageRun: null,
   loading: null,
@@ -62,10 +61,6 @@ function tickTimes() {
   for (const element of document.querySelectorAll("time[data-relative]")) {
     element.textContent = `${element.dataset.relative}${format.relative(element.dateTime)}`;
   }
-}
-
-function providerName(provider) {
-  return page.providers.get(provider) ?? provider;
 }
 
 function badge(status) {
@@ -228,7 +223,7 @@ function renderSummary(accounts) {
       "tr",
       { dataset: { accountId: account.id } },
       h("th", { scope: "row" }, h("a", { href: `#${cardId(account.id)}` }, account.name)),
-      h("td", {}, providerName(account.provider)),
+      h("td", {}, account.providerName),
       h("td", {}, badge(account.source)),
       h("td", {}, account.source.fetchedAt ? relativeTime(account.source.fetchedAt) : "no data"),
       h(
@@ -454,7 +449,7 @@ function renderAccount(account, index, errors) {
           "p",
           { class: "meta" },
           h("code", {}, account.id),
-          ` · ${providerName(account.provider)} · ${account.scope.replace("_", " ").toLowerCase()}`,
+          ` · ${account.providerName} · ${account.scope.replace("_", " ").toLowerCase()}`,
           account.plan ? ` · ${account.plan} plan` : null,
         ),
       ),
@@ -724,9 +719,6 @@ async function loadEverything() {
       document.body.dataset.state = "error";
       return;
     }
-    page.providers = new Map(
-      (data.providers?.enumValues ?? []).map((v) => [v.name, (v.description ?? v.name).replace(/\.$/, "")]),
-    );
     page.accounts = data.accounts ?? [];
     for (const section of [
       () => renderAlerts(data.alerts, errors),
