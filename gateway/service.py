@@ -34,7 +34,7 @@ from gateway.domain import (
     utc_now,
 )
 from gateway.errors import InputError
-from gateway.forecast import Forecast, forecast, window_of
+from gateway.forecast import Forecast, forecast, previous_window, window_of
 from gateway.history import DayRecord, HistoryStore, HistoryUnavailable, QuotaSample, SnapshotRun
 from gateway.settings import DEFAULT_MAX_QUERY_COST, CacheTimes
 from gateway.upstream import Fetched, Upstream
@@ -262,12 +262,14 @@ class RequestScope:
         return await self._history(history.quota_samples(quota_id, start, end))
 
     async def forecast(self, quota: Quota) -> Forecast | None:
-        """The quota's projection over its current window, from its stored samples."""
+        """The quota's projection over its current window, from its stored samples (of this
+        window and the previous one: see :func:`gateway.forecast.forecast`)."""
         now = self.service.clock()
         window = window_of(quota, now)
         if window is None:
             return None
-        samples = await self.quota_history(quota.id, window[0], now)
+        before = previous_window(quota.window, window[0])
+        samples = await self.quota_history(quota.id, before[0] if before else window[0], now)
         points = [(s.at, s.used) for s in samples if s.used is not None]
         return forecast(quota, points, now)
 
