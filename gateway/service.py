@@ -35,7 +35,14 @@ from gateway.domain import (
 )
 from gateway.errors import InputError
 from gateway.forecast import Forecast, forecast, previous_window, window_of
-from gateway.history import DayRecord, HistoryStore, HistoryUnavailable, QuotaSample, SnapshotRun
+from gateway.history import (
+    DayRecord,
+    HistoryStore,
+    HistoryUnavailable,
+    QuotaSample,
+    RunSummary,
+    SnapshotRun,
+)
 from gateway.settings import DEFAULT_MAX_QUERY_COST, CacheTimes
 from gateway.upstream import Fetched, Upstream
 from gateway.usage import FROM_HISTORY, build_usage, empty_usage, live_range, merge_history
@@ -288,6 +295,14 @@ class RequestScope:
     async def snapshots(self, account_id: str | None, limit: int) -> list[SnapshotRun]:
         history = self.service.history
         return [] if history is None else await self._history(history.runs(account_id, limit))
+
+    async def snapshot_summary(self, since: datetime) -> list[RunSummary]:
+        """Every account's snapshot runs in brief (:meth:`HistoryStore.run_summary`)."""
+        history = self.service.history
+        ids = [a.id for a in self.service.accounts()]
+        if history is None:
+            return [RunSummary(a, {}) for a in ids]
+        return await self._history(history.run_summary(ids, since))
 
     async def _history(self, read: Awaitable[T]) -> T:
         try:
