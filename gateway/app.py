@@ -22,19 +22,21 @@ from gateway import __version__
 from gateway.assets import static_files
 from gateway.cache import Cache
 from gateway.dashboard import dashboard_route
-from gateway.domain import Usage, secret_forms, utc_now
+from gateway.domain import ProviderId, Usage, secret_forms, utc_now
 from gateway.export_request import ExportRequest
 from gateway.export_routes import export_route
 from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
+from gateway.metrics import Metrics, VendorCalls, metrics_route
 from gateway.response_cache import ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService
 from gateway.settings import Settings, Switches
 from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.upstream import Upstream
 from providers import provider_class
+from providers.base import CallObserver
 
 USER_AGENT = f"usage-gateway/{__version__}"
 SWITCH_INTERVAL = 0.001
@@ -130,10 +132,12 @@ def build_service(
     *,
     clock: Callable[[], datetime] = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
+    observe: Callable[[ProviderId], CallObserver] | None = None,
 ) -> GatewayService:
     """The service for ``settings``: one provider client per account, the configured cache.
 
-    ``clock`` is the time of day; ``monotonic`` the clock the providers pace their calls by.
+    ``clock`` is the time of day; ``monotonic`` the clock the providers pace their calls by;
+    ``observe`` gives, per provider, what its clients tell of each vendor call (metrics).
     """
     accounts = [
         ConfiguredAccount(
@@ -145,6 +149,7 @@ def build_service(
                 clock=clock,
                 monotonic=monotonic,
                 max_answer=settings.max_vendor_answer,
+                observe=observe(config.provider) if observe else None,
             ),
             settings.times_for(config.provider),
         )
@@ -215,7 +220,9 @@ def create_app(
     """
     own_client = http_client is None
     http = http_client or vendor_client(settings)
-    service = build_service(settings, http, clock=clock)
+    calls = VendorCalls(dict.fromkeys(a.provider for a in settings.accounts))
+    service = build_service(settings, http, clock=clock, observe=calls.observer)
+    metrics = Metrics(service, calls)
 
     async def context_getter() -> GatewayContext:
         return GatewayContext(scope=service.request())
@@ -292,6 +299,7 @@ def create_app(
             static_files(),
             dashboard_route(switches.dashboard),
             export_route(service),
+            metrics_route(metrics),
         ],
         lifespan=[lifespan],
         middleware=[response_cache],

@@ -17,6 +17,10 @@ first (:func:`past_runs`):
   start give them (:func:`gateway.forecast.window_of`), so that ``Quota.history``, forecasts and
   alerts have something to go on.
 
+With ``past_windows`` (the forecast backtest of ``make bench`` asks for it; the demo does not),
+each quota's earlier windows are sampled the same way, and once more a second before each of
+them closed (:data:`CLOSING`), so that what the quota came to at its reset is stored too.
+
 The filling runs on its own event loop before the demo serves anything.
 """
 
@@ -31,9 +35,9 @@ from typing import Any
 import httpx
 
 from gateway.app import build_service
-from gateway.domain import ProviderId, day_start
+from gateway.domain import ProviderId, Quota, day_start
 from gateway.errors import UpstreamError
-from gateway.forecast import window_of
+from gateway.forecast import previous_window, window_of
 from gateway.settings import Settings, parse_settings
 from gateway.snapshot import snapshot_account
 from providers import registry
@@ -43,6 +47,8 @@ MAX_PAST_DAYS = 1096
 usage for any day."""
 SAMPLES_PER_WINDOW = 4
 """Snapshot runs spread over each current quota window."""
+CLOSING = timedelta(seconds=1)
+"""How long before an earlier window's end its closing sample is taken."""
 PAST_HOST = "{provider}.past.invalid"
 """Where the in-process past emulators answer (never resolved: the client routes to them)."""
 
@@ -103,6 +109,24 @@ def past_runs(
     return sorted(PastRun(at, days) for at, days in runs.items())
 
 
+def earlier_windows(quota: Quota, now: datetime, count: int) -> list[tuple[datetime, datetime]]:
+    """The ``count`` windows of ``quota`` before its current one, newest first (fewer for a
+    quota whose windows do not repeat)."""
+    found: list[tuple[datetime, datetime]] = []
+    current = window_of(quota, now)
+    while current is not None and len(found) < count:
+        current = previous_window(quota.window, current[0])
+        if current is not None:
+            found.append(current)
+    return found
+
+
+def closing_runs(windows: Iterable[tuple[datetime, datetime]], oldest: date) -> list[PastRun]:
+    """A run :data:`CLOSING` before the end of each of ``windows`` that starts on or after
+    ``oldest``: what its quota came to at its reset."""
+    return [PastRun(end - CLOSING) for start, end in windows if start >= day_start(oldest)]
+
+
 class PastClock:
     """A clock set by hand to the moment of each run, and a monotonic clock for the providers'
     pacing that never goes back: real time plus every jump the hand clock made, either way
@@ -132,10 +156,15 @@ class Filled:
     oldest: date | None
     """The oldest day stored, over every account."""
     seconds: float
+    quotas: tuple[Quota, ...] = ()
+    """Every account's quotas as they stood at ``now``."""
 
 
-async def fill_history(history_path: str, *, seed: int, now: datetime) -> Filled:
-    """Fill ``history_path`` with the demo's past up to ``now`` (see the module docstring);
+async def fill_history(
+    history_path: str, *, seed: int, now: datetime, past_windows: int = 0
+) -> Filled:
+    """Fill ``history_path`` with the demo's past up to ``now`` (see the module docstring),
+    with ``past_windows`` earlier windows of each quota sampled too;
     :class:`~gateway.history.HistoryUnavailable` when the store cannot be used."""
     started = time.perf_counter()
     now = now.replace(microsecond=0)
@@ -152,6 +181,7 @@ async def fill_history(history_path: str, *, seed: int, now: datetime) -> Filled
     settings = demo_settings(urls, history_path)
     runs = failed = 0
     oldest: date | None = None
+    current: list[Quota] = []
     async with httpx.AsyncClient(mounts=mounts) as http:
         service = build_service(settings, http, clock=clock, monotonic=clock.monotonic)
         store = service.history
@@ -164,9 +194,16 @@ async def fill_history(history_path: str, *, seed: int, now: datetime) -> Filled
                     quotas = (await provider.limits()).quotas
                 except UpstreamError:
                     quotas = ()
+                current.extend(quotas)
                 windows = [w for w in (window_of(q, now) for q in quotas) if w is not None]
+                earlier = {w for q in quotas for w in earlier_windows(q, now, past_windows)}
                 first = horizon(now.date(), first_days[account.provider])
-                for run in past_runs(now, first, windows, provider.live_since):
+                planned = {r.at: r for r in closing_runs(earlier, first)}
+                planned.update(
+                    (r.at, r)
+                    for r in past_runs(now, first, [*windows, *earlier], provider.live_since)
+                )
+                for _, run in sorted(planned.items()):
                     clock.set(run.at)
                     outcome = await snapshot_account(service, store, account.id, days=run.days)
                     runs += 1
@@ -175,4 +212,4 @@ async def fill_history(history_path: str, *, seed: int, now: datetime) -> Filled
         finally:
             await service.upstream.close()
             await store.close()
-    return Filled(runs, failed, oldest, time.perf_counter() - started)
+    return Filled(runs, failed, oldest, time.perf_counter() - started, tuple(current))

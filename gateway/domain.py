@@ -272,6 +272,9 @@ class RateLimit:
     limit: int
     used: int | None = None
     resets_at: datetime | None = None
+    endpoints: tuple[str, ...] = ()
+    """The vendor paths the limit counts, where it counts only some (ReputeAPI's ``/v1/usage``
+    limit); empty: every request of the account."""
 
 
 class UsagePoint(msgspec.Struct, frozen=True, gc=False):

@@ -55,6 +55,15 @@ query HistoryAndAlerts {
   }
 }
 """,
+    """\
+query Headroom {
+  headroom(requests: 20000, accountId: "rl-acme") {
+    accountId requests fits earliestFit available
+    binding { name window available fitsAt }
+    constraints { kind name window limit used available resetsAt fits fitsAt }
+  }
+}
+""",
 )
 """The README's example queries (its ```graphql blocks; a test keeps the two the same), each
 opened as a tab titled with its operation's name."""

@@ -24,7 +24,7 @@ import asyncio
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -171,6 +171,23 @@ class SnapshotRun:
     error: str | None
     days: int | None
     changed: int | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One account's snapshot runs, in brief (:meth:`HistoryStore.run_summary`)."""
+
+    account_id: str
+    recent: Mapping[str, int]
+    """Runs started since the asked moment, by outcome (running, ok, failed, abandoned)."""
+    last_started: datetime | None = None
+    """The latest finished run (ok or failed): when it started, """
+    last_finished: datetime | None = None
+    """when it finished,"""
+    last_outcome: str | None = None
+    """and how."""
+    last_ok: datetime | None = None
+    """When the latest ``ok`` run finished."""
 
 
 @dataclass(frozen=True)
@@ -601,3 +618,43 @@ class HistoryStore:
             ]
 
         return await self._read(work, [])
+
+    async def run_summary(self, account_ids: Sequence[str], since: datetime) -> list[RunSummary]:
+        """Per account (of ``account_ids``): its runs started since ``since`` by outcome, its
+        latest finished run and when its latest ``ok`` run finished. Each is an indexed read
+        of that account's runs, however many the store holds before ``since``."""
+
+        def work(db: Database) -> list[RunSummary]:
+            found = []
+            for account_id in account_ids:
+                recent = dict(
+                    db.execute(
+                        "SELECT outcome, COUNT(*) FROM snapshot_runs"
+                        " WHERE account_id = ? AND started_at >= ? GROUP BY outcome",
+                        [account_id, _iso(since)],
+                    ).fetchall()
+                )
+                last = db.execute(
+                    "SELECT started_at, finished_at, outcome FROM snapshot_runs"
+                    " WHERE account_id = ? AND finished_at IS NOT NULL"
+                    " ORDER BY started_at DESC, id DESC LIMIT 1",
+                    [account_id],
+                ).fetchone()
+                ok = db.execute(
+                    "SELECT finished_at FROM snapshot_runs WHERE account_id = ? AND outcome = 'ok'"
+                    " ORDER BY started_at DESC, id DESC LIMIT 1",
+                    [account_id],
+                ).fetchone()
+                found.append(
+                    RunSummary(
+                        account_id,
+                        recent,
+                        None if last is None else datetime.fromisoformat(last[0]),
+                        None if last is None else datetime.fromisoformat(last[1]),
+                        None if last is None else last[2],
+                        None if ok is None else datetime.fromisoformat(ok[0]),
+                    )
+                )
+            return found
+
+        return await self._read(work, [RunSummary(a, {}) for a in account_ids])

@@ -34,8 +34,15 @@ from gateway.domain import (
     utc_now,
 )
 from gateway.errors import InputError
-from gateway.forecast import Forecast, forecast, window_of
-from gateway.history import DayRecord, HistoryStore, HistoryUnavailable, QuotaSample, SnapshotRun
+from gateway.forecast import Forecast, forecast, previous_window, window_of
+from gateway.history import (
+    DayRecord,
+    HistoryStore,
+    HistoryUnavailable,
+    QuotaSample,
+    RunSummary,
+    SnapshotRun,
+)
 from gateway.settings import DEFAULT_MAX_QUERY_COST, CacheTimes
 from gateway.upstream import Fetched, Upstream
 from gateway.usage import FROM_HISTORY, build_usage, empty_usage, live_range, merge_history
@@ -262,12 +269,14 @@ class RequestScope:
         return await self._history(history.quota_samples(quota_id, start, end))
 
     async def forecast(self, quota: Quota) -> Forecast | None:
-        """The quota's projection over its current window, from its stored samples."""
+        """The quota's projection over its current window, from its stored samples (of this
+        window and the previous one: see :func:`gateway.forecast.forecast`)."""
         now = self.service.clock()
         window = window_of(quota, now)
         if window is None:
             return None
-        samples = await self.quota_history(quota.id, window[0], now)
+        before = previous_window(quota.window, window[0])
+        samples = await self.quota_history(quota.id, before[0] if before else window[0], now)
         points = [(s.at, s.used) for s in samples if s.used is not None]
         return forecast(quota, points, now)
 
@@ -286,6 +295,14 @@ class RequestScope:
     async def snapshots(self, account_id: str | None, limit: int) -> list[SnapshotRun]:
         history = self.service.history
         return [] if history is None else await self._history(history.runs(account_id, limit))
+
+    async def snapshot_summary(self, since: datetime) -> list[RunSummary]:
+        """Every account's snapshot runs in brief (:meth:`HistoryStore.run_summary`)."""
+        history = self.service.history
+        ids = [a.id for a in self.service.accounts()]
+        if history is None:
+            return [RunSummary(a, {}) for a in ids]
+        return await self._history(history.run_summary(ids, since))
 
     async def _history(self, read: Awaitable[T]) -> T:
         try:

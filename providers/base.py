@@ -29,6 +29,7 @@ import httpx
 from gateway.domain import (
     AccountConfig,
     AccountScope,
+    FailureCause,
     Granularity,
     Limits,
     ProviderId,
@@ -44,6 +45,7 @@ from gateway.errors import (
     RateLimited,
     RequestRejected,
     TimedOut,
+    UpstreamError,
     VendorFailed,
     vendor_text,
 )
@@ -66,6 +68,11 @@ MAX_DEPTH = 64
 """Deepest nesting of arrays and objects accepted in a vendor answer."""
 THREAD_PARSE = 256 * 1024
 """Answers larger than this are parsed in a worker thread, not on the event loop."""
+
+CallObserver = Callable[[FailureCause | None, float | None], None]
+"""Told of every vendor call (:meth:`BaseProvider.get_json`) as it ends: how (``None``: a 200
+with JSON; else the failure's ``cause``) and how long it took in seconds (``None`` for a call
+the gateway held back itself without sending anything)."""
 
 
 class OutboundLimiter:
@@ -312,8 +319,11 @@ class BaseProvider(ABC):
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         max_answer: int = MAX_ANSWER,
+        observe: CallObserver | None = None,
     ) -> None:
         self.account = account
+        self.observe = observe
+        """Told of every vendor call as it ends (metrics); ``None``: nobody is."""
         self.http = http
         self.deadline = deadline
         self.max_answer = max_answer
@@ -475,6 +485,25 @@ class BaseProvider(ABC):
         bytes, or nested deeper than ``MAX_DEPTH``: the rest of a too large answer is never
         read).
         """
+        started = time.perf_counter()
+        try:
+            answer = await self._get_json(path, params)
+        except UpstreamError as exc:
+            held = isinstance(exc, RateLimited) and exc.status is None
+            self._observed(exc.cause, None if held else started)
+            raise
+        except Exception:
+            self._observed(FailureCause.INTERNAL, started)
+            raise
+        self._observed(None, started)
+        return answer
+
+    def _observed(self, cause: FailureCause | None, started: float | None) -> None:
+        if self.observe is not None:
+            took = None if started is None else time.perf_counter() - started
+            self.observe(cause, took)
+
+    async def _get_json(self, path: str, params: Mapping[str, str] | None) -> VendorAnswer:
         self._check_held()
         try:
             async with asyncio.timeout(self.deadline):

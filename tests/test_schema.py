@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
 
-from gateway import domain, history
+from gateway import domain, headroom, history
 from gateway.forecast import Forecast
+from gateway.graphql import headroom as graphql_headroom
 from gateway.graphql import types
 from gateway.graphql.schema import schema
 from providers import registry
@@ -184,6 +185,8 @@ def test_graphql_types_mirror_the_domain() -> None:
         (domain.Allowance, "Allowance", set(), set()),
         (domain.Entitlement, "Entitlement", set(), set()),
         (domain.Allocation, "QuotaAllocation", set(), set()),
+        (headroom.Headroom, "AccountHeadroom", set(), {"source"}),
+        (headroom.Constraint, "HeadroomConstraint", set(), set()),
     ]
     for cls, name, internal, derived in pairs:
         fields = {snake_to_camel(n) for n in field_names(cls)} - {
@@ -198,6 +201,7 @@ def test_graphql_types_mirror_the_domain() -> None:
         (domain.QuotaUnit, types.QuotaUnit),
         (domain.SourceState, types.SourceState),
         (domain.FailureCause, types.FailureCause),
+        (headroom.ConstraintKind, graphql_headroom.ConstraintKind),
     ]
     for ours, theirs in enums:
         assert [m.name for m in ours] == [m.name for m in theirs]

@@ -6,6 +6,8 @@ counts 1, and a list counts its items, each with what is selected under it. List
 from the document (variables, fragments and ``@skip``/``@include`` applied) and the config:
 
 - ``accounts`` lists the configured accounts (of its ``provider``); ``account(id:)`` is one;
+  so does ``headroom`` (one account with ``accountId``), each with its quotas and rate limits
+  as ``constraints``;
 - ``usage(from:, to:, granularity:)`` spans ``days``: the days of the range up to today (from
   2000-01-01 on, the first day the gateway answers). It costs those ``days`` itself (every day
   is rolled up and checked for data whatever is selected), ``missingDays`` up to ``days``
@@ -74,6 +76,7 @@ _FIXED = {
     ("Account", "quotas"): QUOTAS_PER_ACCOUNT,
     ("Account", "rateLimits"): RATE_LIMITS_PER_ACCOUNT,
     ("Account", "vendorAlerts"): BREAKDOWN_ITEMS,
+    ("AccountHeadroom", "constraints"): QUOTAS_PER_ACCOUNT + RATE_LIMITS_PER_ACCOUNT,
     ("Usage", "endpoints"): ENDPOINTS_PER_USAGE,
     ("UsagePoint", "endpoints"): ENDPOINTS_PER_USAGE,
     ("Usage", "errorTypes"): BREAKDOWN_ITEMS,
@@ -300,6 +303,10 @@ class _Walk:
                 return accounts(args.get("provider")) * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
             case ("Query", "alerts"):
                 return accounts(None) * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
+            case ("Query", "headroom"):
+                if args.get("accountId") is not None:
+                    return 1, "accounts"
+                return accounts(args.get("provider")), "accounts"
             case ("Query", "snapshots"):
                 return min(max(int(args.get("limit") or 1), 1), 1000), "runs"
             case ("Quota", "history"):

@@ -24,6 +24,7 @@ from gateway import domain
 from gateway.errors import InputError
 from gateway.graphql.cost import HeavyQueriesInTurn, QueryCostLimit
 from gateway.graphql.documents import KNOWN, KnownDocuments, known_documents
+from gateway.graphql.headroom import AccountHeadroom, resolve_headroom
 from gateway.graphql.introspection import NoIntrospection
 from gateway.graphql.persisted import PersistedDocuments
 from gateway.graphql.requests import GatewaySchema, RequestChecks, after_known_fragments
@@ -32,6 +33,7 @@ from gateway.graphql.types import (
     SCALARS,
     Account,
     AlertKind,
+    BigInt,
     GatewayContext,
     Provider,
     Quota,
@@ -131,6 +133,29 @@ class Query:
             )
             for a in found
         ]
+
+    @strawberry.field(
+        description="Whether N more requests fit now, for one account or each account of a "
+        "provider: every quota in requests and every rate limit that covers them (hourly, "
+        "daily, monthly, fixed term), which one binds, and the earliest moment they would all "
+        "fit. Give exactly one of accountId and provider; null, with an error naming the "
+        "argument, for arguments it cannot answer."
+    )
+    async def headroom(
+        self,
+        info: strawberry.Info,
+        requests: Annotated[
+            BigInt,
+            strawberry.argument(description="How many requests (1 to 10^18)."),
+        ],
+        account_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="This account.")
+        ] = None,
+        provider: Annotated[
+            Provider | None, strawberry.argument(description="Each account of this provider.")
+        ] = None,
+    ) -> list[AccountHeadroom] | None:
+        return await resolve_headroom(info, requests, account_id, provider)
 
     @strawberry.field(
         description="Snapshot runs in the history store, newest first; null (with an error "

@@ -484,6 +484,10 @@ class RateLimit:
     limit: BigInt = strawberry.field(description="Requests allowed per window.")
     used: BigInt | None = strawberry.field(description="Requests in the current window.")
     resets_at: datetime | None = strawberry.field(description="When the current window ends.")
+    endpoints: list[str] = strawberry.field(
+        description="The vendor paths the limit counts, where it counts only some (ReputeAPI's "
+        "/v1/usage limit); empty when it counts every request of the account."
+    )
 
     @classmethod
     def from_domain(cls, rate: domain.RateLimit) -> RateLimit:
@@ -493,6 +497,7 @@ class RateLimit:
             limit=BigInt(rate.limit),
             used=_big(rate.used),
             resets_at=rate.resets_at,
+            endpoints=list(rate.endpoints),
         )
 
 

@@ -115,6 +115,7 @@ class ReputeApiProvider(BaseProvider):
             limit=limit,
             used=used,
             resets_at=resets_at,
+            endpoints=(USAGE_PATH,),
         )
 
     async def usage(self, start: date, end: date, granularity: Granularity) -> UsageReport:

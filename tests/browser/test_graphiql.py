@@ -61,7 +61,7 @@ def test_graphiql_opens_on_the_readme_examples_from_local_files(
     page, page_log, demo_gateway, screenshot
 ) -> None:
     open_graphiql(page, demo_gateway)
-    expect(page.locator(TAB_TITLES)).to_have_text(["FirstQuery", "HistoryAndAlerts"])
+    expect(page.locator(TAB_TITLES)).to_have_text(["FirstQuery", "HistoryAndAlerts", "Headroom"])
     assert codemirror_text(page, EDITOR) == EXAMPLES[0]
     expect(page.locator(".graphiql-logo")).to_have_text("GraphiQL")
     screenshot("opened")
@@ -145,7 +145,9 @@ def test_ctrl_enter_runs_a_query_typed_in_a_new_tab(page, demo_gateway, screensh
     stored_tabs = "JSON.parse(localStorage.getItem('graphiql:tabState')).tabs"
     wait_until(page, f"() => {stored_tabs}.some(tab => tab.title === 'VtSoc')", "stored tabs")
     page.reload()
-    expect(page.locator(TAB_TITLES)).to_have_text(["FirstQuery", "HistoryAndAlerts", "VtSoc"])
+    expect(page.locator(TAB_TITLES)).to_have_text(
+        ["FirstQuery", "HistoryAndAlerts", "Headroom", "VtSoc"]
+    )
 
 
 def test_headers_typed_in_are_sent_and_never_stored(page, demo_gateway) -> None:
