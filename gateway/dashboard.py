@@ -43,8 +43,9 @@ def _json_in_html(value: object) -> str:
 
 
 @functools.cache
-def dashboard_page() -> Page:
-    """The page's HTML and its Content-Security-Policy (made once per process)."""
+def dashboard_page(token_required: bool = False) -> Page:
+    """The page's HTML and its Content-Security-Policy (made once per process). With
+    ``token_required`` the page asks for a gateway token before it reads anything."""
     modules = sorted(path.name for path in MODULES.glob("*.js"))
     imports = {
         f"{STATIC_PATH}/dashboard/{name}": asset_url(f"dashboard/{name}") for name in modules
@@ -57,6 +58,7 @@ def dashboard_page() -> Page:
         chart=asset_url("vendor/chart.js/chart.umd.js"),
         main=asset_url("dashboard/dashboard.js"),
         importmap=importmap,
+        auth="token" if token_required else "none",
     )
     policy = "; ".join(
         (
@@ -73,9 +75,9 @@ def dashboard_page() -> Page:
     return Page(html, policy)
 
 
-def dashboard_route() -> HTTPRouteHandler:
+def dashboard_route(*, token_required: bool = False) -> HTTPRouteHandler:
     """``GET /``: the dashboard page (built here: a missing file fails at start-up)."""
-    page = dashboard_page()
+    page = dashboard_page(token_required)
 
     @get("/", sync_to_thread=False, include_in_schema=False)
     def dashboard() -> Response[str]:
