@@ -6,6 +6,7 @@ accounts it reads."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 import tomllib
@@ -284,6 +285,26 @@ def test_every_configured_token_is_compared_and_the_matching_one_wins() -> None:
     for i, secret in enumerate(secrets):
         grant = access.authenticate(f"Bearer {secret}".encode())
         assert grant == Grant(f"t{i}", frozenset({IDS[i % 4]}))
+
+
+def test_the_presented_token_is_compared_with_every_one_in_constant_time(monkeypatch) -> None:
+    """``hmac.compare_digest`` (the standard library's, watched here) compares the presented
+    token's SHA-256 with each configured one, all of them, wherever the match is (or none)."""
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def watched(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", watched)
+    secrets = [new_token() for _ in range(4)]
+    tokens = parse(*({"name": f"t{i}", "token": s} for i, s in enumerate(secrets))).tokens
+    access = Access(tokens, IDS)
+    for presented in [secrets[0], secrets[3], "x" * 40]:
+        compared.clear()
+        access.authenticate(f"Bearer {presented}".encode())
+        assert compared == [(digest(presented), digest(s)) for s in secrets]
 
 
 def test_without_tokens_every_request_reads_every_account() -> None:

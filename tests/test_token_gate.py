@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -255,3 +257,30 @@ def test_an_options_request_goes_through_and_reads_nothing(gateway) -> None:
         )
         assert response.status_code == 204 and response.content == b"", path
         assert "allow" in response.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../graphql?query=%7Baccounts%7Bid%7D%7D",
+        "/static/%2e%2e/graphql?query=%7Baccounts%7Bid%7D%7D",
+        "/static/dashboard/../../export/usage?account=repute-premium&from=2026-03-01&to=2026-03-02",
+        "/healthz/../graphql?query=%7Baccounts%7Bid%7D%7D",
+    ],
+)
+def test_an_open_path_leads_nowhere_else(gateway, path: str) -> None:
+    """Sent as it is (an HTTP client would resolve the dots): what the gate lets through under
+    /static/ is looked up there and finds nothing, and /healthz/.. is no open path at all (the
+    router finds no route for it)."""
+    host, port = urlsplit(gateway).hostname, urlsplit(gateway).port
+    with socket.create_connection((host, port), timeout=30) as connection:
+        connection.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 "), reply
+    first = path.split("/")[1]  # static, healthz
+    assert json.loads(body)["errors"][0]["message"].startswith(f"Not Found (GET /{first}/")
