@@ -8,10 +8,9 @@ the rest.
 Then, when ``ttl`` > 0, the same request body within ``ttl`` seconds (by the gateway's clock),
 from a caller with the same ``vary`` (the gateway token and the accounts it may read), gets the
 same answer bytes without parsing, executing or encoding anything again: one token's answer is
-never served to another. Only 200
-answers are kept, in an LRU bounded by entries and by bytes (``max_entries``, ``max_bytes``);
-expired entries are dropped. The data inside carries its own ``source.fetchedAt``, so a reused
-answer is never misleading about age.
+never served to another. Only 200 answers are kept, in an LRU bounded by entries and by bytes
+(``max_entries``, ``max_bytes``); expired entries are dropped. The data inside carries its own
+``source.fetchedAt``, so a reused answer is never misleading about age.
 """
 
 from __future__ import annotations
