@@ -7,33 +7,39 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import Scope as LitestarScope
 
 from gateway import __version__
+from gateway.access import Access
 from gateway.assets import static_files
 from gateway.cache import Cache
-from gateway.dashboard import dashboard_route
+from gateway.dashboard import dashboard_page, dashboard_route
 from gateway.domain import ProviderId, Usage, secret_forms, utc_now
 from gateway.export_request import ExportRequest
 from gateway.export_routes import export_route
+from gateway.graphiql import CONTENT_SECURITY_POLICY as GRAPHIQL_POLICY
+from gateway.graphiql import graphiql_page
 from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.metrics import Metrics, VendorCalls, metrics_route
 from gateway.response_cache import ResponseCache
-from gateway.service import ConfiguredAccount, GatewayService
+from gateway.service import ConfiguredAccount, GatewayService, RequestScope
 from gateway.settings import Settings, Switches
 from gateway.snapshot import AccountOutcome, run_snapshot
+from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import Upstream
 from providers import provider_class
 from providers.base import CallObserver
@@ -223,9 +229,23 @@ def create_app(
     calls = VendorCalls(dict.fromkeys(a.provider for a in settings.accounts))
     service = build_service(settings, http, clock=clock, observe=calls.observer)
     metrics = Metrics(service, calls)
+    access = Access(settings.tokens, [a.id for a in settings.accounts])
+    for name, pattern in access.unmatched:
+        log.warning(
+            "token %r: %r names no configured account (the token reads only accounts that are)",
+            name,
+            pattern,
+        )
 
-    async def context_getter() -> GatewayContext:
-        return GatewayContext(scope=service.request())
+    def request_scope(connection: Mapping[str, object]) -> RequestScope:
+        """What one request (its ASGI scope) may read: the accounts of its token (every
+        account when the gateway has no tokens). The GraphQL context and the export route
+        both come here."""
+        grant = grant_of(connection)
+        return service.request(grant.accounts, caller=grant.name)
+
+    async def context_getter(scope: LitestarScope) -> GatewayContext:
+        return GatewayContext(scope=request_scope(scope))
 
     switches = settings.switches
     for notice in switches.notices:
@@ -238,13 +258,36 @@ def create_app(
         )
     )
     graphql = graphql_controller(
-        graph, path="/graphql", context_getter=context_getter, graphiql=switches.graphiql
+        graph,
+        path="/graphql",
+        context_getter=context_getter,
+        graphiql=switches.graphiql,
+        token_required=access.required,
     )
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> dict[str, object]:
-        """Liveness: the process answers and knows its accounts."""
+        """Liveness: the process answers (and, when it has no tokens, knows its accounts:
+        with tokens it says nothing more to anyone who asks)."""
+        if access.required:
+            return {"status": "ok"}
         return {"status": "ok", "accounts": len(settings.accounts), "version": __version__}
+
+    def page_for(scope: Any) -> tuple[str, str] | None:
+        """The page a browser opens (the dashboard at ``/``, GraphiQL at ``GET /graphql``
+        without a ``query``): shown without a token too, to ask for one; it holds no data."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        accept = b",".join(v for k, v in scope.get("headers", []) if k == b"accept")
+        if b"text/html" not in accept:
+            return None
+        if scope["path"] == "/" and switches.dashboard:
+            page = dashboard_page(access.required)
+            return page.html, page.content_security_policy
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        if scope["path"] == "/graphql" and "query" not in query and switches.graphiql:
+            return graphiql_page(access.required), GRAPHIQL_POLICY
+        return None
 
     async def snapshots(every: float) -> None:
         """One run at a time: the next starts ``every`` seconds after the last one started."""
@@ -284,12 +327,16 @@ def create_app(
             if own_client:
                 await http.aclose()
 
-    def response_cache(app: Any) -> Any:  # Litestar's middleware protocol: app -> app
+    def token_gate(app: Any) -> Any:  # Litestar's middleware protocol: app -> app
+        return TokenGate(app, access, page_for=page_for)
+
+    def response_cache(app: Any) -> Any:
         return ResponseCache(
             app,
             ttl=settings.cache_times.response,
             clock=clock,
             max_body=settings.max_request_body,
+            vary=lambda scope: grant_of(scope).key,
         )
 
     app = Litestar(
@@ -297,12 +344,14 @@ def create_app(
             graphql,
             healthz,
             static_files(),
-            dashboard_route(switches.dashboard),
-            export_route(service),
-            metrics_route(metrics),
+            dashboard_route(switches.dashboard, token_required=access.required),
+            export_route(service, request_scope),
+            metrics_route(metrics, request_scope),
         ],
         lifespan=[lifespan],
-        middleware=[response_cache],
+        # The gate first: a request without a valid token is answered before the response
+        # cache (or anything else) sees it, so a refusal is never kept nor a kept answer given.
+        middleware=[token_gate, response_cache],
         # Outside every route (and so outside the whole-answer cache, which keeps answers
         # without these headers): each answer gets the headers of the origin that asked.
         cors_config=cors_config(switches),

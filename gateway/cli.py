@@ -1,11 +1,12 @@
-"""The ``usage-gateway`` command: ``serve``, ``snapshot``, ``export``, ``demo``, ``emulator`` and
-``documents hash``."""
+"""The ``usage-gateway`` command: ``serve``, ``snapshot``, ``export``, ``token new``,
+``documents hash``, ``demo`` and ``emulator``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import ipaddress
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ import time
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from gateway.access import NAME, digest, new_token, pattern_problem, toml_block
 from gateway.app import create_app, export_once, install_redaction, snapshot_once
 from gateway.demo import demo_settings, fill_history
 from gateway.domain import ProviderId, SourceState, utc_now
@@ -86,16 +88,51 @@ def server_limits(settings: Settings) -> ServerLimits:
     )
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only: 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z) or
+    ``localhost``. Any other name or address, ``0.0.0.0`` and ``::`` included, is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def open_to_all(host: str, port: int) -> str:
+    """The line ``serve`` refuses to start with: a non-loopback host and no tokens."""
+    return (
+        f"usage-gateway: refusing to serve every account to anyone who can reach {host}:{port} "
+        "with no [[tokens]] in the config: add one (usage-gateway token new NAME prints a "
+        "token and the block to paste), or pass --allow-anonymous to serve without tokens"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if loaded is None:
         return 2
     path, settings = loaded
+    if not settings.tokens and not is_loopback(args.host):
+        if not args.allow_anonymous:
+            print(open_to_all(args.host, args.port), file=sys.stderr)
+            return 2
+        print(
+            f"usage-gateway: WARNING: serving {args.host} with no tokens (--allow-anonymous): "
+            "anyone who can reach it reads every account",
+            file=sys.stderr,
+            flush=True,
+        )
     configure_logging(args.log_level, settings.secret_values)
     app = create_app(settings, snapshot_every=args.snapshot_every)
     gateway = Served(app, _bind_or_exit(args.host, args.port))
     count = len(settings.accounts)
     print(f"usage-gateway: {count} account{'' if count == 1 else 's'} from {path}", flush=True)
+    if settings.tokens:
+        names = ", ".join(t.name for t in settings.tokens)
+        print(f"tokens: {names} (every route but /healthz and /static/ needs one)", flush=True)
     if args.snapshot_every:
         print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
     if settings.switches.dashboard:
@@ -180,6 +217,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
+    if not is_loopback(args.host):
+        print(DEMO_IN_THE_OPEN.format(host=args.host), file=sys.stderr, flush=True)
     gateway_socket = _bind_or_exit(args.host, args.port)
     try:
         return asyncio.run(_demo(args, gateway_socket))
@@ -325,6 +364,44 @@ def cmd_documents_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_IN_THE_OPEN = (
+    "usage-gateway demo: WARNING: listening on {host}, not loopback, with no tokens: anyone "
+    "who can reach this machine reads the demo's (made-up) accounts and can run queries on it"
+)
+
+
+def cmd_token_new(args: argparse.Namespace) -> int:
+    """Print a fresh token and its ``[[tokens]]`` block (which holds only its hash)."""
+    if not NAME.match(args.name):
+        print(
+            f"usage-gateway token new: NAME {args.name[:70]!r} must be 1-64 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit",
+            file=sys.stderr,
+        )
+        return 2
+    patterns = args.accounts or ["*"]
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            where = f"--accounts {pattern[:70]!r}"
+            print(f"usage-gateway token new: {where}: {problem}", file=sys.stderr)
+            return 2
+    print(new_token_text(args.name, new_token(), patterns), end="")
+    return 0
+
+
+def new_token_text(name: str, token: str, patterns: Sequence[str]) -> str:
+    """What ``token new`` prints: the token, how to send it, and its ``[[tokens]]`` block."""
+    return (
+        f"Token {name!r} (shown this once: keep it, e.g. in your secret store; the gateway "
+        "keeps only its hash):\n"
+        f"\n    {token}\n\n"
+        "Clients send it as: Authorization: Bearer <token>\n"
+        "Paste this block into the gateway's config file (then restart the gateway):\n\n"
+        + toml_block(name, digest(token), patterns)
+    )
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse, with a mistake said on one line (and exit code 2) rather than usage and all."""
 
@@ -356,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(serve, 8000)
     serve.set_defaults(func=cmd_serve)
 
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve on a non-loopback --host with no [[tokens]] in the config (anyone who can "
+        "reach it reads every account); without it, serve refuses to start",
+    )
     serve.add_argument(
         "--snapshot-every",
         type=duration,
@@ -394,6 +477,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="error", choices=["debug", "info", "warning", "error"]
     )
     export.set_defaults(func=cmd_export)
+
+    token = commands.add_parser("token", help="make gateway tokens for the config")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    token_new = token_commands.add_parser(
+        "new",
+        help="print a fresh token and the [[tokens]] block (with its hash) for the config",
+        description="Print a fresh random token, to give to a client, and the [[tokens]] block "
+        "to paste into the config: it holds the token's SHA-256, never the token.",
+    )
+    token_new.add_argument("name", metavar="NAME", help="the token's name (shown in logs)")
+    token_new.add_argument(
+        "--accounts",
+        nargs="+",
+        metavar="PATTERN",
+        help='account ids or glob patterns the token may read (default: "*", every account)',
+    )
+    token_new.set_defaults(func=cmd_token_new)
 
     demo = commands.add_parser("demo", help="start every emulator and a gateway against them")
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help="data seed of the emulators")

@@ -43,8 +43,9 @@ def _json_in_html(value: object) -> str:
 
 
 @functools.cache
-def dashboard_page() -> Page:
-    """The page's HTML and its Content-Security-Policy (made once per process)."""
+def dashboard_page(token_required: bool = False) -> Page:
+    """The page's HTML and its Content-Security-Policy (made once per process). With
+    ``token_required`` the page asks for a gateway token before it reads anything."""
     modules = sorted(path.name for path in MODULES.glob("*.js"))
     imports = {
         f"{STATIC_PATH}/dashboard/{name}": asset_url(f"dashboard/{name}") for name in modules
@@ -57,6 +58,7 @@ def dashboard_page() -> Page:
         chart=asset_url("vendor/chart.js/chart.umd.js"),
         main=asset_url("dashboard/dashboard.js"),
         importmap=importmap,
+        auth="token" if token_required else "none",
     )
     policy = "; ".join(
         (
@@ -77,9 +79,10 @@ DASHBOARD_OFF = "The dashboard is turned off on this gateway.\n"
 """The body of ``GET /`` when the dashboard is off (404, plain text)."""
 
 
-def dashboard_route(enabled: bool = True) -> HTTPRouteHandler:
-    """``GET /``: the dashboard page (built here: a missing file fails at start-up), or, when
-    not ``enabled``, a 404 saying it is off."""
+def dashboard_route(enabled: bool = True, *, token_required: bool = False) -> HTTPRouteHandler:
+    """``GET /``: the dashboard page (built here: a missing file fails at start-up; it asks for
+    a gateway token first when ``token_required``), or, when not ``enabled``, a 404 saying it
+    is off."""
     if not enabled:
 
         @get("/", sync_to_thread=False, include_in_schema=False)
@@ -93,7 +96,7 @@ def dashboard_route(enabled: bool = True) -> HTTPRouteHandler:
 
         return dashboard_off
 
-    page = dashboard_page()
+    page = dashboard_page(token_required)
 
     @get("/", sync_to_thread=False, include_in_schema=False)
     def dashboard() -> Response[str]:

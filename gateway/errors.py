@@ -3,7 +3,7 @@
 ::
 
     GatewayError                  anything the gateway raises on purpose
-    ├── ConfigError               a bad config file; names file, account and field
+    ├── ConfigError               a bad config file; names file, account (or token) and field
     ├── InputError                a bad argument from a GraphQL caller; shown to the caller
     └── UpstreamError             a vendor call that gave no usable data   (state, cause)
         ├── AuthFailed            401 (403 unless the provider says otherwise)
@@ -54,15 +54,24 @@ class ConfigError(GatewayError):
     """A config file that cannot be used. ``str()`` is the one line shown to the operator."""
 
     def __init__(
-        self, file: str, message: str, *, account: str | None = None, field: str | None = None
+        self,
+        file: str,
+        message: str,
+        *,
+        account: str | None = None,
+        field: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.file = file
         self.account = account
+        self.token = token
         self.field = field
         self.message = message
         parts = [file]
         if account is not None:
             parts.append(f"account {account!r}")
+        if token is not None:
+            parts.append(f"token {token!r}")
         if field is not None:
             parts.append(f"field {field!r}")
         super().__init__(": ".join([*parts, message]))

@@ -8,9 +8,10 @@ logged at INFO on one line. The rows are :mod:`gateway.export`'s, the same as th
 How fresh they are travels with them: in the JSON's ``source``, and for CSV in the
 ``X-Usage-Gateway-Source`` header (``FRESH``, ``STALE``, ``UNAVAILABLE`` ...).
 
-Which accounts a caller may export comes from one place, the ``visible`` function the route is
-built with (every configured account by default): an account outside it is answered exactly as
-one that does not exist.
+Which accounts a caller may export comes from one place, the request's
+:class:`~gateway.service.RequestScope` (the ``scope_of`` function the route is built with, which
+the GraphQL context uses too): an account outside it is answered exactly as one that does not
+exist.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,7 +30,7 @@ from gateway.errors import InputError
 from gateway.export import ExportFormat, render
 from gateway.export_request import PARAMETERS, ExportRefused, parse_export, shown
 from gateway.graphql.cost import HEAVY_COST
-from gateway.service import GatewayService
+from gateway.service import GatewayService, RequestScope
 
 log = logging.getLogger(__name__)
 PATH = "/export/usage"
@@ -39,13 +40,9 @@ MAX_PARAMETERS = 20
 MEDIA_TYPES = {ExportFormat.CSV: "text/csv", ExportFormat.JSON: "application/json"}
 """Litestar adds ``; charset=utf-8`` to ``text/`` types (and sends the body as UTF-8)."""
 
-VisibleAccounts = Callable[[Request[Any, Any, Any]], Collection[str]]
-"""The ids of the accounts a request may export."""
-
-
-def every_account(service: GatewayService) -> VisibleAccounts:
-    """Every configured account, whoever asks (the gateway has no tokens yet)."""
-    return lambda request: [account.id for account in service.accounts()]
+ScopeOf = Callable[[Mapping[str, object]], RequestScope]
+"""The service scope of a request, from its ASGI scope: which accounts it may read (the same
+function the GraphQL context is made with)."""
 
 
 def _error(exc: ExportRefused) -> Response[Any]:
@@ -93,34 +90,33 @@ def _parameters(query: bytes) -> dict[str, str]:
     return values
 
 
-def export_route(
-    service: GatewayService, visible: VisibleAccounts | None = None
-) -> HTTPRouteHandler:
-    """The route handler of ``GET /export/usage`` over ``service``'s accounts (those of them
-    ``visible`` to each request)."""
-    accounts = visible or every_account(service)
+def export_route(service: GatewayService, scope_of: ScopeOf) -> HTTPRouteHandler:
+    """The route handler of ``GET /export/usage`` over ``service``'s accounts: those that
+    ``scope_of`` each request lets it read."""
 
     @get(PATH)
     async def export_usage(request: Request[Any, Any, Any]) -> Response[Any]:
         """An account's usage as CSV or JSON, with missing days as rows of their own."""
+        scope = scope_of(request.scope)
+        who = f" (token {scope.caller})" if scope.caller else ""
         try:
             values = _parameters(request.scope.get("query_string", b""))
             wanted = parse_export(
-                values, accounts(request), service.clock().date(), service.max_query_cost
+                values, scope.account_ids(), service.clock().date(), service.max_query_cost
             )
         except ExportRefused as exc:
-            log.info("%s %s refused: %s", request.method, PATH, exc)
+            log.info("%s %s refused%s: %s", request.method, PATH, who, exc)
             return _error(exc)
         # Heavy exports take turns with heavy GraphQL operations (HeavyQueriesInTurn).
         turn = service.heavy_turn if wanted.cost > HEAVY_COST else contextlib.nullcontext()
         try:
             async with turn:
-                usage = await service.request().usage(
+                usage = await scope.usage(
                     wanted.account_id, wanted.start, wanted.end, wanted.granularity
                 )
         except InputError as exc:  # a range the vendor cannot answer, said before any call
             refused = ExportRefused(exc.argument or "from", str(exc))
-            log.info("%s %s refused: %s", request.method, PATH, refused)
+            log.info("%s %s refused%s: %s", request.method, PATH, who, refused)
             return _error(refused)
         text = await asyncio.to_thread(render, wanted.account_id, usage, wanted.form)
         headers = {SOURCE_HEADER: usage.source.state.name}

@@ -92,8 +92,9 @@ def _json_in_html(value: object) -> str:
 
 
 @functools.cache
-def graphiql_page() -> str:
-    """The page's HTML (made once per process: the files it names do not change)."""
+def graphiql_page(token_required: bool = False) -> str:
+    """The page's HTML (made once per process: the files it names do not change). With
+    ``token_required`` the page asks for a gateway token before it starts GraphiQL."""
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         graphiql_css=asset_url("vendor/graphiql/graphiql.min.css"),
         page_css=asset_url("graphiql/page.css"),
@@ -102,4 +103,5 @@ def graphiql_page() -> str:
         graphiql_js=asset_url("vendor/graphiql/graphiql.min.js"),
         start_js=asset_url("graphiql/start.js"),
         examples=_json_in_html([{"query": query} for query in EXAMPLES]),
+        auth="token" if token_required else "none",
     )

@@ -595,9 +595,16 @@ class HistoryStore:
 
         return await self._read(work, [])
 
-    async def runs(self, account_id: str | None = None, limit: int = 50) -> list[SnapshotRun]:
+    async def runs(
+        self, accounts: Sequence[str] | None = None, limit: int = 50
+    ) -> list[SnapshotRun]:
+        """Snapshot runs of ``accounts`` (of every account when ``None``), newest first."""
+
         def work(db: Database) -> list[SnapshotRun]:
-            where, args = ("WHERE account_id = ?", [account_id]) if account_id else ("", [])
+            where, args = "", list[object]()
+            if accounts is not None:
+                where = f"WHERE account_id IN ({', '.join('?' * len(accounts))})"
+                args = list(accounts)
             rows = db.execute(
                 "SELECT id, account_id, started_at, finished_at, outcome, error, days, changed"
                 f" FROM snapshot_runs {where} ORDER BY started_at DESC, id DESC LIMIT ?",

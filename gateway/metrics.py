@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,10 +50,10 @@ from gateway.domain import (
     SourceState,
     SourceStatus,
 )
-from gateway.export_routes import VisibleAccounts, every_account
+from gateway.export_routes import ScopeOf
 from gateway.forecast import Forecast
 from gateway.history import HistoryUnavailable, RunSummary
-from gateway.service import GatewayService
+from gateway.service import GatewayService, RequestScope
 from providers.base import CallObserver
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -222,13 +222,13 @@ class Reading:
     runs: tuple[RunSummary, ...] = ()
 
 
-async def read(service: GatewayService, account_ids: Collection[str]) -> Reading:
-    """Read the accounts ``account_ids`` through one request scope of ``service``: their
-    quotas (cache, TTLs and coalescing as for the graph), the quotas' forecasts and the
-    accounts' snapshot runs (the history store)."""
-    scope = service.request()
+async def read(scope: RequestScope) -> Reading:
+    """Read the accounts ``scope`` may read, through it: their quotas (cache, TTLs and
+    coalescing as for the graph), the quotas' forecasts and the accounts' snapshot runs (the
+    history store)."""
+    service = scope.service
     try:
-        accounts = [a for a in service.accounts() if a.id in account_ids]
+        accounts = scope.accounts()
         payloads = await asyncio.gather(*(scope.limits_payload(a.id) for a in accounts))
         history_up = True
         limits = [p.value if isinstance(p.value, Limits) else None for p in payloads]
@@ -413,9 +413,9 @@ class Metrics:
         for collector in (self._reading, calls, CacheCollector(service.upstream.cache)):
             self.registry.register(collector)
 
-    async def render(self, account_ids: Collection[str]) -> bytes:
-        """The text of one scrape over the accounts ``account_ids``."""
-        reading = await read(self.service, account_ids)
+    async def render(self, scope: RequestScope) -> bytes:
+        """The text of one scrape over the accounts ``scope`` may read."""
+        reading = await read(scope)
         self._reading.reading = reading
         try:
             return generate_latest(self.registry)
@@ -426,15 +426,20 @@ class Metrics:
 PATH = "/metrics"
 
 
-def metrics_route(metrics: Metrics, visible: VisibleAccounts | None = None) -> HTTPRouteHandler:
-    """The route handler of ``GET /metrics``: the accounts ``visible`` to each request (every
-    configured account by default) and the process's own counters."""
-    accounts = visible or every_account(metrics.service)
+def metrics_route(metrics: Metrics, scope_of: ScopeOf | None = None) -> HTTPRouteHandler:
+    """The route handler of ``GET /metrics``: the accounts ``scope_of`` each request lets it
+    read (with a gateway token, the token's; every configured account by default) and the
+    process's own counters."""
+
+    def every_account(connection: Mapping[str, object]) -> RequestScope:
+        return metrics.service.request()
+
+    scopes = scope_of or every_account
 
     @get(PATH)
     async def scrape(request: Request[Any, Any, Any]) -> Response[bytes]:
         """The gateway's metrics in the Prometheus text format."""
-        body = await metrics.render(accounts(request))
+        body = await metrics.render(scopes(request.scope))
         return Response(body, media_type=_MEDIA_TYPE)
 
     return scrape

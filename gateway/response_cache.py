@@ -5,11 +5,12 @@ An ASGI middleware. It reads a ``POST /graphql`` body itself, at most ``max_body
 once with a 413 and a GraphQL-shaped JSON error, and the connection is closed without reading
 the rest.
 
-Then, when ``ttl`` > 0, the same request body within ``ttl`` seconds (by the gateway's clock)
-gets the same answer bytes without parsing, executing or encoding anything again. Only 200
-answers are kept, in an LRU bounded by entries and by bytes (``max_entries``, ``max_bytes``);
-expired entries are dropped. The data inside carries its own ``source.fetchedAt``, so a reused
-answer is never misleading about age.
+Then, when ``ttl`` > 0, the same request body within ``ttl`` seconds (by the gateway's clock),
+from a caller with the same ``vary`` (the gateway token and the accounts it may read), gets the
+same answer bytes without parsing, executing or encoding anything again: one token's answer is
+never served to another. Only 200 answers are kept, in an LRU bounded by entries and by bytes
+(``max_entries``, ``max_bytes``); expired entries are dropped. The data inside carries its own
+``source.fetchedAt``, so a reused answer is never misleading about age.
 
 What is kept is the answer as the app made it: a middleware outside this one (CORS, which adds
 the headers of the origin that asked) changes the messages it is sent in place, so the start
@@ -97,8 +98,11 @@ class ResponseCache:
         max_body: int = MAX_REQUEST_BODY,
         max_entries: int = MAX_ENTRIES,
         max_bytes: int = MAX_BYTES,
+        vary: Callable[[Scope], str] = lambda scope: "",
     ) -> None:
         self.app = app
+        self.vary = vary
+        """Who asks, as a string: answers are kept apart by it (one entry per caller)."""
         self.ttl = ttl
         self.clock = clock
         self.path = path
@@ -144,7 +148,9 @@ class ResponseCache:
         if caching:
             headers = dict(scope.get("headers", []))
             key = hashlib.sha256(
-                headers.get(b"content-type", b"")
+                self.vary(scope).encode()
+                + b"\0"
+                + headers.get(b"content-type", b"")
                 + b"\0"
                 + headers.get(b"accept", b"")
                 + b"\0"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -127,28 +127,25 @@ class GatewayService:
             self._history_problem = str(problem)
             log.warning("%s; answers that need it say so", problem)
 
-    def accounts(self, provider: ProviderId | None = None) -> list[Account]:
-        return [
-            a.account
-            for a in self._accounts.values()
-            if provider is None or a.config.provider is provider
-        ]
-
-    def account_providers(self) -> list[ProviderId]:
-        """Each configured account's provider, read from the config alone (the query cost
-        counts accounts before any resolver runs)."""
-        return [a.config.provider for a in self._accounts.values()]
-
-    def account(self, account_id: str) -> Account | None:
-        found = self._accounts.get(account_id)
-        return found.account if found else None
+    def accounts(self) -> list[Account]:
+        """Every configured account, whoever asks (snapshots store them all); what a request
+        may read comes from its :class:`RequestScope`."""
+        return [a.account for a in self._accounts.values()]
 
     def configured(self, account_id: str) -> ConfiguredAccount:
         return self._accounts[account_id]
 
-    def request(self) -> RequestScope:
-        """A scope for one GraphQL request."""
-        return RequestScope(self)
+    def configured_accounts(self) -> list[ConfiguredAccount]:
+        """Every configured account, in config order."""
+        return list(self._accounts.values())
+
+    def request(
+        self, visible: Collection[str] | None = None, *, caller: str | None = None
+    ) -> RequestScope:
+        """A scope for one request that may read the accounts whose ids are in ``visible``
+        (every configured account when ``None``); ``caller`` names who asks in log lines (a
+        gateway token's name)."""
+        return RequestScope(self, visible, caller=caller)
 
 
 @dataclass(frozen=True)
@@ -162,11 +159,57 @@ class UsageArgs:
 
 
 class RequestScope:
-    """Per-request memo of vendor reads: each payload is read once and keeps its own status."""
+    """Per-request memo of vendor reads: each payload is read once and keeps its own status.
 
-    def __init__(self, service: GatewayService) -> None:
+    The scope is the one place that says which accounts a request may read: every list of
+    accounts, quotas, alerts and snapshot runs it answers holds only those, and an account
+    outside them is answered exactly as one that is not configured (before any vendor call
+    or history read).
+    """
+
+    def __init__(
+        self,
+        service: GatewayService,
+        visible: Collection[str] | None = None,
+        *,
+        caller: str | None = None,
+    ) -> None:
         self.service = service
+        self.caller = caller
+        """Who asks, for log lines: a gateway token's name (``None``: no tokens configured)."""
+        self._visible = {
+            a.config.id: a
+            for a in service.configured_accounts()
+            if visible is None or a.config.id in visible
+        }
         self._tasks: dict[tuple[object, ...], asyncio.Task[Any]] = {}
+
+    # -- the accounts this request may read ------------------------------------------------
+
+    def accounts(self, provider: ProviderId | None = None) -> list[Account]:
+        """The accounts this request may read (of ``provider``), in config order."""
+        return [
+            a.account
+            for a in self._visible.values()
+            if provider is None or a.config.provider is provider
+        ]
+
+    def account(self, account_id: str) -> Account | None:
+        """The account, or ``None`` when it is not configured or not this request's to read."""
+        found = self._visible.get(account_id)
+        return found.account if found else None
+
+    def account_ids(self) -> list[str]:
+        return list(self._visible)
+
+    def account_providers(self) -> list[ProviderId]:
+        """Each readable account's provider, from the config alone (the query cost counts
+        accounts before any resolver runs)."""
+        return [a.config.provider for a in self._visible.values()]
+
+    def configured(self, account_id: str) -> ConfiguredAccount:
+        """A readable account's provider client; ``KeyError`` for any other id."""
+        return self._visible[account_id]
 
     def release(self) -> None:
         """Forget what this request read, once its answer is built.
@@ -181,7 +224,7 @@ class RequestScope:
 
     async def limits_payload(self, account_id: str) -> Fetched:
         """The account's quotas and rate limits with their status (value ``None`` on failure)."""
-        configured = self.service.configured(account_id)
+        configured = self.configured(account_id)
         return await self._once(
             ("limits", account_id),
             lambda: self._fetch(
@@ -198,7 +241,7 @@ class RequestScope:
         self, provider: ProviderId | None = None, min_utilization: float | None = None
     ) -> list[Quota]:
         """Every account's quotas, fetched concurrently, by utilization, highest first."""
-        accounts = self.service.accounts(provider)
+        accounts = self.accounts(provider)
         results = await asyncio.gather(*(self.limits(a.id) for a in accounts))
         quotas = [q for limits in results for q in limits.quotas]
         if min_utilization is not None:
@@ -293,8 +336,15 @@ class RequestScope:
         return alerts
 
     async def snapshots(self, account_id: str | None, limit: int) -> list[SnapshotRun]:
+        """Snapshot runs of the readable accounts (of ``account_id`` alone when given: none,
+        with no history read, when it is not one of them), newest first."""
         history = self.service.history
-        return [] if history is None else await self._history(history.runs(account_id, limit))
+        if history is None or (account_id is not None and account_id not in self._visible):
+            return []
+        wanted = [account_id] if account_id is not None else list(self._visible)
+        if not wanted:
+            return []
+        return await self._history(history.runs(wanted, limit))
 
     async def snapshot_summary(self, since: datetime) -> list[RunSummary]:
         """Every account's snapshot runs in brief (:meth:`HistoryStore.run_summary`)."""
@@ -314,7 +364,7 @@ class RequestScope:
     # -- internals -------------------------------------------------------------------------
 
     async def _usage(self, account_id: str, args: UsageArgs) -> Usage:
-        configured = self.service.configured(account_id)
+        configured = self.configured(account_id)
         provider = configured.provider
         start, end, granularity = args.start, args.end, args.granularity
         today = self.service.clock().date()
@@ -431,7 +481,7 @@ class RequestScope:
         fetch: Callable[[], Awaitable[object]],
         ttl: float,
     ) -> Fetched:
-        configured = self.service.configured(account_id)
+        configured = self.configured(account_id)
         return await self.service.upstream.fetch(
             account_id,
             configured.fingerprint,

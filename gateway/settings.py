@@ -1,9 +1,9 @@
 """The config file: ``gateway.toml`` -> frozen :class:`Settings`.
 
 ``${VAR}`` references are resolved here, from the mapping the caller passes (the process
-environment by default), and nowhere else. Every account is validated before anything starts; the
-first problem raises :class:`~gateway.errors.ConfigError`, whose text is one line naming the file,
-the account and the field.
+environment by default), and nowhere else. Every account and gateway token (``[[tokens]]``) is
+validated before anything starts; the first problem raises :class:`~gateway.errors.ConfigError`,
+whose text is one line naming the file, the account (or token) and the field.
 """
 
 from __future__ import annotations
@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.access import (
+    MAX_PATTERNS,
+    MAX_TOKENS,
+    NAME,
+    GatewayToken,
+    digest,
+    pattern_problem,
+    sha256_problem,
+    token_problem,
+)
 from gateway.cache import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ENTRIES,
@@ -165,6 +175,10 @@ class Settings:
         """The cache times of ``provider``'s accounts."""
         return self.provider_cache_times.get(provider, self.cache_times)
 
+    tokens: tuple[GatewayToken, ...] = ()
+    """``[[tokens]]``: with at least one, every request but ``/healthz`` and static files needs
+    one of them (:mod:`gateway.access`)."""
+
     source: str = "<built in>"
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
     """Every resolved secret, so logs can redact them."""
@@ -199,10 +213,10 @@ def parse_settings(
     at start-up (``trusted_documents``) are taken from ``base`` (the config file's directory;
     the working directory by default)."""
     env = os.environ if env is None else env
-    unknown = sorted(set(data) - {"gateway", "cache", "accounts"})
+    unknown = sorted(set(data) - {"gateway", "cache", "accounts", "tokens"})
     if unknown:
         raise ConfigError(
-            source, f"unknown section {unknown[0]!r} (expected gateway, cache, accounts)"
+            source, f"unknown section {unknown[0]!r} (expected gateway, cache, accounts, tokens)"
         )
 
     gateway = data.get("gateway", {})
@@ -274,6 +288,8 @@ def parse_settings(
         accounts.append(account)
         secrets.update(s.reveal() for s in account.secrets.values() if s.reveal())
         secrets.update(registry()[account.provider].client.derived_secrets(account))
+    tokens, token_secrets = _parse_tokens(data.get("tokens", []), source, env)
+    secrets.update(token_secrets)
     return Settings(
         accounts=tuple(accounts),
         history_path=history_path,
@@ -288,6 +304,7 @@ def parse_settings(
         provider_cache_times=provider_cache_times,
         cache_store=cache_store,
         switches=switches,
+        tokens=tokens,
         source=source,
         secret_values=frozenset(secrets | _url_secrets(cache_url)),
     )
@@ -576,18 +593,30 @@ def _parse_account(raw: object, index: int, source: str, env: Mapping[str, str])
     )
 
 
-def _resolve(value: str, env: Mapping[str, str], source: str, account: str, field: str) -> str:
+def _resolve(
+    value: str,
+    env: Mapping[str, str],
+    source: str,
+    owner: str,
+    field: str,
+    *,
+    what: str = "account",
+) -> str:
+    """``value`` with its ``${VAR}`` references read from ``env``; errors name the ``owner``
+    (an account, or a token when ``what`` says so) and the field."""
+    where = {"token": owner} if what == "token" else {"account": owner}
+
     def lookup(match: re.Match[str]) -> str:
         var = match.group(1)
         if var not in env:
             raise ConfigError(
-                source, f"environment variable {var} is not set", account=account, field=field
+                source, f"environment variable {var} is not set", field=field, **where
             )
         return env[var]
 
     resolved = _VAR.sub(lookup, value)
     if "${" in _VAR.sub("", value):
-        raise ConfigError(source, "has a malformed ${VAR} reference", account=account, field=field)
+        raise ConfigError(source, "has a malformed ${VAR} reference", field=field, **where)
     return resolved
 
 
@@ -626,3 +655,98 @@ def _url_secrets(url: str) -> set[str]:
     except ValueError:
         return set()
     return {password} if password else set()
+
+
+_TOKEN_FIELDS = {"name", "sha256", "token", "accounts"}
+
+
+def _parse_tokens(
+    raw_tokens: object, source: str, env: Mapping[str, str]
+) -> tuple[tuple[GatewayToken, ...], set[str]]:
+    """``[[tokens]]``: each with a ``name``, its secret as ``sha256`` (hex) or ``token`` (a
+    literal or ``${VAR}``), and ``accounts`` (ids or glob patterns; default every account).
+    Also returns the secrets given as ``token``, for log redaction."""
+    if not isinstance(raw_tokens, list):
+        raise ConfigError(source, "tokens must be an array of tables ([[tokens]])")
+    if len(raw_tokens) > MAX_TOKENS:
+        raise ConfigError(source, f"at most {MAX_TOKENS} [[tokens]], not {len(raw_tokens)}")
+    tokens: list[GatewayToken] = []
+    secrets: set[str] = set()
+    names: dict[str, int] = {}
+    digests: dict[bytes, str] = {}
+    for index, raw in enumerate(raw_tokens, start=1):
+        label = f"#{index}"
+        if not isinstance(raw, Mapping):
+            raise ConfigError(source, "must be a table", token=label)
+        name = raw.get("name")
+        if name is None:
+            raise ConfigError(
+                source, "missing (every token needs a name)", token=label, field="name"
+            )
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ConfigError(
+                source,
+                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                token=label,
+                field="name",
+            )
+        label = name
+        if name in names:
+            raise ConfigError(
+                source,
+                f"duplicate token name (also token #{names[name]})",
+                token=label,
+                field="name",
+            )
+        names[name] = index
+        for key in sorted(set(raw) - _TOKEN_FIELDS):
+            allowed = ", ".join(sorted(_TOKEN_FIELDS))
+            raise ConfigError(source, f"unknown field (allowed: {allowed})", token=label, field=key)
+        given = [key for key in ("sha256", "token") if key in raw]
+        if len(given) != 1:
+            raise ConfigError(
+                source,
+                'give the secret once: sha256 = "<hex SHA-256 of the token>" or '
+                'token = "${VAR}" (usage-gateway token new NAME prints both the token and '
+                "its hash)",
+                token=label,
+                field=given[-1] if given else "sha256",
+            )
+        [kind] = given
+        value = raw[kind]
+        if not isinstance(value, str):
+            raise ConfigError(source, "must be a string", token=label, field=kind)
+        if kind == "sha256":
+            problem = sha256_problem(value)
+            if problem is not None:
+                raise ConfigError(source, problem, token=label, field=kind)
+            token_digest = bytes.fromhex(value)
+        else:
+            resolved = _resolve(value, env, source, label, kind, what="token")
+            problem = token_problem(resolved)
+            if problem is not None:
+                raise ConfigError(source, problem, token=label, field=kind)
+            secrets.add(resolved)
+            token_digest = digest(resolved)
+        if token_digest in digests:
+            raise ConfigError(
+                source,
+                f"the same secret as token {digests[token_digest]!r}: each token needs its own",
+                token=label,
+                field=kind,
+            )
+        digests[token_digest] = name
+        accounts = raw.get("accounts", ["*"])
+        if not isinstance(accounts, list) or not 1 <= len(accounts) <= MAX_PATTERNS:
+            raise ConfigError(
+                source,
+                f'must be a list of 1 to {MAX_PATTERNS} account ids or glob patterns ("*": all)',
+                token=label,
+                field="accounts",
+            )
+        for pattern in accounts:
+            problem = pattern_problem(pattern)
+            if problem is not None:
+                raise ConfigError(source, problem, token=label, field="accounts")
+        tokens.append(GatewayToken(name, token_digest, tuple(accounts)))
+    return tuple(tokens), secrets

@@ -674,11 +674,13 @@ async def test_heavy_exports_take_turns_as_heavy_queries_do(
 
 
 async def test_which_accounts_a_request_may_export_comes_from_one_place(accounts) -> None:
-    """The route built with a narrower ``visible``: an account outside it is answered exactly
-    as one that does not exist."""
+    """The route built with a request scope that reads one account: an account outside it is
+    answered exactly as one that does not exist."""
     async with httpx.AsyncClient(verify=TLS) as http:
         service = create_app(settings_for(*accounts), http_client=http, clock=clock).state.service
-        narrow = Litestar([export_route(service, visible=lambda request: ["repute-premium"])])
+        narrow = Litestar(
+            [export_route(service, lambda scope: service.request(["repute-premium"]))]
+        )
         gateway = Gateway(narrow)
         hidden = await gateway.client.get(f"/export/usage?{OK}")
         absent = await gateway.client.get(f"/export/usage?{OK.replace('vt-soc', 'vt-socx')}")

@@ -5,9 +5,9 @@ The cost is an upper estimate of the number of values in the answer: a scalar or
 counts 1, and a list counts its items, each with what is selected under it. List sizes come
 from the document (variables, fragments and ``@skip``/``@include`` applied) and the config:
 
-- ``accounts`` lists the configured accounts (of its ``provider``); ``account(id:)`` is one;
-  so does ``headroom`` (one account with ``accountId``), each with its quotas and rate limits
-  as ``constraints``;
+- ``accounts`` lists the accounts the request may read (of its ``provider``; a gateway token
+  reads only its own); ``account(id:)`` is one; so does ``headroom`` (one account with
+  ``accountId``), each with its quotas and rate limits as ``constraints``;
 - ``usage(from:, to:, granularity:)`` spans ``days``: the days of the range up to today (from
   2000-01-01 on, the first day the gateway answers). It costs those ``days`` itself (every day
   is rolled up and checked for data whatever is selected), ``missingDays`` up to ``days``
@@ -58,7 +58,7 @@ from strawberry.extensions import SchemaExtension
 from gateway.domain import Granularity
 from gateway.graphql.types import GatewayContext
 from gateway.lru import BoundedLRU
-from gateway.service import EARLIEST_DAY, MAX_RANGE_DAYS, GatewayService
+from gateway.service import EARLIEST_DAY, MAX_RANGE_DAYS, RequestScope
 
 QUOTAS_PER_ACCOUNT = 10
 """Quotas an account is assumed to have (VirusTotal groups have about 9)."""
@@ -100,9 +100,10 @@ class Sizes:
     today: date
 
     @classmethod
-    def of(cls, service: GatewayService) -> Sizes:
-        counts = Counter(str(p) for p in service.account_providers())
-        return cls(tuple(sorted(counts.items())), service.clock().date())
+    def of(cls, scope: RequestScope) -> Sizes:
+        """The sizes of a request: the accounts it may read (no others count), and today."""
+        counts = Counter(str(p) for p in scope.account_providers())
+        return cls(tuple(sorted(counts.items())), scope.service.clock().date())
 
     def accounts_of(self, provider: object) -> int:
         """Accounts of ``provider`` (a ``Provider`` member or its id), of all when ``None``."""
@@ -420,7 +421,7 @@ class QueryCostLimit(SchemaExtension):
         if document is None or not isinstance(gateway, GatewayContext):
             return None
         service = gateway.scope.service
-        sizes = Sizes.of(service)
+        sizes = Sizes.of(gateway.scope)
         variables = json.dumps(context.variables, sort_keys=True, default=str)
         key = json.dumps([context.query, context.operation_name, variables, repr(sizes)])
         found = _COSTS.get(key)

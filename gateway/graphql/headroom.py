@@ -134,13 +134,13 @@ async def resolve_headroom(
     scope = scope_of(info)
     service = scope.service
     if account_id is not None:
-        found = service.account(str(account_id))
+        found = scope.account(str(account_id))
         if found is None:
             raise InputError(f"there is no account {_shown(str(account_id))}", argument="accountId")
         accounts = [found]
     else:
         assert provider is not None
-        accounts = service.accounts(domain.ProviderId(provider.value))
+        accounts = scope.accounts(domain.ProviderId(provider.value))
     payloads = await asyncio.gather(*(scope.limits_payload(a.id) for a in accounts))
     now = service.clock()
     return [

@@ -130,11 +130,17 @@ GRAPHIQL_OFF = (
 
 
 def graphql_controller(
-    schema: Schema, *, path: str, context_getter: Callable[..., Any], graphiql: bool = True
+    schema: Schema,
+    *,
+    path: str,
+    context_getter: Callable[..., Any],
+    graphiql: bool = True,
+    token_required: bool = False,
 ) -> type[Controller]:
     """Strawberry's Litestar controller for ``schema`` at ``path``, with the offline GraphiQL
-    page (or, with ``graphiql`` off, a 404 saying it is off), reading request bodies strictly
-    and answering every request-level refusal as GraphQL JSON."""
+    page (asking for a gateway token first when ``token_required``; with ``graphiql`` off, a
+    404 saying it is off), reading request bodies strictly and answering every request-level
+    refusal as GraphQL JSON."""
     base: Any = make_graphql_controller(
         schema, path=path, context_getter=context_getter, graphql_ide="graphiql"
     )
@@ -158,7 +164,7 @@ def graphql_controller(
                     headers={"X-Content-Type-Options": "nosniff"},
                 )
             return Response(
-                graphiql_page(),
+                graphiql_page(token_required),
                 media_type=MediaType.HTML,
                 headers={
                     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -205,16 +211,20 @@ def is_shown(error: GraphQLError) -> bool:
 
 class GatewaySchema(Schema):
     """The schema, logging what it shows at INFO on one line (a client's mistake; the service
-    logs a broken history store itself) and only its own faults at ERROR with a traceback."""
+    logs a broken history store itself) and only its own faults at ERROR with a traceback; the
+    lines name the gateway token that asked, if any."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
+        caller = getattr(getattr(execution_context, "context", None), "scope", None)
+        name = getattr(caller, "caller", None)
+        who = f" (token {name})" if isinstance(name, str) else ""
         for error in errors:
             if is_shown(error):
-                log.info("GraphQL error shown: %s", vendor_text(error.message))
+                log.info("GraphQL error shown%s: %s", who, vendor_text(error.message))
             else:
-                log.error("GraphQL error: %s", error.message, exc_info=error.original_error)
+                log.error("GraphQL error%s: %s", who, error.message, exc_info=error.original_error)
 
 
 class ArgumentValuesRule(ValuesOfCorrectTypeRule):

@@ -67,11 +67,10 @@ class Query:
             Provider | None, strawberry.argument(description="Only this provider's accounts.")
         ] = None,
     ) -> list[Account]:
-        service = scope_of(info).service
         plan = usage_plan(info)
         return [
             Account.from_domain(a, plan.for_account(a))
-            for a in service.accounts(_provider(provider))
+            for a in scope_of(info).accounts(_provider(provider))
         ]
 
     @strawberry.field(description="One account by its config id; null when there is none.")
@@ -80,7 +79,7 @@ class Query:
         info: strawberry.Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The account's id.")],
     ) -> Account | None:
-        found = scope_of(info).service.account(str(id))
+        found = scope_of(info).account(str(id))
         return (
             None
             if found is None

@@ -11,6 +11,72 @@ const DOCUMENT = new URL(
 /** The request did not get a GraphQL answer: network failure, or a reply that is not one. */
 export class RequestFailed extends Error {}
 
+/** The gateway wants a (valid) token: HTTP 401. */
+export class Unauthenticated extends RequestFailed {}
+
+// The gateway token, when the gateway asks for one: kept in this tab's session storage (gone
+// when the tab closes, never sent anywhere but this gateway) and sent with every request.
+const TOKEN_KEY = "usage-gateway.token";
+
+/** Whether the gateway says it needs a token (the page's body carries data-auth="token"). */
+export function tokenRequired() {
+  return document.body.dataset.auth === "token";
+}
+
+export function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || null;
+  } catch {
+    return null;
+  }
+}
+
+export function storeToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** Headers that carry the token, if there is one. */
+function authorization() {
+  const token = storedToken();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function refused() {
+  return new Unauthenticated(
+    storedToken()
+      ? "The gateway refused the token (HTTP 401): it may have been mistyped or withdrawn."
+      : "The gateway needs a token (HTTP 401).",
+  );
+}
+
+/**
+ * Downloads `url` (this gateway's) as a file named by its Content-Disposition, sending the
+ * token. Rejects with Unauthenticated on a 401, RequestFailed on any other failure.
+ */
+export async function download(url, fallbackName) {
+  let response;
+  try {
+    response = await fetch(url, { headers: authorization() });
+  } catch (error) {
+    throw new RequestFailed(`The gateway could not be reached (${error.message}).`);
+  }
+  if (response.status === 401) throw refused();
+  if (!response.ok) throw new RequestFailed(`The download failed (HTTP ${response.status}).`);
+  const disposition = response.headers.get("Content-Disposition") ?? "";
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? fallbackName;
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
 let documentText = null;
 
 async function operations() {
@@ -57,7 +123,7 @@ export async function run(operationName, variables = {}, { signal } = {}) {
   try {
     response = await fetch(ENDPOINT, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: { "Content-Type": "application/json", Accept: "application/json", ...authorization() },
       body: JSON.stringify({ query, operationName, variables }),
       signal,
     });
@@ -65,6 +131,7 @@ export async function run(operationName, variables = {}, { signal } = {}) {
     if (error.name === "AbortError") throw error;
     throw new RequestFailed(`The gateway could not be reached (${error.message}).`);
   }
+  if (response.status === 401) throw refused();
   const text = await response.text();
   let body;
   try {

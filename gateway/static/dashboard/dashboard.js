@@ -2,7 +2,18 @@
 // period, and the alerts, all read from the public GraphQL API. One account failing, or one
 // query failing, shows where it happened; the rest of the page renders regardless.
 
-import { RequestFailed, describe, errorsAt, run } from "./api.js";
+import {
+  RequestFailed,
+  Unauthenticated,
+  describe,
+  download,
+  errorsAt,
+  forgetToken,
+  run,
+  storeToken,
+  storedToken,
+  tokenRequired,
+} from "./api.js";
 import { h, replace } from "./dom.js";
 import * as format from "./format.js";
 import * as periods from "./periods.js";
@@ -111,6 +122,39 @@ function destroyCharts(element) {
 
 function showBanner(message) {
   $("banners").append(errorBox([message]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway token (when the gateway asks for one)
+
+/** Shows the token form (with `problem`, why the last token did not do) and nothing else. */
+function askForToken(problem = null) {
+  page.usageRun?.abort();
+  forgetToken();
+  $("forget-token").hidden = true;
+  $("token-problem").textContent = problem ?? "";
+  $("token-problem").hidden = !problem;
+  $("token-form").hidden = false;
+  replace($("alerts"), h("p", { class: "muted" }, "Not loaded: the gateway needs a token."));
+  replace($("summary"), h("p", { class: "muted" }, "Not loaded: the gateway needs a token."));
+  destroyCharts($("accounts"));
+  replace($("accounts"));
+  page.cards.clear();
+  document.body.dataset.state = "token";
+  $("token").focus();
+}
+
+function bindToken() {
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token").value.trim();
+    if (!token) return;
+    storeToken(token);
+    $("token").value = "";
+    $("token-form").hidden = true;
+    loadEverything();
+  });
+  $("forget-token").addEventListener("click", () => askForToken());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,7 +578,17 @@ function exportLink(accountId, range) {
     granularity: range.granularity,
     format: "csv",
   });
-  return h("a", { class: "button button-quiet download", href: `/export/usage?${params}`, download: "" }, "Download CSV");
+  const href = `/export/usage?${params}`;
+  // A link cannot send a header: with a token, the file is fetched with it and saved from here.
+  const save = (event) => {
+    if (!storedToken()) return;
+    event.preventDefault();
+    download(href, `usage-${accountId}.csv`).catch((error) => {
+      if (error instanceof Unauthenticated) askForToken(error.message);
+      else showBanner(error.message);
+    });
+  };
+  return h("a", { class: "button button-quiet download", href, download: "", onclick: save }, "Download CSV");
 }
 
 function endpointTable(usage) {
@@ -655,6 +709,10 @@ async function loadUsage(entry, range, signal) {
     card.dataset.usageState = "ready";
   } catch (error) {
     if (error.name === "AbortError") return;
+    if (error instanceof Unauthenticated) {
+      askForToken(error.message);
+      return;
+    }
     console.warn(error);
     destroyCharts(box);
     replace(box, errorBox([error instanceof RequestFailed ? error.message : `Usage could not be shown: ${error.message}`]));
@@ -667,6 +725,7 @@ async function loadAllUsage() {
   const controller = new AbortController();
   page.usageRun = controller;
   const range = syncControls();
+  if (document.body.dataset.state === "token") return; // nothing to read until there is one
   $("range-note").textContent = range.error ?? range.note ?? "";
   $("range-note").classList.toggle("range-error", Boolean(range.error));
   if (range.error) {
@@ -703,6 +762,10 @@ async function loadEverything() {
     try {
       answer = await run("Overview");
     } catch (error) {
+      if (error instanceof Unauthenticated) {
+        askForToken(error.message);
+        return;
+      }
       showBanner(error instanceof RequestFailed ? error.message : `The dashboard failed: ${error.message}`);
       replace($("alerts"), h("p", { class: "muted" }, "Not loaded."));
       replace($("summary"), h("p", { class: "muted" }, "Not loaded."));
@@ -732,6 +795,7 @@ async function loadEverything() {
         showBanner(`Part of the page could not be shown: ${error.message}`);
       }
     }
+    $("forget-token").hidden = !storedToken();
     $("updated").textContent = `Updated ${format.utcTime(new Date())}`;
     await loadAllUsage();
   } finally {
@@ -740,9 +804,12 @@ async function loadEverything() {
 }
 
 bindControls();
+bindToken();
 syncControls();
-loadEverything();
+if (tokenRequired() && !storedToken()) askForToken();
+else loadEverything();
 setInterval(tickTimes, TICK_MS);
 setInterval(() => {
-  if (document.visibilityState === "visible" && document.body.dataset.state !== "loading") loadEverything();
+  const state = document.body.dataset.state;
+  if (document.visibilityState === "visible" && state !== "loading" && state !== "token") loadEverything();
 }, REFRESH_EVERY_MS);
