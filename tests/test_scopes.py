@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
@@ -378,3 +379,30 @@ def test_the_reference_comparison_is_not_vacuous(emulators, history) -> None:
     assert whole.status_code == alone.status_code == 200
     assert json.loads(whole.content) != json.loads(alone.content)
     assert whole.json()["data"]["hidden"]["id"] == "rl-acme"
+
+
+def test_metrics_need_a_token_and_show_the_tokens_accounts_only(emulators, history) -> None:
+    """``/metrics`` is a route like the others: 401 without a token, and a token's scrape
+    names only its accounts (no vendor call for the others)."""
+    with served(settings(entries(emulators), history, TOKENS)) as gateway:
+        refused = httpx.get(f"{gateway}/metrics", timeout=60)
+        assert refused.status_code == 401
+        assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        before = calls(emulators, "reversinglabs", "zkscore")
+        scraped = httpx.get(
+            f"{gateway}/metrics", headers={"Authorization": f"Bearer {SOC}"}, timeout=60
+        )
+        assert scraped.status_code == 200
+        assert calls(emulators, "reversinglabs", "zkscore") == before
+        named = set(re.findall(r'account="([^"]+)"', scraped.text))
+        assert named == set(SOC_SEES)
+        everything = httpx.get(
+            f"{gateway}/metrics", headers={"Authorization": f"Bearer {ALL}"}, timeout=60
+        )
+        assert set(re.findall(r'account="([^"]+)"', everything.text)) == {
+            "vt-soc",
+            "repute-premium",
+            "repute-basic",
+            "rl-acme",
+            "zks-prod",
+        }
