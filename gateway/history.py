@@ -24,6 +24,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -242,6 +243,22 @@ def _disk_full(path: Path) -> bool:
     return stats.f_bavail == 0
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. While another connection takes the file in or out of WAL
+    mode (the last one to close a WAL file checkpoints it and removes the log), SQLite refuses
+    at once ("database is locked") instead of waiting for the busy timeout: wait here too."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            if code != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class HistoryStore:
     """The history file, used from async code; every call runs in the store's own thread."""
 
@@ -309,7 +326,7 @@ class HistoryStore:
                         f"it was written by a newer usage-gateway (schema version {version}; "
                         f"this one knows up to {len(MIGRATIONS)}); it is left untouched",
                     )
-                conn.execute("PRAGMA journal_mode = WAL")
+                _wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 db = Database(conn)
                 self._migrate(db)
