@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.alerts.config import AlertSettings, parse_alerts
 from gateway.cache import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ENTRIES,
@@ -134,6 +135,9 @@ class Settings:
         """The cache times of ``provider``'s accounts."""
         return self.provider_cache_times.get(provider, self.cache_times)
 
+    alerts: AlertSettings | None = None
+    """``[alerts]``: rules evaluated after every snapshot run; None when the file has none."""
+
     source: str = "<built in>"
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
     """Every resolved secret, so logs can redact them."""
@@ -160,10 +164,10 @@ def parse_settings(
 ) -> Settings:
     """Validate an already-parsed config mapping."""
     env = os.environ if env is None else env
-    unknown = sorted(set(data) - {"gateway", "cache", "accounts"})
+    unknown = sorted(set(data) - {"gateway", "cache", "accounts", "alerts"})
     if unknown:
         raise ConfigError(
-            source, f"unknown section {unknown[0]!r} (expected gateway, cache, accounts)"
+            source, f"unknown section {unknown[0]!r} (expected gateway, cache, accounts, alerts)"
         )
 
     gateway = data.get("gateway", {})
@@ -234,6 +238,10 @@ def parse_settings(
         accounts.append(account)
         secrets.update(s.reveal() for s in account.secrets.values() if s.reveal())
         secrets.update(registry()[account.provider].client.derived_secrets(account))
+    alerts = None
+    if "alerts" in data:
+        alerts = parse_alerts(data["alerts"], source=source, accounts=accounts, env=env)
+        secrets.update(alerts.secret_values())
     return Settings(
         accounts=tuple(accounts),
         history_path=history_path,
@@ -247,6 +255,7 @@ def parse_settings(
         cache_times=cache_times,
         provider_cache_times=provider_cache_times,
         cache_store=cache_store,
+        alerts=alerts,
         source=source,
         secret_values=frozenset(secrets | _url_secrets(cache_url)),
     )
