@@ -169,6 +169,7 @@ def build_service(
         upstream=upstream,
         history=history,
         max_query_cost=settings.max_query_cost,
+        alerts=settings.alerts,
     )
 
 

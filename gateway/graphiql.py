@@ -55,6 +55,18 @@ query HistoryAndAlerts {
   }
 }
 """,
+    """\
+query Alerts {
+  alertEvents(event: FIRING, limit: 20) {
+    at rule threshold message accountId quotaName runsOutEarliest runsOutLatest
+    deliveries { webhook state attempts lastError }
+  }
+  account(id: "vt-soc") {
+    alertStates { rule state since }
+    quotas { name utilization alertStates { rule threshold state since windowStart } }
+  }
+}
+""",
 )
 """The README's example queries (its ```graphql blocks; a test keeps the two the same), each
 opened as a tab titled with its operation's name."""

@@ -130,3 +130,4 @@ def test_the_figures_are_the_code() -> None:
     assert "Up to 10 thresholds and 10 webhooks" in PROSE
     assert (alert_config.DEFAULT_TIMEOUT, alert_config.MAX_TIMEOUT) == (10, 60)
     assert 'timeout = "10s"' in SECTION and "(0.1 s to 60 s)" in SECTION
+    assert store.MAX_EVENTS_READ == 1000 and "`limit` 1 to 1000" in PROSE

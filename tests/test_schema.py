@@ -12,6 +12,7 @@ import pytest
 from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
 
 from gateway import domain, history
+from gateway.alerts import model as alerts
 from gateway.forecast import Forecast
 from gateway.graphql import types
 from gateway.graphql.schema import schema
@@ -154,7 +155,8 @@ def test_graphql_types_mirror_the_domain() -> None:
             domain.Quota,
             "Quota",
             {"vendor_exceeded"},
-            {"remaining", "utilization", "exceeded", "history", "forecast", "source"},
+            {"remaining", "utilization", "exceeded", "history", "forecast", "source"}
+            | {"alertStates"},
         ),
         (history.QuotaSample, "QuotaSample", set(), set()),
         (history.SnapshotRun, "SnapshotRun", set(), set()),
@@ -179,8 +181,16 @@ def test_graphql_types_mirror_the_domain() -> None:
             "Account",
             set(),
             {"source", "quotasSource", "plan", "activeRulesets", "vendorAlerts"}
-            | {"quotas", "rateLimits", "usage"},
+            | {"quotas", "rateLimits", "usage", "alertStates"},
         ),
+        (
+            alerts.AlertEvent,
+            "AlertEvent",
+            {"facts"},
+            {snake_to_camel(n) for n in field_names(alerts.Facts)},
+        ),
+        (alerts.AlertState, "AlertState", set(), set()),
+        (alerts.Delivery, "AlertDelivery", set(), set()),
         (domain.Allowance, "Allowance", set(), set()),
         (domain.Entitlement, "Entitlement", set(), set()),
         (domain.Allocation, "QuotaAllocation", set(), set()),
@@ -198,6 +208,11 @@ def test_graphql_types_mirror_the_domain() -> None:
         (domain.QuotaUnit, types.QuotaUnit),
         (domain.SourceState, types.SourceState),
         (domain.FailureCause, types.FailureCause),
+        (alerts.Rule, types.AlertRule),
+        (alerts.EventKind, types.AlertEventKind),
+        (alerts.StateName, types.AlertStateName),
+        (alerts.Reason, types.AlertResolution),
+        (alerts.DeliveryState, types.AlertDeliveryState),
     ]
     for ours, theirs in enums:
         assert [m.name for m in ours] == [m.name for m in theirs]

@@ -158,7 +158,18 @@ def test_serve_snapshots_and_cron_snapshots_together_deliver_each_event_once(
             if sum(r["outcome"] == "OK" for r in runs) >= 5:
                 break
             time.sleep(0.3)
+        events = httpx.post(
+            url,
+            json={"query": "{ alertEvents(limit: 1000) { id deliveries { webhook state } } }"},
+            timeout=10,
+        ).json()["data"]["alertEvents"]
         server.send_signal(signal.SIGINT)
         assert server.wait(20) == 0
-    assert_each_event_delivered_once(tmp_path, receiver)
+    delivered = assert_each_event_delivered_once(tmp_path, receiver)
+    assert {e["id"] for e in events} == delivered
+    for event in events:
+        assert sorted((d["webhook"], d["state"]) for d in event["deliveries"]) == [
+            ("am", "DELIVERED"),
+            ("json", "DELIVERED"),
+        ]
     assert constant_firings(receiver) == EXPECTED_CONSTANT
