@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.alerts.delivery import BACKOFF, RESPONSE_CAP, TRIES
+from gateway.alerts.delivery import (
+    BACKOFF,
+    MAX_PER_RUN,
+    RESPONSE_CAP,
+    RUN_DEADLINE,
+    TRIES,
+    Deliverer,
+)
 from gateway.alerts.engine import Alerting, AlertRun
 from gateway.alerts.formats import OPEN_END
 from gateway.alerts.store import MAX_REJECTED_RUNS
@@ -261,13 +268,14 @@ async def test_retries_with_backoff_then_delivered_in_the_same_run(tmp_path, rec
     assert [w.delivered for w in result.webhooks] == [1]
 
 
+@pytest.mark.parametrize("status", [503, 500, 429, 408])
 async def test_an_event_not_delivered_waits_and_the_next_run_delivers_it_once(
-    tmp_path, receiver, caplog
+    tmp_path, receiver, caplog, status
 ) -> None:
     caplog.set_level(logging.INFO)
     hook = {"url": f"{receiver.url}{TOKEN_PATH}", "name": "ops", "secret": "${HOOK_SECRET}"}
     settings = make_settings(tmp_path, [hook], thresholds=[0.8, 0.9])
-    receiver.fail(TRIES, 503)  # every try of the first event fails
+    receiver.fail(TRIES, status)  # every try of the first event fails
     runs = Runs(settings)
     first = await runs.run(bytes_quota(4_600_000_000_000))  # 92 %: two events
     assert len(first.events) == 2
@@ -276,7 +284,7 @@ async def test_an_event_not_delivered_waits_and_the_next_run_delivers_it_once(
     assert "not all delivered to ops" in first.summary()
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     host = receiver.url.removeprefix("http://")
-    assert line == f"alert webhook 'ops' ({host}): HTTP 503; 2 events wait for the next run"
+    assert line == f"alert webhook 'ops' ({host}): HTTP {status}; 2 events wait for the next run"
 
     runs.now += timedelta(minutes=15)
     second = await runs.run(bytes_quota(4_600_000_000_000))
@@ -306,7 +314,7 @@ async def test_a_refused_event_is_marked_failed_after_some_runs_and_others_still
     await runs.run(bytes_quota(4_100_000_000_000))
     assert [r.status for r in receiver.all()] == [400]  # a refusal is not retried in the run
     for run in range(2, MAX_REJECTED_RUNS + 1):
-        receiver.fail(1, 422)
+        receiver.fail(1, 302 if run == 2 else 422)  # a redirect is not followed: refused
         runs.now += timedelta(minutes=15)
         await runs.run(bytes_quota(4_100_000_000_000))
         assert len(receiver.all()) == run
@@ -391,3 +399,56 @@ async def test_two_evaluations_at_once_make_and_deliver_each_event_once(tmp_path
     for path in ("/a", "/b"):
         assert sorted(r.json()["id"] for r in slow.accepted(path)) == sorted(made)
     assert len(slow.all()) == 6
+
+
+async def test_a_run_sends_at_most_so_many_events_to_a_webhook(tmp_path, receiver, caplog) -> None:
+    steps = [round(0.1 * n, 1) for n in range(1, 11)]  # ten thresholds, all reached
+    settings = make_settings(
+        tmp_path, [{"url": f"{receiver.url}/hook", "name": "ops"}], thresholds=steps
+    )
+    quotas = [
+        Quota(f"rl:q{n:02}", "rl", f"q{n}", QuotaWindow.MONTH, QuotaUnit.REQUESTS, 10, 10,
+              resets_at=APRIL)
+        for n in range(MAX_PER_RUN // 10 + 1)
+    ]  # fmt: skip
+    runs = Runs(settings)
+    first = await runs.run(*quotas)
+    assert len(first.events) == MAX_PER_RUN + 10
+    assert len(receiver.accepted()) == MAX_PER_RUN
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.endswith(
+        f": {MAX_PER_RUN} events sent in this run; 10 events wait for the next run"
+    )
+    runs.now += timedelta(minutes=15)
+    await runs.run(*quotas)
+    ids = [r.json()["id"] for r in receiver.accepted()]
+    assert ids == [e.id for e in first.events]  # all of them, in order, each once
+
+
+async def test_a_run_stops_delivering_at_its_deadline(tmp_path, receiver) -> None:
+    """The run's time is read from a clock that moves 25 s with every request the receiver
+    gets: the fourth event would start past the 60 s, so it and the rest wait."""
+    settings = make_settings(
+        tmp_path,
+        [{"url": f"{receiver.url}/hook", "name": "ops"}],
+        thresholds=[0.5, 0.6, 0.7, 0.8, 0.9],
+    )
+    store = HistoryStore(settings.history_path)
+    try:
+        async with httpx.AsyncClient() as http:
+            assert settings.alerts is not None
+            alerting = Alerting(settings.alerts, settings.accounts, store, http, clock=lambda: NOW)
+            events = await alerting.evaluate(
+                [AccountOutcome("rl", True, quotas=(bytes_quota(4_900_000_000_000),))]
+            )
+            deliverer = Deliverer(
+                alerting.store, http, settings.alerts, clock=lambda: NOW,
+                monotonic=lambda: 25.0 * len(receiver.all()), deadline=RUN_DEADLINE,
+            )  # fmt: skip
+            (report,) = await deliverer.run()
+    finally:
+        await store.close()
+    assert len(events) == 5
+    assert (report.delivered, report.stopped) == (3, "the run's 60 s for it are over")
+    assert [r.json()["id"] for r in receiver.accepted()] == [e.id for e in events[:3]]
+    assert [s for _, s, _ in deliveries(settings)] == ["delivered"] * 3 + ["pending"] * 2

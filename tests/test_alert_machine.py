@@ -188,12 +188,14 @@ async def test_resolves_when_use_falls_and_never_fires_twice_in_a_window(quotas,
     assert await quotas.run(monthly(850)) == [("firing", 0.8, None)]
     clock.now += timedelta(hours=1)
     assert await quotas.run(monthly(900)) == []  # still firing: said once
-    clock.now += timedelta(hours=1)
+    clock.now += timedelta(minutes=30)
+    assert await quotas.run(ok=False) == []  # a failed read: nothing known, nothing resolves
+    assert states(quotas.settings.history_path) == [("2026-03-01T00:00:00+00:00", "0.8", "firing")]
+    clock.now += timedelta(minutes=30)
     assert await quotas.run(monthly(700)) == [("resolved", 0.8, "cleared")]  # limit raised, say
     for hours in (2, 12, 200):
         clock.now = datetime(2026, 3, 10, tzinfo=UTC) + timedelta(hours=hours)
         assert await quotas.run(monthly(950)) == []  # the same window: never again
-    assert await quotas.run(ok=False) == []  # a failed read changes nothing
     clock.now = datetime(2026, 4, 1, 1, tzinfo=UTC)
     assert await quotas.run(monthly(10, datetime(2026, 5, 1, tzinfo=UTC))) == []  # was resolved
     clock.now = datetime(2026, 4, 20, tzinfo=UTC)
