@@ -116,15 +116,15 @@ class Deliverer:
         tried: list[int] = []
         try:
             while report.stopped is None:
-                if len(tried) >= MAX_PER_RUN:
-                    report.stopped = f"{MAX_PER_RUN} events sent in this run"
-                    break
-                batch = await self.store.pending(
-                    hook.name, tried, min(_BATCH, MAX_PER_RUN - len(tried))
+                room = MAX_PER_RUN - len(tried)
+                batch = (
+                    await self.store.pending(hook.name, tried, min(_BATCH, room)) if room else []
                 )
                 if not batch:
                     if await self.store.release_if_done(hook.name, token, tried):
                         return report
+                    if not room:
+                        report.stopped = f"{MAX_PER_RUN} events sent in this run"
                     continue
                 for item in batch:
                     if self.monotonic() >= deadline:

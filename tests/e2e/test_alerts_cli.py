@@ -173,3 +173,32 @@ def test_serve_snapshots_and_cron_snapshots_together_deliver_each_event_once(
             ("json", "DELIVERED"),
         ]
     assert constant_firings(receiver) == EXPECTED_CONSTANT
+
+
+def test_logs_name_a_webhook_by_name_and_host_only(tmp_path, virustotal, closed_port_url) -> None:
+    token = "T0123/B0456/a-slack-like-token"
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[gateway]\nhistory_path = "{tmp_path / "history.sqlite"}"\n\n'
+        f'[[accounts]]\nid = "vt"\nprovider = "virustotal"\nbase_url = "{virustotal}"\n'
+        'api_key = "vt_demo_admin_key"\ngroup = "soc-team"\n\n'
+        "[alerts]\nthresholds = [0.2]\n\n"
+        '[[alerts.webhooks]]\nurl = "${HOOK_URL}"\nname = "chat"\nformat = "slack"\n'
+        'secret = "${HOOK_SECRET}"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "HOOK_URL": f"{closed_port_url}/services/{token}", **ENV}
+    done = subprocess.run(
+        [*COMMAND, "snapshot", "--config", str(config), "--log-level", "debug"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    host = closed_port_url.removeprefix("http://")
+    assert f"alert webhook 'chat' ({host}): connection failed;" in done.stderr
+    assert "alert firing: vt: " in done.stderr  # debug output is on
+    assert "not all delivered to chat" in done.stdout
+    for secret in (token, "a-slack-like-token", ENV["HOOK_SECRET"]):
+        assert secret not in done.stderr and secret not in done.stdout
