@@ -22,6 +22,7 @@ from litestar.types import Scope as LitestarScope
 
 from gateway import __version__
 from gateway.access import Access
+from gateway.alerts.engine import Alerting, AlertRun
 from gateway.assets import static_files
 from gateway.cache import Cache
 from gateway.dashboard import dashboard_page, dashboard_route
@@ -132,6 +133,21 @@ def vendor_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+def webhook_client() -> httpx.AsyncClient:
+    """The client alert webhooks are called with (each call bounds its own time)."""
+    return httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+
+
+def build_alerting(
+    settings: Settings, service: GatewayService, http: httpx.AsyncClient
+) -> Alerting | None:
+    """The alert rules of ``settings``, evaluated after each snapshot run; None without
+    ``[alerts]``."""
+    if settings.alerts is None or service.history is None:
+        return None
+    return Alerting(settings.alerts, settings.accounts, service.history, http, clock=service.clock)
+
+
 def build_service(
     settings: Settings,
     http: httpx.AsyncClient,
@@ -177,16 +193,20 @@ def build_service(
         upstream=upstream,
         history=history,
         max_query_cost=settings.max_query_cost,
+        alerts=settings.alerts,
     )
 
 
-async def snapshot_once(settings: Settings) -> list[AccountOutcome]:
-    """One snapshot of every account (``usage-gateway snapshot``)."""
-    async with vendor_client(settings) as http:
+async def snapshot_once(settings: Settings) -> tuple[list[AccountOutcome], AlertRun | None]:
+    """One snapshot of every account (``usage-gateway snapshot``), then the alert rules."""
+    async with vendor_client(settings) as http, webhook_client() as hooks:
         service = build_service(settings, http)
         try:
             assert service.history is not None
-            return await run_snapshot(service, service.history)
+            outcomes = await run_snapshot(service, service.history)
+            alerting = build_alerting(settings, service, hooks)
+            alerts = None if alerting is None else await alerting.after_snapshot(outcomes)
+            return outcomes, alerts
         finally:
             await service.upstream.close()
             if service.history is not None:
@@ -289,13 +309,19 @@ def create_app(
             return graphiql_page(access.required), GRAPHIQL_POLICY
         return None
 
+    hooks = webhook_client() if snapshot_every and settings.alerts else None
+    alerting = build_alerting(settings, service, hooks) if hooks is not None else None
+
     async def snapshots(every: float) -> None:
-        """One run at a time: the next starts ``every`` seconds after the last one started."""
+        """One run at a time: the next starts ``every`` seconds after the last one started
+        (the alert rules are evaluated after each)."""
         assert service.history is not None
         while True:
             started = asyncio.get_running_loop().time()
             try:
-                await run_snapshot(service, service.history)
+                outcomes = await run_snapshot(service, service.history)
+                if alerting is not None:
+                    await alerting.after_snapshot(outcomes)
             except HistoryUnavailable as exc:
                 log.error("snapshot run failed: %s", exc)  # one line: the file and the cause
             except Exception:
@@ -326,6 +352,8 @@ def create_app(
                 await service.history.close()
             if own_client:
                 await http.aclose()
+            if hooks is not None:
+                await hooks.aclose()
 
     def token_gate(app: Any) -> Any:  # Litestar's middleware protocol: app -> app
         return TokenGate(app, access, page_for=page_for)

@@ -153,7 +153,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     _, settings = loaded
     configure_logging(args.log_level, settings.secret_values)
     try:
-        outcomes = asyncio.run(snapshot_once(settings))
+        outcomes, alerts = asyncio.run(snapshot_once(settings))
     except HistoryUnavailable as exc:
         print(f"usage-gateway: {exc}", file=sys.stderr)
         return 3
@@ -162,6 +162,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             print(f"{outcome.account_id}: stored {outcome.days} days ({outcome.changed} changed)")
         else:
             print(f"{outcome.account_id}: failed: {outcome.error}")
+    if alerts is not None:
+        print(alerts.summary())
     return 0 if all(o.ok for o in outcomes) else 1
 
 

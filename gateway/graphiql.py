@@ -56,6 +56,18 @@ query HistoryAndAlerts {
 }
 """,
     """\
+query Alerts {
+  alertEvents(event: FIRING, limit: 20) {
+    at rule threshold message accountId quotaName runsOutEarliest runsOutLatest
+    deliveries { webhook state attempts lastError }
+  }
+  account(id: "vt-soc") {
+    alertStates { rule state since }
+    quotas { name utilization alertStates { rule threshold state since windowStart } }
+  }
+}
+""",
+    """\
 query Headroom {
   headroom(requests: 20000, accountId: "rl-acme") {
     accountId requests fits earliestFit available

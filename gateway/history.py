@@ -6,7 +6,10 @@ Tables (migrations are numbered; ``PRAGMA user_version`` says which have run):
 * ``usage_days``: per account and day, the day's totals; a row means the day is known;
 * ``usage_endpoints``: per account, day and endpoint (and quota flag), where vendors say;
 * ``usage_changes``: every stored day or endpoint count that a later snapshot changed;
-* ``quota_samples`` and ``rate_limit_samples``: used and limit over time.
+* ``quota_samples`` and ``rate_limit_samples``: used and limit over time;
+* ``alert_states``, ``alert_events``, ``alert_deliveries`` and ``alert_leases``: the alert
+  rules' state machine, its events (an outbox) and their delivery to each webhook
+  (:mod:`gateway.alerts.store` reads and writes them).
 
 Writes take the lock up front (``BEGIN IMMEDIATE``) and store one account's whole snapshot in one
 transaction, so a run killed halfway leaves no partial day and two runs at once wait for each
@@ -24,6 +27,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,7 +136,39 @@ def _migration_2(db: Database) -> None:
     db.execute("ALTER TABLE usage_days ADD COLUMN split INTEGER")
 
 
-MIGRATIONS = (_migration_1, _migration_2)
+def _migration_3(db: Database) -> None:
+    """Alerts: each rule's state per quota and window, the events it made (an outbox), their
+    delivery per webhook, and which process delivers to a webhook now."""
+    db.execute(
+        "CREATE TABLE alert_states (id INTEGER PRIMARY KEY, account_id TEXT NOT NULL,"
+        " subject TEXT NOT NULL, rule TEXT NOT NULL, level TEXT NOT NULL,"
+        " window_key TEXT NOT NULL, window_start TEXT, window_end TEXT, state TEXT NOT NULL,"
+        " since TEXT NOT NULL, fired_at TEXT, resolved_at TEXT, facts TEXT NOT NULL,"
+        " UNIQUE (subject, rule, level, window_key))"
+    )
+    db.execute("CREATE INDEX alert_states_account ON alert_states (account_id, state)")
+    db.execute(
+        "CREATE TABLE alert_events (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
+        " account_id TEXT NOT NULL, rule TEXT NOT NULL, event TEXT NOT NULL,"
+        " at TEXT NOT NULL, data TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX alert_events_at ON alert_events (at)")
+    db.execute("CREATE INDEX alert_events_account ON alert_events (account_id, at)")
+    db.execute(
+        "CREATE TABLE alert_deliveries (event_id INTEGER NOT NULL REFERENCES alert_events (id),"
+        " webhook TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " runs INTEGER NOT NULL DEFAULT 0, rejected_runs INTEGER NOT NULL DEFAULT 0,"
+        " last_status INTEGER, last_error TEXT, delivered_at TEXT,"
+        " PRIMARY KEY (event_id, webhook))"
+    )
+    db.execute("CREATE INDEX alert_deliveries_pending ON alert_deliveries (webhook, state)")
+    db.execute(
+        "CREATE TABLE alert_leases (webhook TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+        " token TEXT NOT NULL, until TEXT NOT NULL)"
+    )
+
+
+MIGRATIONS = (_migration_1, _migration_2, _migration_3)
 
 
 @dataclass(frozen=True)
@@ -206,7 +242,7 @@ OWNER = f"{socket.gethostname()}:{os.getpid()}"
 """Who runs a snapshot: host and process, so a later run can tell a dead run from a live one."""
 
 
-def _alive(owner: str | None) -> bool:
+def owner_alive(owner: str | None) -> bool:
     """Whether the process that owns a run may still be running (unknown owners count as alive)."""
     host, _, pid = (owner or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -257,6 +293,22 @@ def _disk_full(path: Path) -> bool:
     except OSError:
         return False
     return stats.f_bavail == 0
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. While another connection takes the file in or out of WAL
+    mode (the last one to close a WAL file checkpoints it and removes the log), SQLite refuses
+    at once ("database is locked") instead of waiting for the busy timeout: wait here too."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            if code != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 class HistoryStore:
@@ -326,7 +378,7 @@ class HistoryStore:
                         f"it was written by a newer usage-gateway (schema version {version}; "
                         f"this one knows up to {len(MIGRATIONS)}); it is left untouched",
                     )
-                conn.execute("PRAGMA journal_mode = WAL")
+                _wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 db = Database(conn)
                 self._migrate(db)
@@ -363,6 +415,15 @@ class HistoryStore:
             raise
         return result
 
+    async def transaction(self, work: Callable[[Database], T]) -> T:
+        """``work`` in one write transaction, the write lock taken up front (``BEGIN
+        IMMEDIATE``): another process's transaction waits for it, or it for that one."""
+        return await self._run(lambda db: self._write(db, work))
+
+    async def read(self, work: Callable[[Database], T], nothing: T) -> T:
+        """``work`` reading the store, or ``nothing`` when no snapshot ever made the file."""
+        return await self._read(work, nothing)
+
     async def close(self) -> None:
         def close(db: Database) -> None:
             db.conn.close()
@@ -396,7 +457,7 @@ class HistoryStore:
             dead = [
                 run_id
                 for run_id, owner, started in running
-                if started < _iso(started_before) or not _alive(owner)
+                if started < _iso(started_before) or not owner_alive(owner)
             ]
             for run_id in dead:
                 db.execute(

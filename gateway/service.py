@@ -18,6 +18,10 @@ from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any, TypeVar
 
+from gateway.alerts.config import AlertSettings
+from gateway.alerts.machine import StateRow
+from gateway.alerts.model import AlertEvent, AlertState, EventKind, Rule, StateName
+from gateway.alerts.store import AlertStore
 from gateway.cache import Cache, fingerprint
 from gateway.domain import (
     Account,
@@ -109,8 +113,12 @@ class GatewayService:
         upstream: Upstream | None = None,
         history: HistoryStore | None = None,
         max_query_cost: int = DEFAULT_MAX_QUERY_COST,
+        alerts: AlertSettings | None = None,
     ) -> None:
         self._accounts = {a.config.id: a for a in accounts}
+        self.alerts = alerts
+        """The alert rules (``[alerts]``), whose states the graph shows; None: no rules."""
+        self.alert_store = AlertStore(history) if history is not None else None
         self.max_query_cost = max_query_cost
         self.heavy_turn = asyncio.Semaphore(1)
         """Held while a heavy operation executes (``gateway.graphql.cost.HeavyQueriesInTurn``)."""
@@ -335,6 +343,53 @@ class RequestScope:
                 alerts.append(QuotaAlert(quota, AlertKind.RUNS_OUT_BEFORE_RESET, projection))
         return alerts
 
+    async def alert_events(
+        self,
+        account_id: str | None,
+        rule: Rule | None,
+        event: EventKind | None,
+        since: datetime | None,
+        limit: int,
+    ) -> list[AlertEvent]:
+        """Stored alert events of the readable accounts (or of one), newest first: none, with
+        no history read, for an account this request may not read."""
+        store = self.service.alert_store
+        if store is None:
+            return []
+        accounts = [a for a in self._visible if account_id is None or a == account_id]
+        if not accounts:
+            return []
+        return await self._history(
+            store.events(accounts, rule=rule, event=event, since=since, limit=limit)
+        )
+
+    async def alert_states(self, account_id: str, quota: Quota | None) -> list[AlertState]:
+        """Each rule's current state on ``quota`` (or, for None, the account's own rules):
+        every rule in force, OK where it has nothing to say."""
+        alerts, store = self.service.alerts, self.service.alert_store
+        if alerts is None or store is None:
+            return []
+        rules = alerts.rules_for(self.service.configured(account_id).config)
+        rows = await self._once(
+            ("alert_states", account_id), lambda: self._history(store.latest_states(account_id))
+        )
+        wanted: list[tuple[Rule, float | None]] = []
+        if quota is None:
+            subject, current = account_id, None
+            if rules.unreadable_after is not None:
+                wanted.append((Rule.UNREADABLE, None))
+        else:
+            subject = quota.id
+            wanted += [(Rule.THRESHOLD, t) for t in rules.thresholds]
+            if rules.predictive:
+                wanted.append((Rule.PREDICTIVE, None))
+            window = window_of(quota, self.service.clock())
+            current = window[0] if window is not None else None
+        latest = {(r.track.rule, r.track.threshold): r for r in rows if r.track.subject == subject}
+        return [
+            _alert_state(rule, level, latest.get((rule, level)), current) for rule, level in wanted
+        ]
+
     async def snapshots(self, account_id: str | None, limit: int) -> list[SnapshotRun]:
         """Snapshot runs of the readable accounts (of ``account_id`` alone when given: none,
         with no history read, when it is not one of them), newest first."""
@@ -347,9 +402,9 @@ class RequestScope:
         return await self._history(history.runs(wanted, limit))
 
     async def snapshot_summary(self, since: datetime) -> list[RunSummary]:
-        """Every account's snapshot runs in brief (:meth:`HistoryStore.run_summary`)."""
+        """The readable accounts' snapshot runs in brief (:meth:`HistoryStore.run_summary`)."""
         history = self.service.history
-        ids = [a.id for a in self.service.accounts()]
+        ids = list(self._visible)
         if history is None:
             return [RunSummary(a, {}) for a in ids]
         return await self._history(history.run_summary(ids, since))
@@ -502,6 +557,21 @@ def _history_status(problem: HistoryUnavailable, live_since: date) -> SourceStat
         "keeps, are missing",
         cause=FailureCause.INTERNAL,
     )
+
+
+def _alert_state(
+    rule: Rule, threshold: float | None, row: StateRow | None, window: datetime | None
+) -> AlertState:
+    """A rule's state from its newest stored row: open as stored; resolved while its window
+    is the quota's current one (or the quota has none); OK otherwise."""
+    if row is not None and not row.open:
+        earlier = row.window is not None and window is not None and row.window.start != window
+        if earlier or rule is Rule.UNREADABLE:
+            row = None  # resolved in an earlier window, or the outage is over
+    if row is None:
+        return AlertState(rule, threshold, StateName.OK, None, window, None, None)
+    start = row.window.start if row.window is not None else None
+    return AlertState(rule, threshold, row.state, row.since, start, row.fired_at, row.resolved_at)
 
 
 def combine(statuses: Sequence[SourceStatus]) -> SourceStatus:

@@ -27,6 +27,7 @@ from gateway.access import (
     sha256_problem,
     token_problem,
 )
+from gateway.alerts.config import AlertSettings, parse_alerts
 from gateway.cache import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ENTRIES,
@@ -178,6 +179,8 @@ class Settings:
     tokens: tuple[GatewayToken, ...] = ()
     """``[[tokens]]``: with at least one, every request but ``/healthz`` and static files needs
     one of them (:mod:`gateway.access`)."""
+    alerts: AlertSettings | None = None
+    """``[alerts]``: rules evaluated after every snapshot run; None when the file has none."""
 
     source: str = "<built in>"
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
@@ -213,10 +216,11 @@ def parse_settings(
     at start-up (``trusted_documents``) are taken from ``base`` (the config file's directory;
     the working directory by default)."""
     env = os.environ if env is None else env
-    unknown = sorted(set(data) - {"gateway", "cache", "accounts", "tokens"})
+    unknown = sorted(set(data) - {"gateway", "cache", "accounts", "tokens", "alerts"})
     if unknown:
         raise ConfigError(
-            source, f"unknown section {unknown[0]!r} (expected gateway, cache, accounts, tokens)"
+            source,
+            f"unknown section {unknown[0]!r} (expected gateway, cache, accounts, tokens, alerts)",
         )
 
     gateway = data.get("gateway", {})
@@ -290,6 +294,10 @@ def parse_settings(
         secrets.update(registry()[account.provider].client.derived_secrets(account))
     tokens, token_secrets = _parse_tokens(data.get("tokens", []), source, env)
     secrets.update(token_secrets)
+    alerts = None
+    if "alerts" in data:
+        alerts = parse_alerts(data["alerts"], source=source, accounts=accounts, env=env)
+        secrets.update(alerts.secret_values())
     return Settings(
         accounts=tuple(accounts),
         history_path=history_path,
@@ -305,6 +313,7 @@ def parse_settings(
         cache_store=cache_store,
         switches=switches,
         tokens=tokens,
+        alerts=alerts,
         source=source,
         secret_values=frozenset(secrets | _url_secrets(cache_url)),
     )

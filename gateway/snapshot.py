@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from gateway.domain import Granularity, UsageReport
+from gateway.domain import Granularity, Quota, UsageReport
 from gateway.errors import UpstreamError
 from gateway.history import DayRecord, HistoryStore, HistoryUnavailable
 from gateway.service import GatewayService
@@ -31,6 +31,8 @@ class AccountOutcome:
     days: int = 0
     changed: int = 0
     error: str | None = None
+    quotas: tuple[Quota, ...] = ()
+    """The account's quotas as this run read them (alert rules are evaluated on them)."""
 
 
 def day_records(report: UsageReport) -> list[DayRecord]:
@@ -85,7 +87,7 @@ async def snapshot_account(
         await store.fail_run(run_id, clock(), message)
         return AccountOutcome(account_id, False, error=message)
     log.info("snapshot of %s: %d days, %d changed", account_id, stored.days, stored.changed)
-    return AccountOutcome(account_id, True, stored.days, stored.changed)
+    return AccountOutcome(account_id, True, stored.days, stored.changed, quotas=limits.quotas)
 
 
 async def run_snapshot(service: GatewayService, store: HistoryStore) -> list[AccountOutcome]:

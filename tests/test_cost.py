@@ -91,7 +91,7 @@ def test_realistic_queries_cost_less_than_the_default_limit(count: int) -> None:
       usage(from: "2025-03-19", to: "2026-03-18") { requests series { start requests }
         endpoints { endpoint requests } missingDays } } }"""
     queries = [*readme_queries(), DASHBOARD, QUOTAS, year]
-    assert len(queries) == 6
+    assert len(queries) == 7
     costs = [cost(q, count=count) for q in queries]
     costs.append(cost(YEAR, {"from": "2025-03-19", "to": "2026-03-18"}, count))
     assert max(costs) < DEFAULT_MAX_QUERY_COST

@@ -53,7 +53,7 @@ def graphql_schema(gateway_url):
     return schemathesis.graphql.from_url(f"{gateway_url}/graphql")
 
 
-ROOT_FIELDS = ["accounts", "account", "quotas", "alerts", "snapshots", "headroom"]
+ROOT_FIELDS = ["accounts", "account", "quotas", "alerts", "snapshots", "headroom", "alertEvents"]
 
 
 def test_every_root_field_is_fuzzed(graphql_schema) -> None:

@@ -3,6 +3,8 @@ forecasts on constructed samples, and the graph's history fields."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +16,7 @@ import pytest
 from gateway.app import build_service, create_app
 from gateway.domain import Quota, QuotaUnit, QuotaWindow, day_start
 from gateway.forecast import forecast
+from gateway.history import HistoryStore
 from gateway.servers import ServerThread
 from gateway.snapshot import run_snapshot
 from providers.reversinglabs.emulator import ReversingLabsEmulator
@@ -360,3 +363,23 @@ async def test_a_quota_projected_to_run_out_before_its_reset_is_an_alert() -> No
         f"rl-acme: Daily queries: TCA-0101 File Reputation, TCA-0104 RLDATA may run out as early"
         f" as {runs_out:%Y-%m-%dT%H:%M}Z"
     )
+
+
+async def test_stores_opened_while_others_close_wait_instead_of_failing(tmp_path) -> None:
+    """Processes that start while another closes the file (the last connection to a WAL file
+    checkpoints it and removes the log) wait their turn rather than fail: eight stores at a
+    time, opening and closing at random moments, forty times over."""
+    chance = random.Random(7)
+    for round_ in range(40):
+        path = tmp_path / f"history-{round_}.sqlite"
+
+        async def one(pause: float, path: Path = path) -> int:
+            await asyncio.sleep(pause)
+            store = HistoryStore(path)
+            try:
+                return await store.start_run("acct", NOW)
+            finally:
+                await store.close()
+
+        runs = await asyncio.gather(*(one(chance.random() * 0.02) for _ in range(8)))
+        assert sorted(runs) == list(range(1, 9))

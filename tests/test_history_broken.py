@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.history import HistoryStore
+from gateway.history import MIGRATIONS, HistoryStore
 from tests.conftest import NOW, account_entry, settings_for
 from tests.e2e.test_snapshot_cli import COMMAND
 
@@ -34,7 +34,7 @@ REASONS = {
     "read-only": "it is read-only (its file, directory or file system)",
     "full": "the disk it is on is full",
     "newer": "it was written by a newer usage-gateway (schema version 99; this one knows up to "
-    "2); it is left untouched",
+    f"{len(MIGRATIONS)}); it is left untouched",
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLScalarType
 
 from gateway import domain, headroom, history
+from gateway.alerts import model as alerts
 from gateway.forecast import Forecast
 from gateway.graphql import headroom as graphql_headroom
 from gateway.graphql import types
@@ -155,7 +156,8 @@ def test_graphql_types_mirror_the_domain() -> None:
             domain.Quota,
             "Quota",
             {"vendor_exceeded"},
-            {"remaining", "utilization", "exceeded", "history", "forecast", "source"},
+            {"remaining", "utilization", "exceeded", "history", "forecast", "source"}
+            | {"alertStates"},
         ),
         (history.QuotaSample, "QuotaSample", set(), set()),
         (history.SnapshotRun, "SnapshotRun", set(), set()),
@@ -180,8 +182,16 @@ def test_graphql_types_mirror_the_domain() -> None:
             "Account",
             set(),
             {"source", "quotasSource", "plan", "activeRulesets", "vendorAlerts"}
-            | {"quotas", "rateLimits", "usage", "providerName"},
+            | {"quotas", "rateLimits", "usage", "providerName", "alertStates"},
         ),
+        (
+            alerts.AlertEvent,
+            "AlertEvent",
+            {"facts"},
+            {snake_to_camel(n) for n in field_names(alerts.Facts)},
+        ),
+        (alerts.AlertState, "AlertState", set(), set()),
+        (alerts.Delivery, "AlertDelivery", set(), set()),
         (domain.Allowance, "Allowance", set(), set()),
         (domain.Entitlement, "Entitlement", set(), set()),
         (domain.Allocation, "QuotaAllocation", set(), set()),
@@ -202,6 +212,11 @@ def test_graphql_types_mirror_the_domain() -> None:
         (domain.SourceState, types.SourceState),
         (domain.FailureCause, types.FailureCause),
         (headroom.ConstraintKind, graphql_headroom.ConstraintKind),
+        (alerts.Rule, types.AlertRule),
+        (alerts.EventKind, types.AlertEventKind),
+        (alerts.StateName, types.AlertStateName),
+        (alerts.Reason, types.AlertResolution),
+        (alerts.DeliveryState, types.AlertDeliveryState),
     ]
     for ours, theirs in enums:
         assert [m.name for m in ours] == [m.name for m in theirs]

@@ -16,7 +16,10 @@ from the document (variables, fragments and ``@skip``/``@include`` applied) and 
 - lists whose length the document cannot know are estimated by constants: quotas per account
   (also under the root ``quotas`` and ``alerts``), endpoints per usage and per series point
   (:data:`ENDPOINTS_PER_USAGE` each: a bucket lists at most the range's endpoints), breakdowns
-  per usage, quota samples per day of ``history``, and :data:`OTHER_LIST` for any other list.
+  per usage, quota samples per day of ``history``, alert states per quota (the most thresholds
+  plus the predictive rule), deliveries per alert event (the most webhooks), and
+  :data:`OTHER_LIST` for any other list;
+- ``alertEvents`` and ``snapshots`` list up to their ``limit``.
 
 Aliases multiply: each response key is resolved and answered on its own. An operation over
 ``max_query_cost`` is refused before execution with ``extensions.code`` ``QUERY_TOO_COSTLY``
@@ -55,6 +58,8 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from gateway.alerts.config import MAX_THRESHOLDS, MAX_WEBHOOKS
+from gateway.alerts.store import MAX_EVENTS_READ
 from gateway.domain import Granularity
 from gateway.graphql.types import GatewayContext
 from gateway.lru import BoundedLRU
@@ -81,6 +86,9 @@ _FIXED = {
     ("UsagePoint", "endpoints"): ENDPOINTS_PER_USAGE,
     ("Usage", "errorTypes"): BREAKDOWN_ITEMS,
     ("Usage", "keys"): BREAKDOWN_ITEMS,
+    ("Quota", "alertStates"): MAX_THRESHOLDS + 1,
+    ("Account", "alertStates"): 1,
+    ("AlertEvent", "deliveries"): MAX_WEBHOOKS,
 }
 CACHE_SIZE = 512
 """Costs kept at most."""
@@ -310,6 +318,8 @@ class _Walk:
                 return accounts(args.get("provider")), "accounts"
             case ("Query", "snapshots"):
                 return min(max(int(args.get("limit") or 1), 1), 1000), "runs"
+            case ("Query", "alertEvents"):
+                return min(max(int(args.get("limit") or 1), 1), MAX_EVENTS_READ), "alert events"
             case ("Quota", "history"):
                 return _days(args.get("from"), args.get("to"), self.sizes.today) * (
                     SAMPLES_PER_DAY

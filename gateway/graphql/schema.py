@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
@@ -21,6 +22,8 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from gateway import domain
+from gateway.alerts import model as alert_model
+from gateway.alerts.store import MAX_EVENTS_READ as MAX_ALERT_EVENTS
 from gateway.errors import InputError
 from gateway.graphql.cost import HeavyQueriesInTurn, QueryCostLimit
 from gateway.graphql.documents import KNOWN, KnownDocuments, known_documents
@@ -32,7 +35,10 @@ from gateway.graphql.selection import usage_plan
 from gateway.graphql.types import (
     SCALARS,
     Account,
+    AlertEvent,
+    AlertEventKind,
     AlertKind,
+    AlertRule,
     BigInt,
     GatewayContext,
     Provider,
@@ -172,6 +178,44 @@ class Query:
             raise InputError(f"limit must be from 1 to 1000, not {limit}", argument="limit")
         runs = await scope_of(info).snapshots(str(account_id) if account_id else None, limit)
         return [SnapshotRun.from_domain(r) for r in runs]
+
+    @strawberry.field(
+        description="Alert firings and resolutions stored after snapshot runs, newest first; "
+        "null (with an error naming the file and the cause) when the history store cannot be "
+        "used."
+    )
+    async def alert_events(
+        self,
+        info: strawberry.Info,
+        account_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only this account's events.")
+        ] = None,
+        rule: Annotated[
+            AlertRule | None, strawberry.argument(description="Only this rule's events.")
+        ] = None,
+        event: Annotated[
+            AlertEventKind | None,
+            strawberry.argument(description="Only firings, or only resolutions."),
+        ] = None,
+        since: Annotated[
+            datetime | None, strawberry.argument(description="Only events at or after this.")
+        ] = None,
+        limit: Annotated[
+            int, strawberry.argument(description=f"At most this many (1-{MAX_ALERT_EVENTS}).")
+        ] = 100,
+    ) -> list[AlertEvent] | None:
+        if not 1 <= limit <= MAX_ALERT_EVENTS:
+            raise InputError(
+                f"limit must be from 1 to {MAX_ALERT_EVENTS}, not {limit}", argument="limit"
+            )
+        found = await scope_of(info).alert_events(
+            str(account_id) if account_id is not None else None,
+            alert_model.Rule[rule.name] if rule is not None else None,
+            alert_model.EventKind[event.name] if event is not None else None,
+            since,
+            limit,
+        )
+        return [AlertEvent.from_domain(e) for e in found]
 
 
 _LIMIT_RULES = after_known_fragments(

@@ -19,6 +19,7 @@ from graphql.pyutils import inspect
 from strawberry.litestar import BaseContext
 
 from gateway import domain, history
+from gateway.alerts import model as alerts
 from gateway.forecast import Forecast
 from gateway.service import UsageArgs
 from providers import registry
@@ -452,6 +453,16 @@ class Quota:
         projection = await scope_of(info).forecast(self._domain)
         return None if projection is None else QuotaForecast.from_domain(projection)
 
+    @strawberry.field(
+        description="Each alert rule's current state on this quota: every threshold and the "
+        "predictive rule in force for its account ([alerts]), OK where it has nothing to say; "
+        "empty without [alerts]; null (with an error naming the file and the cause) when the "
+        "history store cannot be used."
+    )
+    async def alert_states(self, info: strawberry.Info) -> list[AlertState] | None:
+        states = await scope_of(info).alert_states(self._domain.account_id, self._domain)
+        return [AlertState.from_domain(s) for s in states]
+
     @classmethod
     def from_domain(cls, quota: domain.Quota) -> Quota:
         return cls(
@@ -774,6 +785,15 @@ class Account:
         limits = await scope_of(info).limits(self.id)
         return [Quota.from_domain(q) for q in limits.quotas]
 
+    @strawberry.field(
+        description="The account's own alert rules' states (the unreadable rule), OK where it "
+        "has nothing to say; empty without [alerts] or with unreadable_after off; null (with an "
+        "error naming the file and the cause) when the history store cannot be used."
+    )
+    async def alert_states(self, info: strawberry.Info) -> list[AlertState] | None:
+        states = await scope_of(info).alert_states(self.id, None)
+        return [AlertState.from_domain(s) for s in states]
+
     @strawberry.field(description="The account's rate limits; empty when the vendor failed.")
     async def rate_limits(self, info: strawberry.Info) -> list[RateLimit]:
         limits = await scope_of(info).limits(self.id)
@@ -864,3 +884,205 @@ class QuotaAlert:
     quota: Quota = strawberry.field(description="The quota.")
     forecast: QuotaForecast | None = strawberry.field(description="Its projection, if any.")
     message: str = strawberry.field(description="What is wrong, in words.")
+
+
+@strawberry.enum(description="What makes an alert.")
+class AlertRule(enum.Enum):
+    THRESHOLD = strawberry.enum_value(
+        "threshold", description="A quota used at least a threshold's share of its limit."
+    )
+    PREDICTIVE = strawberry.enum_value(
+        "predictive", description="A quota projected to run out before its window ends."
+    )
+    UNREADABLE = strawberry.enum_value(
+        "unreadable",
+        description="An account not read successfully for longer than unreadable_after.",
+    )
+
+
+@strawberry.enum(description="What an alert event announces.")
+class AlertEventKind(enum.Enum):
+    FIRING = strawberry.enum_value("firing", description="The rule's condition started to hold.")
+    RESOLVED = strawberry.enum_value(
+        "resolved", description="It no longer holds, or its window reset (see reason)."
+    )
+
+
+@strawberry.enum(description="Where one rule stands on one quota (or account) now.")
+class AlertStateName(enum.Enum):
+    OK = strawberry.enum_value(
+        "ok", description="Nothing to say: the condition does not hold in this window."
+    )
+    PENDING = strawberry.enum_value(
+        "pending",
+        description="The condition holds, but the rule resolved less than the cooldown ago: "
+        "it fires once the cooldown is over, if the condition still holds.",
+    )
+    FIRING = strawberry.enum_value("firing", description="Fired; not resolved yet.")
+    RESOLVED = strawberry.enum_value(
+        "resolved",
+        description="Fired in this window and resolved: quiet until the window resets.",
+    )
+
+
+@strawberry.enum(description="Why an alert resolved.")
+class AlertResolution(enum.Enum):
+    CLEARED = strawberry.enum_value(
+        "cleared",
+        description="The condition no longer holds (use fell, the limit rose, the account was "
+        "read).",
+    )
+    WINDOW_RESET = strawberry.enum_value(
+        "window_reset", description="The quota's window ended; a new one starts from zero."
+    )
+    RULE_REMOVED = strawberry.enum_value(
+        "rule_removed", description="The config no longer has the rule."
+    )
+    QUOTA_GONE = strawberry.enum_value(
+        "quota_gone", description="The vendor no longer reports the quota."
+    )
+
+
+@strawberry.enum(description="Where an alert event stands with one webhook.")
+class AlertDeliveryState(enum.Enum):
+    PENDING = strawberry.enum_value(
+        "pending", description="Not acknowledged yet: tried again on the next snapshot run."
+    )
+    DELIVERED = strawberry.enum_value(
+        "delivered", description="The webhook answered 2xx; never sent again."
+    )
+    FAILED = strawberry.enum_value(
+        "failed",
+        description="The webhook refused it (4xx) in three runs; not tried again.",
+    )
+
+
+@strawberry.type(description="An alert event's delivery to one webhook.")
+class AlertDelivery:
+    webhook: str = strawberry.field(description="The webhook's name (never its URL).")
+    state: AlertDeliveryState = strawberry.field(description="Where it stands.")
+    attempts: int = strawberry.field(description="HTTP requests made for it, over every run.")
+    delivered_at: datetime | None = strawberry.field(description="When the webhook took it.")
+    last_status: int | None = strawberry.field(
+        description="The webhook's HTTP status on the last try; null when it did not answer."
+    )
+    last_error: str | None = strawberry.field(
+        description="Why the last try failed, in words; null once delivered."
+    )
+
+    @classmethod
+    def from_domain(cls, item: alerts.Delivery) -> AlertDelivery:
+        return cls(
+            webhook=item.webhook,
+            state=_enum(AlertDeliveryState, item.state),
+            attempts=item.attempts,
+            delivered_at=item.delivered_at,
+            last_status=item.last_status,
+            last_error=item.last_error,
+        )
+
+
+@strawberry.type(
+    description="An alert's firing or resolution, as stored after a snapshot run and sent to "
+    "the webhooks (their json body has the same fields)."
+)
+class AlertEvent:
+    id: strawberry.ID = strawberry.field(
+        description="Unique and stable: the json body's id and the X-Usage-Gateway-Event header."
+    )
+    event: AlertEventKind = strawberry.field(description="Firing or resolved.")
+    rule: AlertRule = strawberry.field(description="The rule.")
+    threshold: float | None = strawberry.field(
+        description="The threshold (0.8 = 80%) for threshold rules; null for the others."
+    )
+    reason: AlertResolution | None = strawberry.field(
+        description="Why it resolved; null for a firing."
+    )
+    at: datetime = strawberry.field(description="When it happened (the snapshot run's time).")
+    fired_at: datetime | None = strawberry.field(description="When the alert fired.")
+    window_start: datetime | None = strawberry.field(
+        description="Start of the quota window the alert belongs to (it fires at most once per "
+        "window); for unreadable, the last successful read; null for a quota without a window."
+    )
+    message: str = strawberry.field(description="What happened, in words.")
+    account_id: strawberry.ID = strawberry.field(description="The account.")
+    provider: Provider = strawberry.field(description="The account's vendor.")
+    quota_id: strawberry.ID | None = strawberry.field(description="The quota; null for unreadable.")
+    quota_name: str | None = strawberry.field(description="The quota's name.")
+    window: QuotaWindow | None = strawberry.field(description="The quota's window kind.")
+    unit: QuotaUnit | None = strawberry.field(description="What the quota counts.")
+    used: BigInt | None = strawberry.field(description="Used, as read when it happened.")
+    limit: BigInt | None = strawberry.field(description="The limit, as read when it happened.")
+    utilization: float | None = strawberry.field(description="used / limit, as read.")
+    resets_at: datetime | None = strawberry.field(description="The quota's next reset.")
+    runs_out_earliest: datetime | None = strawberry.field(
+        description="Projected run-out at the fastest likely pace (the forecast's range)."
+    )
+    runs_out_latest: datetime | None = strawberry.field(
+        description="Projected run-out at the slowest likely pace; null: not in this window."
+    )
+    last_read_at: datetime | None = strawberry.field(
+        description="For unreadable: the account's last successful read (null: never)."
+    )
+    deliveries: list[AlertDelivery] = strawberry.field(
+        description="Its delivery to each webhook configured when it happened."
+    )
+
+    @classmethod
+    def from_domain(cls, item: alerts.AlertEvent) -> AlertEvent:
+        facts = item.facts
+        return cls(
+            id=strawberry.ID(item.id),
+            event=_enum(AlertEventKind, item.event),
+            rule=_enum(AlertRule, item.rule),
+            threshold=item.threshold,
+            reason=_enum(AlertResolution, item.reason) if item.reason else None,
+            at=item.at,
+            fired_at=item.fired_at,
+            window_start=item.window_start,
+            message=item.message,
+            account_id=strawberry.ID(facts.account_id),
+            provider=Provider(facts.provider),
+            quota_id=strawberry.ID(facts.quota_id) if facts.quota_id is not None else None,
+            quota_name=facts.quota_name,
+            window=_enum(QuotaWindow, facts.window) if facts.window else None,
+            unit=_enum(QuotaUnit, facts.unit) if facts.unit else None,
+            used=_big(facts.used),
+            limit=_big(facts.limit),
+            utilization=facts.utilization,
+            resets_at=facts.resets_at,
+            runs_out_earliest=facts.runs_out_earliest,
+            runs_out_latest=facts.runs_out_latest,
+            last_read_at=facts.last_read_at,
+            deliveries=[AlertDelivery.from_domain(d) for d in item.deliveries],
+        )
+
+
+@strawberry.type(description="One alert rule's current state on a quota (or an account).")
+class AlertState:
+    rule: AlertRule = strawberry.field(description="The rule.")
+    threshold: float | None = strawberry.field(
+        description="The threshold for threshold rules; null for the others."
+    )
+    state: AlertStateName = strawberry.field(description="Where it stands.")
+    since: datetime | None = strawberry.field(
+        description="When it entered this state; null for OK."
+    )
+    window_start: datetime | None = strawberry.field(
+        description="Start of the window the state belongs to (the quota's current window for "
+        "OK); for unreadable, the last successful read; null without a window."
+    )
+    fired_at: datetime | None = strawberry.field(description="When it fired in this window.")
+    resolved_at: datetime | None = strawberry.field(description="When it resolved.")
+
+    @classmethod
+    def from_domain(cls, item: alerts.AlertState) -> AlertState:
+        return cls(
+            rule=_enum(AlertRule, item.rule),
+            threshold=item.threshold,
+            state=_enum(AlertStateName, item.state),
+            since=item.since,
+            window_start=item.window_start,
+            fired_at=item.fired_at,
+            resolved_at=item.resolved_at,
+        )
