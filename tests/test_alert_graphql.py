@@ -243,3 +243,31 @@ def test_alert_lists_are_priced_by_their_bounds() -> None:
     assert one is not None and many is not None
     assert one.total == 1 * (1 + 1)  # the event, its id
     assert many.total == 1000 * (1 + 1 + MAX_WEBHOOKS * (1 + 1))
+
+
+async def test_a_tokens_alert_events_are_its_accounts_only(tmp_path, emulators) -> None:
+    """With gateway tokens, ``alertEvents`` lists the events of the token's accounts only, as
+    every other root field does (an event of another account is as absent as its account)."""
+    from dataclasses import replace
+
+    from gateway.access import GatewayToken, digest
+    from gateway.app import create_app
+    from gateway.servers import ServerThread
+
+    settings = settings_with_alerts(tmp_path, emulators)
+    await snapshot(settings)
+    secret = "t" * 16 + "0123456789abcdef"
+    token = GatewayToken(name="repute", digest=digest(secret), accounts=("repute*",))
+    query = {"query": "{ alertEvents(limit: 1000) { accountId } }"}
+
+    def accounts_seen(config: Settings, headers: dict[str, str]) -> set[str]:
+        with ServerThread(create_app(config, clock=clock)) as server:
+            answer = httpx.post(
+                f"{server.urls[0]}/graphql", json=query, headers=headers, timeout=60
+            ).json()
+        return {e["accountId"] for e in answer["data"]["alertEvents"]}
+
+    every = accounts_seen(settings, {})
+    seen = accounts_seen(replace(settings, tokens=(token,)), {"Authorization": f"Bearer {secret}"})
+    assert "vt-soc" in every  # the other account has events of its own
+    assert seen == {a for a in every if a.startswith("repute")} != set()

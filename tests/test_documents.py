@@ -5,11 +5,13 @@ garbage collection needed."""
 from __future__ import annotations
 
 import gc
+from datetime import date
 
 import pytest
 
 from gateway import domain
 from gateway.graphql.documents import KNOWN, MAX_DOCUMENT_BYTES, MAX_DOCUMENTS
+from gateway.service import OFF_LOOP_DAYS
 from tests.conftest import account_entry, settings_for
 from tests.test_cost import ATTACK
 
@@ -69,10 +71,11 @@ def test_the_known_documents_are_bounded() -> None:
 
 
 async def test_what_a_request_read_is_freed_without_a_garbage_collection(gateway) -> None:
-    """Two years of daily usage: once the answer is out, none of its Usage objects is alive,
-    with the garbage collector off (before the request scope was released they lived until
-    the next full collection)."""
-    query = """{ accounts { source { state } usage(from: "2024-03-19", to: "2026-03-18") {
+    """A year of daily usage: once the answer is out, none of its Usage objects is alive, with
+    the garbage collector off (before the request scope was released they lived until the next
+    full collection). Under OFF_LOOP_DAYS, so no worker thread still holds the result."""
+    assert (date(2026, 3, 18) - date(2025, 4, 1)).days < OFF_LOOP_DAYS
+    query = """{ accounts { source { state } usage(from: "2025-04-01", to: "2026-03-18") {
       requests series { start } } } }"""
     await gateway.post(query)  # warm: the vendor's answer is in the data cache
 
