@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from graphql import DocumentNode, parse
+from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from gateway.graphql.tokens import over_token_limit
 from gateway.lru import BoundedLRU
 
 MAX_DOCUMENTS = 512
@@ -52,6 +53,12 @@ class KnownDocuments(SchemaExtension):
         if context.query is not None:
             document = self.store.get(context.query)
             self.known = document is not None
+            limit = context.parse_options.get("max_tokens")
+            if document is None and limit is not None and over_token_limit(context.query, limit):
+                # graphql-core's own words, without lexing the first ``limit`` tokens first.
+                raise GraphQLError(
+                    f"Syntax Error: Document contains more than {limit} tokens. Parsing aborted."
+                )
             context.graphql_document = document or parse(context.query, **context.parse_options)
         yield
 
