@@ -287,3 +287,18 @@ def field_names(cls: type) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
     assert issubclass(cls, msgspec.Struct), cls
     return list(cls.__struct_fields__)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Settings], str]]:
+    """Serve gateways for settings on loopback (uvicorn in a thread); their base URLs."""
+    servers: list[ServerThread] = []
+
+    def start(settings: Settings) -> str:
+        server = ServerThread(create_app(settings, clock=clock)).start()
+        servers.append(server)
+        return server.urls[0]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -18,6 +18,7 @@ from gateway.assets import STATIC_DIR, asset_url
 from gateway.graphiql import CONTENT_SECURITY_POLICY, EXAMPLES, _json_in_html
 from gateway.graphql.schema import schema
 from tests.conftest import settings_for
+from tests.test_switches import OPENAPI_PATHS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -201,17 +202,7 @@ async def test_static_files_take_no_post(gateway) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        "/schema",
-        "/schema/swagger",
-        "/schema/redoc",
-        "/schema/elements",
-        "/schema/rapidoc",
-        "/schema/scalar",
-        "/schema/openapi.json",
-        "/schema/openapi.yaml",
-        "/schema/openapi.yml",
-    ],
+    OPENAPI_PATHS,
 )
 async def test_litestars_cdn_based_openapi_pages_are_gone(gateway, path: str) -> None:
     response = await gateway.client.get(path, headers=HTML)

@@ -8,20 +8,17 @@ import hashlib
 import logging
 import re
 import signal
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.dashboard import DASHBOARD_OFF
 from gateway.errors import ConfigError
 from gateway.graphql.requests import GRAPHIQL_OFF
-from gateway.servers import ServerThread
-from gateway.settings import Settings, Switches, load_settings, parse_settings
+from gateway.settings import Switches, load_settings, parse_settings
 from gateway.trusted_documents import manifest_json
-from tests.conftest import NO_CACHE, NO_HISTORY, account_entry, clock, settings_for
+from tests.conftest import NO_CACHE, NO_HISTORY, account_entry, settings_for
 from tests.e2e.test_demo import cli, read_until
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -39,21 +36,6 @@ OPENAPI_PATHS = [
     "/schema/openapi.yaml",
     "/schema/openapi.yml",
 ]
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Settings], str]]:
-    """Serve gateways for settings on loopback (uvicorn in a thread); their base URLs."""
-    servers: list[ServerThread] = []
-
-    def start(settings: Settings) -> str:
-        server = ServerThread(create_app(settings, clock=clock)).start()
-        servers.append(server)
-        return server.urls[0]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture

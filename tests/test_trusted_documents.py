@@ -12,24 +12,21 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.errors import ConfigError
-from gateway.servers import ServerThread
-from gateway.settings import Settings, load_settings
+from gateway.settings import load_settings
 from gateway.trusted_documents import (
     DASHBOARD_DOCUMENT,
     MAX_MANIFEST_BYTES,
     load_manifest,
     manifest_json,
 )
-from tests.conftest import NO_HISTORY, account_entry, clock, settings_for
+from tests.conftest import NO_HISTORY, account_entry, settings_for
 
 ROOT = Path(__file__).resolve().parent.parent
 IDS = "query Ids { accounts { id } }"
@@ -62,20 +59,6 @@ MANIFESTS = {
     "hash-to-text": manifest_json([IDS, ONE]),
     "apollo": apollo_manifest(("Ids", IDS), ("One", ONE)),
 }
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Settings], str]]:
-    servers: list[ServerThread] = []
-
-    def start(settings: Settings) -> str:
-        server = ServerThread(create_app(settings, clock=clock)).start()
-        servers.append(server)
-        return server.urls[0]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
