@@ -8,19 +8,16 @@ import json
 import re
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gateway.alerts import config as alert_config
 from gateway.alerts import delivery, formats, store
 from gateway.alerts.config import RuleSet
-from gateway.alerts.engine import Alerting
-from gateway.app import build_service
 from gateway.errors import ConfigError
 from gateway.settings import load_settings, parse_settings
-from gateway.snapshot import run_snapshot
-from tests.conftest import TLS, account_entry, clock
+from tests.conftest import account_entry
 from tests.receiver import Receiver, serving
+from tests.test_alert_graphql import snapshot
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 SECTION = README.split("## Alerts\n", 1)[1].split("\n## ", 1)[0]
@@ -88,17 +85,7 @@ async def test_the_json_body_is_what_a_delivery_sends_and_the_check_accepts_it(
             },
             env=ENV,
         )
-        async with httpx.AsyncClient(verify=TLS) as http:
-            service = build_service(settings, http, clock=clock)
-            try:
-                assert service.history is not None and settings.alerts is not None
-                outcomes = await run_snapshot(service, service.history)
-                await Alerting(
-                    settings.alerts, settings.accounts, service.history, http, clock=clock
-                ).after_snapshot(outcomes)
-            finally:
-                await service.upstream.close()
-                await service.history.close()
+        await snapshot(settings)  # a snapshot run, then its alerts evaluated and delivered
     (sent,) = [
         r
         for r in receiver.accepted()
