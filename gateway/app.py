@@ -43,7 +43,7 @@ from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import Upstream
 from providers import provider_class
-from providers.base import CallObserver
+from providers.base import CallGate, CallObserver, pool_limits
 
 USER_AGENT = f"usage-gateway/{__version__}"
 SWITCH_INTERVAL = 0.001
@@ -125,10 +125,13 @@ def cors_config(switches: Switches) -> CORSConfig | None:
 
 def vendor_client(settings: Settings) -> httpx.AsyncClient:
     """The gateway's own client for vendor calls. Providers pass their deadline
-    (``upstream_timeout``) as each request's timeout; this default only matches it."""
+    (``upstream_timeout``) as each request's timeout; this default only matches it. Its
+    connection pool has room for every call the gate lets in (``max_vendor_calls``), so calls
+    wait in the gate, never in the pool."""
     return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(settings.upstream_timeout),
+        limits=pool_limits(settings.max_vendor_calls),
         follow_redirects=False,
     )
 
@@ -160,7 +163,10 @@ def build_service(
 
     ``clock`` is the time of day; ``monotonic`` the clock the providers pace their calls by;
     ``observe`` gives, per provider, what its clients tell of each vendor call (metrics).
+    Every client shares one gate: ``max_vendor_calls`` in flight at once, and
+    ``max_vendor_calls_per_host`` to one host.
     """
+    gate = CallGate(settings.max_vendor_calls, settings.max_vendor_calls_per_host)
     accounts = [
         ConfiguredAccount(
             config,
@@ -172,6 +178,7 @@ def build_service(
                 monotonic=monotonic,
                 max_answer=settings.max_vendor_answer,
                 observe=observe(config.provider) if observe else None,
+                gate=gate,
             ),
             settings.times_for(config.provider),
         )
