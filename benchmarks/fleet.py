@@ -118,3 +118,24 @@ def expected_quotas(
 def answered_quotas(account: Mapping[str, Any]) -> list[tuple[int, int]]:
     """(limit, used) of each quota of an ``accounts { quotas { limit used } }`` answer."""
     return sorted((q["limit"], q["used"]) for q in account["quotas"])
+
+
+def serve(provider: str, count: int, seed: int) -> None:
+    """Serve ``provider``'s emulator for ``count`` accounts on a free loopback port, print its
+    URL, and go on until killed (``make bench`` runs it in a process of its own). Every
+    account's quotas are worked out once first, so the emulator's own first reads (a new key's
+    months of hours) are not timed as the gateway's."""
+    import time
+
+    from gateway.domain import utc_now
+    from gateway.servers import ServerThread
+
+    found = emulators(count, seed, utc_now)
+    now = utc_now()
+    for entry in accounts(count, dict.fromkeys(PROVIDERS, "http://unused")):
+        if entry["provider"] == provider:
+            expected_quotas(found, entry, now)
+    with ServerThread(found[provider]) as server:
+        print(server.urls[0], flush=True)
+        while True:
+            time.sleep(3600)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from gateway.alerts.config import AlertSettings
@@ -116,6 +118,9 @@ class GatewayService:
         alerts: AlertSettings | None = None,
     ) -> None:
         self._accounts = {a.config.id: a for a in accounts}
+        self._readable: dict[frozenset[str] | None, Readable] = {}
+        """What each grant's accounts may read, worked out once per grant (a request looks
+        its own up instead of walking every configured account)."""
         self.alerts = alerts
         """The alert rules (``[alerts]``), whose states the graph shows; None: no rules."""
         self.alert_store = AlertStore(history) if history is not None else None
@@ -147,6 +152,20 @@ class GatewayService:
         """Every configured account, in config order."""
         return list(self._accounts.values())
 
+    def readable(self, visible: Collection[str] | None = None) -> Readable:
+        """The configured accounts whose ids are in ``visible`` (all when ``None``), in config
+        order; remembered per distinct set of ids (a gateway token's grant is one, worked out at
+        start-up), at most :data:`READABLE_SETS` of them."""
+        key = None if visible is None else frozenset(visible)  # a frozenset is its own
+        found = self._readable.get(key)
+        if found is None:
+            if len(self._readable) >= READABLE_SETS:
+                self._readable.clear()
+            found = self._readable[key] = Readable.of(
+                {a: c for a, c in self._accounts.items() if key is None or a in key}
+            )
+        return found
+
     def request(
         self, visible: Collection[str] | None = None, *, caller: str | None = None
     ) -> RequestScope:
@@ -154,6 +173,23 @@ class GatewayService:
         (every configured account when ``None``); ``caller`` names who asks in log lines (a
         gateway token's name)."""
         return RequestScope(self, visible, caller=caller)
+
+
+READABLE_SETS = 1024
+"""Distinct sets of readable accounts remembered (one per gateway token, and one for all)."""
+
+
+@dataclass(frozen=True)
+class Readable:
+    """The accounts one grant may read, in config order, and how many of each provider."""
+
+    accounts: Mapping[str, ConfiguredAccount]
+    provider_counts: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, accounts: Mapping[str, ConfiguredAccount]) -> Readable:
+        counts = Counter(str(a.config.provider) for a in accounts.values())
+        return cls(MappingProxyType(dict(accounts)), tuple(sorted(counts.items())))
 
 
 @dataclass(frozen=True)
@@ -185,11 +221,8 @@ class RequestScope:
         self.service = service
         self.caller = caller
         """Who asks, for log lines: a gateway token's name (``None``: no tokens configured)."""
-        self._visible = {
-            a.config.id: a
-            for a in service.configured_accounts()
-            if visible is None or a.config.id in visible
-        }
+        self._readable = service.readable(visible)
+        self._visible = self._readable.accounts
         self._tasks: dict[tuple[object, ...], asyncio.Task[Any]] = {}
 
     # -- the accounts this request may read ------------------------------------------------
@@ -211,9 +244,13 @@ class RequestScope:
         return list(self._visible)
 
     def account_providers(self) -> list[ProviderId]:
-        """Each readable account's provider, from the config alone (the query cost counts
-        accounts before any resolver runs)."""
+        """Each readable account's provider, from the config alone."""
         return [a.config.provider for a in self._visible.values()]
+
+    def provider_counts(self) -> tuple[tuple[str, int], ...]:
+        """Readable accounts per provider id, sorted by id, from the config alone (the query
+        cost counts accounts before any resolver runs); worked out once per grant."""
+        return self._readable.provider_counts
 
     def configured(self, account_id: str) -> ConfiguredAccount:
         """A readable account's provider client; ``KeyError`` for any other id."""
