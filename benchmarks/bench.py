@@ -1,8 +1,9 @@
 """``make bench``: the gateway measured side by side with its yardsticks, in one run, on loopback.
 
 1. Upstream calls for 100 concurrent identical cold queries (coalescing).
-2. Cold query latency against three vendor emulators delayed 50, 100 and 200 ms, next to the
-   slowest emulator's own latency (fan-out: accounts are read concurrently).
+2. Cold query latency against three vendor emulators delayed 50, 100 and 200 ms (each vendor in
+   turn the slowest), next to the slowest emulator's own latency (fan-out: accounts are read
+   concurrently, and a ReversingLabs read takes one round).
 3. The time to answer a 365-day per-endpoint usage query, mostly from the history store.
 4. Warm (cached) dashboard query throughput next to a bare Litestar JSON endpoint, both served
    by uvicorn in a process of their own and driven by the same load generator.
@@ -121,17 +122,40 @@ async def coalescing() -> tuple[int, int, int]:
     return 100, len(served), len(resources)
 
 
-async def fan_out(rounds: int = 15) -> tuple[float, float]:
+MIXES = (
+    SLOW,
+    (("virustotal", 200), ("reversinglabs", 100), ("zkscore", 50)),
+    (("virustotal", 50), ("reversinglabs", 200), ("zkscore", 100)),
+)
+"""Section 2's delay mixes: each vendor in turn the slowest."""
+
+
+def direct_request(provider: str, url: str) -> tuple[str, dict[str, str]]:
+    """One read of ``provider``'s demo account straight from its emulator: the URL and the
+    headers (the slowest vendor alone, in section 2)."""
+    account = registry()[ProviderId(provider)].emulator.accounts[0]
+    if provider == "zkscore":
+        return url + "/v1/developer/usage", {"Authorization": f"Bearer {account['api_key']}"}
+    if provider == "virustotal":
+        return f"{url}/api/v3/groups/{account['group']}", {"x-apikey": account["api_key"]}
+    basic = httpx.BasicAuth(account["username"], account["password"])
+    header = basic._auth_header
+    return url + "/api/customer_usage/v1/limits/company?format=json", {"Authorization": header}
+
+
+async def fan_out(
+    rounds: int = 15, delays: tuple[tuple[str, int], ...] = SLOW
+) -> tuple[float, float]:
     """Median cold latency through the gateway and of the slowest vendor called directly."""
-    emulators = {name: emulator(name) for name, _ in SLOW}
-    for name, delay in SLOW:
+    emulators = {name: emulator(name) for name, _ in delays}
+    for name, delay in delays:
         emulators[name].set_fault(Fault(delay_ms=delay))
     with ServerThread(*emulators.values()) as vendors:
         urls = dict(zip(emulators, vendors.urls, strict=True))
         app = create_app(settings_for(urls, NO_CACHE))
         with ServerThread(app) as gateway:
-            zks = registry()[ProviderId("zkscore")].emulator.accounts[0]["api_key"]
-            slowest = (urls["zkscore"] + "/v1/developer/usage", {"Authorization": f"Bearer {zks}"})
+            name = max(delays, key=lambda pair: pair[1])[0]
+            slowest = direct_request(name, urls[name])
             async with httpx.AsyncClient(timeout=60) as client:
                 direct, through = [], []
                 for _ in range(rounds):
@@ -734,12 +758,15 @@ def main(sections: list[str]) -> None:
             f" -> {upstream} upstream calls for {resources} distinct vendor resources"
         )
     if "2" in run:
-        slow, gate = asyncio.run(fan_out())
-        print(
-            f"2. cold fan-out    vendors delayed 50/100/200 ms: gateway {gate * 1000:.0f} ms,"
-            f" slowest vendor alone {slow * 1000:.0f} ms -> ratio {gate / slow:.2f} (one after"
-            f" another: ~{(0.05 + 0.1 + 0.2) / slow:.2f})"
-        )
+        for delays in MIXES:
+            slow, gate = asyncio.run(fan_out(delays=delays))
+            mix = ", ".join(f"{name} {delay}" for name, delay in delays)
+            print(
+                f"2. cold fan-out    vendors delayed ({mix} ms): gateway p50"
+                f" {gate * 1000:.0f} ms, slowest vendor alone {slow * 1000:.0f} ms -> +"
+                f"{(gate - slow) * 1000:.0f} ms (goal <= +10 ms), ratio {gate / slow:.2f} (one"
+                f" after another: ~{sum(d for _, d in delays) / 1000 / slow:.2f})"
+            )
     if "3" in run:
         took, endpoints, calls, live = asyncio.run(year_from_history())
         print(
