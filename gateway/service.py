@@ -358,7 +358,12 @@ class RequestScope:
 
     async def forecast(self, quota: Quota) -> Forecast | None:
         """The quota's projection over its current window, from its stored samples (of this
-        window and the previous one: see :func:`gateway.forecast.forecast`)."""
+        window and the previous one: see :func:`gateway.forecast.forecast`), kept for the rest
+        of the request like its other reads (a quota's ``forecast`` field and the ``alerts``
+        list both ask for it)."""
+        return await self._once(("forecast", quota.id), lambda: self._forecast(quota))
+
+    async def _forecast(self, quota: Quota) -> Forecast | None:
         now = self.service.clock()
         window = window_of(quota, now)
         if window is None:
