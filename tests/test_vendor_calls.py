@@ -7,19 +7,27 @@ the emulators' seeded data (:mod:`benchmarks.fleet`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from benchmarks.fleet import IDENTITIES, accounts, answered_quotas, emulators, expected_quotas
+from benchmarks.fleet import (
+    IDENTITIES,
+    PROVIDERS,
+    accounts,
+    answered_quotas,
+    emulators,
+    expected_quotas,
+)
 from gateway.app import create_app
 from gateway.errors import ConfigError
 from gateway.servers import ServerThread
 from gateway.settings import Settings, parse_settings
 from gateway.upstream import BREAKER_THRESHOLD
-from providers.base import DEFAULT_CALLS, DEFAULT_CALLS_PER_HOST
+from providers.base import DEFAULT_CALLS, DEFAULT_CALLS_PER_HOST, CallGate
 from providers.emulation import Fault
 from tests.conftest import NO_CACHE, NO_HISTORY, NOW, SEED, Gateway, account_entry, clock
 from tests.taps import InFlight
@@ -169,3 +177,38 @@ def test_a_host_bound_above_the_total_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings({"gateway": {"max_vendor_calls": 8, "max_vendor_calls_per_host": 9}}, env={})
     assert "'max_vendor_calls_per_host' (9) is more than max_vendor_calls (8)" in str(caught.value)
+
+
+async def test_callers_get_their_slots_first_come_first_served() -> None:
+    gate = CallGate(total=2, per_host=1)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def call(n: int) -> None:
+        async with gate.slot("vendor.example:443"):
+            order.append(n)
+            await release.wait()
+
+    holder = asyncio.create_task(call(0))
+    await asyncio.sleep(0)
+    waiters = []
+    for n in range(1, 6):
+        waiters.append(asyncio.create_task(call(n)))
+        await asyncio.sleep(0)  # each reaches the gate before the next starts
+    release.set()
+    await asyncio.gather(holder, *waiters)
+    assert order == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_request_looks_up_what_its_grant_may_read() -> None:
+    """Worked out once per grant at the first request, not walked again for every request."""
+    entries = accounts(40, dict.fromkeys(PROVIDERS, "http://127.0.0.1:9"))
+    async with httpx.AsyncClient() as http:
+        service = create_app(fleet_settings(entries), http_client=http).state.service
+        grant = frozenset(e["id"] for e in entries[:7])
+        first = service.request(grant)
+        assert service.request(grant)._readable is first._readable
+        assert first.account_ids() == [e["id"] for e in entries[:7]]
+        counts = (("reputeapi", 1), ("reversinglabs", 2), ("virustotal", 2), ("zkscore", 2))
+        assert first.provider_counts() == counts
+        assert service.request().account_ids() == [e["id"] for e in entries]
