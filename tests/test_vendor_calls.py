@@ -57,7 +57,7 @@ async def test_calls_in_flight_stay_within_both_bounds_and_reach_them() -> None:
     vendors = emulators(200, SEED, clock)
     tap = InFlight()
     for emulator in vendors.values():
-        emulator.set_fault(Fault(delay_ms=10))  # every call overlaps others
+        emulator.set_fault(Fault(delay_ms=30))  # every call overlaps others
     apps = [tap.wrap(name, emulator) for name, emulator in vendors.items()]
     with ServerThread(*apps) as servers:
         urls = dict(zip(vendors, servers.urls, strict=True))
@@ -75,7 +75,7 @@ async def test_one_host_is_served_over_as_many_connections_as_its_bound() -> Non
     """The pool keeps a connection alive for every call the gate admits: 25 accounts of one
     host (125 calls), 4 at a time, are served over 4 connections, opened once."""
     rl = emulators(0, SEED, clock)["reversinglabs"]
-    rl.set_fault(Fault(delay_ms=5))
+    rl.set_fault(Fault(delay_ms=20))
     tap = InFlight()
     with ServerThread(tap.wrap("rl", rl)) as server:
         identities = IDENTITIES["reversinglabs"]
