@@ -546,11 +546,14 @@ class BaseProvider(ABC):
         The deadline is also each request's httpx timeout, so an injected client's own
         (shorter) timeout never cuts a call the configuration allows.
 
+        Each attempt waits for a slot of the gate (:class:`CallGate`) within the same deadline:
+        a call still waiting when it is up raises ``NoFreeSlot`` (the vendor was never asked).
+
         Raises ``AuthFailed`` or ``RequestRejected`` (4xx, see :meth:`refusal`),
         ``RateLimited`` (429, or held back by us), ``ConnectionFailed``, ``TimedOut``,
-        ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON, larger than ``max_answer``
-        bytes, or nested deeper than ``MAX_DEPTH``: the rest of a too large answer is never
-        read).
+        ``NoFreeSlot``, ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON, larger than
+        ``max_answer`` bytes, or nested deeper than ``MAX_DEPTH``: the rest of a too large
+        answer is never read).
         """
         started = time.perf_counter()
         try:
