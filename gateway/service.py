@@ -175,6 +175,8 @@ class GatewayService:
         return RequestScope(self, visible, caller=caller)
 
 
+SAMPLE_BATCH = 500
+"""Quotas whose samples one job of the history store's thread reads at most (for forecasts)."""
 READABLE_SETS = 1024
 """Distinct sets of readable accounts remembered (one per gateway token, and one for all)."""
 
@@ -224,6 +226,9 @@ class RequestScope:
         self._readable = service.readable(visible)
         self._visible = self._readable.accounts
         self._tasks: dict[tuple[object, ...], asyncio.Task[Any]] = {}
+        self._batch: list[tuple[str, datetime, datetime, asyncio.Future[list[QuotaSample]]]] = []
+        """Forecasts' sample reads waiting for this turn of the loop to end (:meth:`_samples`)."""
+        self._reads: set[asyncio.Task[None]] = set()
 
     # -- the accounts this request may read ------------------------------------------------
 
@@ -356,6 +361,46 @@ class RequestScope:
             return []
         return await self._history(history.quota_samples(quota_id, start, end))
 
+    async def _samples(self, quota_id: str, start: datetime, end: datetime) -> list[QuotaSample]:
+        """:meth:`quota_history` for a forecast: the forecasts asked for in the same turn of
+        the event loop (a dashboard's every quota, the alert list) are read together, in jobs
+        of at most :data:`SAMPLE_BATCH` quotas, rather than one job of the store's thread each."""
+        if self.service.history is None:
+            return []
+        loop = asyncio.get_running_loop()
+        wanted: asyncio.Future[list[QuotaSample]] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._read_batch)
+        self._batch.append((quota_id, start, end, wanted))
+        return await self._history(wanted)
+
+    def _read_batch(self) -> None:
+        batch, self._batch = self._batch[:SAMPLE_BATCH], self._batch[SAMPLE_BATCH:]
+        if self._batch:
+            asyncio.get_running_loop().call_soon(self._read_batch)
+        history = self.service.history
+        assert history is not None
+
+        async def read() -> None:
+            try:
+                found = await history.quota_samples_of([(q, s, e) for q, s, e, _ in batch])
+            except asyncio.CancelledError:
+                for *_, wanted in batch:
+                    wanted.cancel()
+                raise
+            except Exception as exc:  # every waiter meets the store's failure
+                for *_, wanted in batch:
+                    if not wanted.done():
+                        wanted.set_exception(exc)
+                return
+            for (*_, wanted), samples in zip(batch, found, strict=True):
+                if not wanted.done():
+                    wanted.set_result(samples)
+
+        task = asyncio.ensure_future(read())
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
     async def forecast(self, quota: Quota) -> Forecast | None:
         """The quota's projection over its current window, from its stored samples (of this
         window and the previous one: see :func:`gateway.forecast.forecast`), kept for the rest
@@ -369,7 +414,7 @@ class RequestScope:
         if window is None:
             return None
         before = previous_window(quota.window, window[0])
-        samples = await self.quota_history(quota.id, before[0] if before else window[0], now)
+        samples = await self._samples(quota.id, before[0] if before else window[0], now)
         points = [(s.at, s.used) for s in samples if s.used is not None]
         return forecast(quota, points, now)
 
