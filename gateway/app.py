@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from litestar import Litestar, Request, Response, get
@@ -43,7 +43,7 @@ from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import Upstream
 from providers import provider_class
-from providers.base import CallObserver
+from providers.base import CallGate, CallObserver, pool_limits
 
 USER_AGENT = f"usage-gateway/{__version__}"
 SWITCH_INTERVAL = 0.001
@@ -123,12 +123,34 @@ def cors_config(switches: Switches) -> CORSConfig | None:
     )
 
 
+def vendor_hosts(settings: Settings) -> list[str]:
+    """Every vendor host (``host[:port]``) the configured accounts call, in config order."""
+    hosts = (
+        urlsplit(config.base_url or provider_class(config.provider).default_base_url).netloc
+        for config in settings.accounts
+    )
+    return list(dict.fromkeys(host.lower() for host in hosts))
+
+
 def vendor_client(settings: Settings) -> httpx.AsyncClient:
     """The gateway's own client for vendor calls. Providers pass their deadline
-    (``upstream_timeout``) as each request's timeout; this default only matches it."""
+    (``upstream_timeout``) as each request's timeout; this default only matches it.
+
+    Each configured vendor host has a connection pool of its own, with room for every call the
+    gate lets in to it (``max_vendor_calls_per_host``), kept alive between calls; any other
+    host shares one pool of ``max_vendor_calls``. Calls wait in the gate, never in a pool, and
+    each pool's bookkeeping (httpcore's, which grows with the square of its connections) stays
+    that of a few connections.
+    """
+    per_host = pool_limits(settings.max_vendor_calls_per_host)
     return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(settings.upstream_timeout),
+        limits=pool_limits(settings.max_vendor_calls),
+        mounts={
+            f"all://{host}": httpx.AsyncHTTPTransport(limits=per_host)
+            for host in vendor_hosts(settings)
+        },
         follow_redirects=False,
     )
 
@@ -160,7 +182,10 @@ def build_service(
 
     ``clock`` is the time of day; ``monotonic`` the clock the providers pace their calls by;
     ``observe`` gives, per provider, what its clients tell of each vendor call (metrics).
+    Every client shares one gate: ``max_vendor_calls`` in flight at once, and
+    ``max_vendor_calls_per_host`` to one host.
     """
+    gate = CallGate(settings.max_vendor_calls, settings.max_vendor_calls_per_host)
     accounts = [
         ConfiguredAccount(
             config,
@@ -172,6 +197,7 @@ def build_service(
                 monotonic=monotonic,
                 max_answer=settings.max_vendor_answer,
                 observe=observe(config.provider) if observe else None,
+                gate=gate,
             ),
             settings.times_for(config.provider),
         )

@@ -80,7 +80,9 @@ class FailureCause(enum.Enum):
     CONNECTION = "connection"
     """The vendor could not be reached, or broke off the connection."""
     TIMEOUT = "timeout"
-    """The vendor did not answer within ``upstream_timeout``."""
+    """The vendor did not answer within ``upstream_timeout``; or the call waited that long for
+    a slot among the gateway's own calls in flight (``max_vendor_calls``), which, the vendor
+    never being asked, does not count toward the breaker."""
     VENDOR_ERROR = "vendor_error"
     """The vendor answered with a 5xx."""
     RATE_LIMITED = "rate_limited"

@@ -14,6 +14,8 @@
         ├── MalformedResponse     an answer we cannot read       -> UNAVAILABLE, MALFORMED
         ├── CircuitOpen           we pause calls to a vendor that kept failing (retry_at)
         │                                                         -> UNAVAILABLE, CIRCUIT_OPEN
+        ├── NoFreeSlot            the deadline passed while the call waited for a slot among
+        │                         the gateway's own calls in flight -> UNAVAILABLE, TIMEOUT
         └── Unavailable           the vendor itself is unwell: only these feed a circuit breaker
             ├── ConnectionFailed  refused, reset, broken off      -> UNAVAILABLE, CONNECTION
             ├── TimedOut          no answer within the deadline   -> UNAVAILABLE, TIMEOUT
@@ -227,6 +229,30 @@ class CircuitOpen(UpstreamError):
         return (
             f"{self.vendor} failed {self.failures} times in a row; the gateway pauses calls "
             f"until {_moment(self.retry_at)}"
+        )
+
+
+class NoFreeSlot(UpstreamError):
+    """The call's deadline passed while it waited for a slot among the gateway's own vendor
+    calls in flight (``max_vendor_calls_per_host`` to one host, ``max_vendor_calls`` in all).
+
+    A timeout, as the account sees it, but one of the gateway's making: the vendor was never
+    asked, so no circuit opens for it.
+    """
+
+    cause = FailureCause.TIMEOUT
+
+    def __init__(self, vendor: str, *, deadline: float, per_host: int, total: int) -> None:
+        self.deadline = deadline
+        self.per_host = per_host
+        self.total = total
+        super().__init__(vendor)
+
+    def summary(self) -> str:
+        return (
+            f"no call to {self.vendor} could start within {self.deadline:g} s: the gateway "
+            f"had {self.per_host} calls in flight to its host (or {self.total} in all) "
+            "all that time"
         )
 
 

@@ -644,17 +644,18 @@ class HistoryStore:
     async def quota_samples(
         self, quota_id: str, start: datetime, end: datetime
     ) -> list[QuotaSample]:
-        def work(db: Database) -> list[QuotaSample]:
-            return [
-                QuotaSample(datetime.fromisoformat(at), used, limit)
-                for at, used, limit in db.execute(
-                    "SELECT sampled_at, used, quota_limit FROM quota_samples"
-                    " WHERE quota_id = ? AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
-                    [quota_id, _iso(start), _iso(end)],
-                ).fetchall()
-            ]
+        return await self._read(lambda db: _quota_samples(db, quota_id, start, end), [])
 
-        return await self._read(work, [])
+    async def quota_samples_of(
+        self, wanted: Sequence[tuple[str, datetime, datetime]]
+    ) -> list[list[QuotaSample]]:
+        """:meth:`quota_samples` of each ``(quota id, start, end)`` of ``wanted``, in order,
+        read in one job of the store's thread."""
+
+        def work(db: Database) -> list[list[QuotaSample]]:
+            return [_quota_samples(db, quota, start, end) for quota, start, end in wanted]
+
+        return await self._read(work, [[] for _ in wanted])
 
     async def runs(
         self, accounts: Sequence[str] | None = None, limit: int = 50
@@ -726,3 +727,16 @@ class HistoryStore:
             return found
 
         return await self._read(work, [RunSummary(a, {}) for a in account_ids])
+
+
+def _quota_samples(
+    db: Database, quota_id: str, start: datetime, end: datetime
+) -> list[QuotaSample]:
+    return [
+        QuotaSample(datetime.fromisoformat(at), used, limit)
+        for at, used, limit in db.execute(
+            "SELECT sampled_at, used, quota_limit FROM quota_samples"
+            " WHERE quota_id = ? AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
+            [quota_id, _iso(start), _iso(end)],
+        ).fetchall()
+    ]

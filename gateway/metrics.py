@@ -123,12 +123,14 @@ class VendorCalls:
         calls = CounterMetricFamily(
             "usage_gateway_vendor_calls",
             "Vendor calls (retries included) by how they ended: OK (a 200 with JSON) or the "
-            "failure's cause; calls the gateway held back count as RATE_LIMITED.",
+            "failure's cause; calls the gateway held back count as RATE_LIMITED, and calls that"
+            " waited for a slot past their deadline (max_vendor_calls) as TIMEOUT.",
             labels=["provider", "outcome"],
         )
         durations = HistogramMetricFamily(
             "usage_gateway_vendor_call_duration_seconds",
-            "How long vendor calls took, retries included (calls held back are left out).",
+            "How long vendor calls took, retries included (calls held back or never started"
+            " are left out).",
             labels=["provider"],
         )
         for provider, tally in self._tallies.items():

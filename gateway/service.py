@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from gateway.alerts.config import AlertSettings
@@ -116,6 +118,9 @@ class GatewayService:
         alerts: AlertSettings | None = None,
     ) -> None:
         self._accounts = {a.config.id: a for a in accounts}
+        self._readable: dict[frozenset[str] | None, Readable] = {}
+        """What each grant's accounts may read, worked out once per grant (a request looks
+        its own up instead of walking every configured account)."""
         self.alerts = alerts
         """The alert rules (``[alerts]``), whose states the graph shows; None: no rules."""
         self.alert_store = AlertStore(history) if history is not None else None
@@ -147,6 +152,20 @@ class GatewayService:
         """Every configured account, in config order."""
         return list(self._accounts.values())
 
+    def readable(self, visible: Collection[str] | None = None) -> Readable:
+        """The configured accounts whose ids are in ``visible`` (all when ``None``), in config
+        order; remembered per distinct set of ids (a gateway token's grant is one, worked out at
+        start-up), at most :data:`READABLE_SETS` of them."""
+        key = None if visible is None else frozenset(visible)  # a frozenset is its own
+        found = self._readable.get(key)
+        if found is None:
+            if len(self._readable) >= READABLE_SETS:
+                self._readable.clear()
+            found = self._readable[key] = Readable.of(
+                {a: c for a, c in self._accounts.items() if key is None or a in key}
+            )
+        return found
+
     def request(
         self, visible: Collection[str] | None = None, *, caller: str | None = None
     ) -> RequestScope:
@@ -154,6 +173,25 @@ class GatewayService:
         (every configured account when ``None``); ``caller`` names who asks in log lines (a
         gateway token's name)."""
         return RequestScope(self, visible, caller=caller)
+
+
+SAMPLE_BATCH = 500
+"""Quotas whose samples one job of the history store's thread reads at most (for forecasts)."""
+READABLE_SETS = 1024
+"""Distinct sets of readable accounts remembered (one per gateway token, and one for all)."""
+
+
+@dataclass(frozen=True)
+class Readable:
+    """The accounts one grant may read, in config order, and how many of each provider."""
+
+    accounts: Mapping[str, ConfiguredAccount]
+    provider_counts: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, accounts: Mapping[str, ConfiguredAccount]) -> Readable:
+        counts = Counter(str(a.config.provider) for a in accounts.values())
+        return cls(MappingProxyType(dict(accounts)), tuple(sorted(counts.items())))
 
 
 @dataclass(frozen=True)
@@ -185,12 +223,12 @@ class RequestScope:
         self.service = service
         self.caller = caller
         """Who asks, for log lines: a gateway token's name (``None``: no tokens configured)."""
-        self._visible = {
-            a.config.id: a
-            for a in service.configured_accounts()
-            if visible is None or a.config.id in visible
-        }
+        self._readable = service.readable(visible)
+        self._visible = self._readable.accounts
         self._tasks: dict[tuple[object, ...], asyncio.Task[Any]] = {}
+        self._batch: list[tuple[str, datetime, datetime, asyncio.Future[list[QuotaSample]]]] = []
+        """Forecasts' sample reads waiting for this turn of the loop to end (:meth:`_samples`)."""
+        self._reads: set[asyncio.Task[None]] = set()
 
     # -- the accounts this request may read ------------------------------------------------
 
@@ -211,9 +249,13 @@ class RequestScope:
         return list(self._visible)
 
     def account_providers(self) -> list[ProviderId]:
-        """Each readable account's provider, from the config alone (the query cost counts
-        accounts before any resolver runs)."""
+        """Each readable account's provider, from the config alone."""
         return [a.config.provider for a in self._visible.values()]
+
+    def provider_counts(self) -> tuple[tuple[str, int], ...]:
+        """Readable accounts per provider id, sorted by id, from the config alone (the query
+        cost counts accounts before any resolver runs); worked out once per grant."""
+        return self._readable.provider_counts
 
     def configured(self, account_id: str) -> ConfiguredAccount:
         """A readable account's provider client; ``KeyError`` for any other id."""
@@ -319,15 +361,60 @@ class RequestScope:
             return []
         return await self._history(history.quota_samples(quota_id, start, end))
 
+    async def _samples(self, quota_id: str, start: datetime, end: datetime) -> list[QuotaSample]:
+        """:meth:`quota_history` for a forecast: the forecasts asked for in the same turn of
+        the event loop (a dashboard's every quota, the alert list) are read together, in jobs
+        of at most :data:`SAMPLE_BATCH` quotas, rather than one job of the store's thread each."""
+        if self.service.history is None:
+            return []
+        loop = asyncio.get_running_loop()
+        wanted: asyncio.Future[list[QuotaSample]] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._read_batch)
+        self._batch.append((quota_id, start, end, wanted))
+        return await self._history(wanted)
+
+    def _read_batch(self) -> None:
+        batch, self._batch = self._batch[:SAMPLE_BATCH], self._batch[SAMPLE_BATCH:]
+        if self._batch:
+            asyncio.get_running_loop().call_soon(self._read_batch)
+        history = self.service.history
+        assert history is not None
+
+        async def read() -> None:
+            try:
+                found = await history.quota_samples_of([(q, s, e) for q, s, e, _ in batch])
+            except asyncio.CancelledError:
+                for *_, wanted in batch:
+                    wanted.cancel()
+                raise
+            except Exception as exc:  # every waiter meets the store's failure
+                for *_, wanted in batch:
+                    if not wanted.done():
+                        wanted.set_exception(exc)
+                return
+            for (*_, wanted), samples in zip(batch, found, strict=True):
+                if not wanted.done():
+                    wanted.set_result(samples)
+
+        task = asyncio.ensure_future(read())
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
     async def forecast(self, quota: Quota) -> Forecast | None:
         """The quota's projection over its current window, from its stored samples (of this
-        window and the previous one: see :func:`gateway.forecast.forecast`)."""
+        window and the previous one: see :func:`gateway.forecast.forecast`), kept for the rest
+        of the request like its other reads (a quota's ``forecast`` field and the ``alerts``
+        list both ask for it)."""
+        return await self._once(("forecast", quota.id), lambda: self._forecast(quota))
+
+    async def _forecast(self, quota: Quota) -> Forecast | None:
         now = self.service.clock()
         window = window_of(quota, now)
         if window is None:
             return None
         before = previous_window(quota.window, window[0])
-        samples = await self.quota_history(quota.id, before[0] if before else window[0], now)
+        samples = await self._samples(quota.id, before[0] if before else window[0], now)
         points = [(s.at, s.used) for s in samples if s.used is not None]
         return forecast(quota, points, now)
 

@@ -44,6 +44,7 @@ from gateway.trusted_documents import (
     load_manifest,
 )
 from providers import registry
+from providers.base import DEFAULT_CALLS, DEFAULT_CALLS_PER_HOST
 
 DEFAULT_HISTORY_PATH = "usage-history.sqlite"
 DEFAULT_CACHE_URL = "memory://"
@@ -60,6 +61,8 @@ _GATEWAY_FIELDS = {
     "max_vendor_answer",
     "request_read_timeout",
     "max_connections",
+    "max_vendor_calls",
+    "max_vendor_calls_per_host",
     *("introspection", "graphiql", "dashboard", "cors_origins", "trusted_documents"),
 }
 DEFAULT_UPSTREAM_TIMEOUT = 10.0
@@ -72,6 +75,8 @@ _LIMITS: dict[str, tuple[int, int, str]] = {
     "max_request_body": (1024, 64 * 1024 * 1024, "bytes"),
     "max_vendor_answer": (64 * 1024, 1024 * 1024 * 1024, "bytes"),
     "max_connections": (1, 100_000, "connections"),
+    "max_vendor_calls": (1, 10_000, "calls"),
+    "max_vendor_calls_per_host": (1, 10_000, "calls"),
 }
 
 
@@ -167,6 +172,11 @@ class Settings:
     """Seconds a client may take to send one whole request (line, headers and body)."""
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     """Client connections served at once; a request on one more is answered 503."""
+    max_vendor_calls: int = DEFAULT_CALLS
+    """Vendor calls in flight at once over every vendor host; more wait their turn (within
+    their deadline). The vendor client's connection pool is sized to it."""
+    max_vendor_calls_per_host: int = DEFAULT_CALLS_PER_HOST
+    """Vendor calls in flight at once to one vendor host (scheme://host:port)."""
     cache_times: CacheTimes = CacheTimes()
     provider_cache_times: Mapping[ProviderId, CacheTimes] = field(default_factory=dict)
     cache_store: CacheStore = CacheStore()
@@ -259,6 +269,8 @@ def parse_settings(
         "max_request_body": DEFAULT_MAX_REQUEST_BODY,
         "max_vendor_answer": DEFAULT_MAX_VENDOR_ANSWER,
         "max_connections": DEFAULT_MAX_CONNECTIONS,
+        "max_vendor_calls": DEFAULT_CALLS,
+        "max_vendor_calls_per_host": DEFAULT_CALLS_PER_HOST,
     }
     for key, (low, high, unit) in _LIMITS.items():
         value = gateway.get(key, limits[key])
@@ -268,6 +280,13 @@ def parse_settings(
                 f"[gateway] field {key!r} must be a whole number of {unit} in [{low}, {high}]",
             )
         limits[key] = value
+    if limits["max_vendor_calls_per_host"] > limits["max_vendor_calls"]:
+        raise ConfigError(
+            source,
+            f"[gateway] field 'max_vendor_calls_per_host' ({limits['max_vendor_calls_per_host']})"
+            f" is more than max_vendor_calls ({limits['max_vendor_calls']}), the calls in flight"
+            " over every host",
+        )
 
     switches = _parse_switches(gateway, source, base or Path())
     cache_times, provider_cache_times = _parse_cache(data.get("cache", {}), source)
@@ -308,6 +327,8 @@ def parse_settings(
         max_vendor_answer=limits["max_vendor_answer"],
         request_read_timeout=float(read_timeout),
         max_connections=limits["max_connections"],
+        max_vendor_calls=limits["max_vendor_calls"],
+        max_vendor_calls_per_host=limits["max_vendor_calls_per_host"],
         cache_times=cache_times,
         provider_cache_times=provider_cache_times,
         cache_store=cache_store,

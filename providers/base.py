@@ -16,13 +16,14 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from itertools import accumulate
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -42,6 +43,7 @@ from gateway.errors import (
     AuthFailed,
     ConnectionFailed,
     MalformedResponse,
+    NoFreeSlot,
     RateLimited,
     RequestRejected,
     TimedOut,
@@ -150,6 +152,65 @@ class OutboundLimiter:
     def resize(self, calls: int) -> None:
         """The vendor told us its limit (e.g. ``X-RateLimit-Limit``)."""
         self.calls = max(1, calls)
+
+
+DEFAULT_CALLS = 64
+"""Vendor calls in flight at once, over every host, unless configured (``max_vendor_calls``)."""
+DEFAULT_CALLS_PER_HOST = 16
+"""Vendor calls in flight at once to one host, unless configured
+(``max_vendor_calls_per_host``)."""
+
+
+class CallGate:
+    """Vendor calls in flight at once: at most ``per_host`` to one host and ``total`` in all.
+
+    One gate is shared by every provider client of a gateway. A call takes a slot of its host,
+    then one of the total, before it enters httpx, and gives both back once its answer is read;
+    callers wait here, first come first served, so that httpx's connection pool never holds a
+    queue (its bookkeeping grows badly with thousands of waiting requests): size the pool to
+    ``total`` (:meth:`pool_limits`). A host waiting for its own slots holds none of the total.
+    The wait counts toward the call's deadline (:meth:`BaseProvider.get_json`).
+    """
+
+    def __init__(self, total: int = DEFAULT_CALLS, per_host: int = DEFAULT_CALLS_PER_HOST) -> None:
+        if not 1 <= per_host <= total:
+            raise ValueError(f"need 1 <= per_host ({per_host}) <= total ({total})")
+        self.total = total
+        self.per_host = per_host
+        self._all = asyncio.Semaphore(total)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        """One per host ever called: as many as the configured accounts have base URLs."""
+
+    def pool_limits(self) -> httpx.Limits:
+        """Connection pool limits for the client these calls go through (:func:`pool_limits`)."""
+        return pool_limits(self.total)
+
+    @asynccontextmanager
+    async def slot(self, host: str, waiting: Waiting | None = None) -> AsyncIterator[None]:
+        """Hold a slot of ``host`` and one of the total while the block runs; ``waiting`` says
+        whether the caller is still waiting for them."""
+        per_host = self._hosts.get(host)
+        if per_host is None:
+            per_host = self._hosts[host] = asyncio.Semaphore(self.per_host)
+        if waiting is not None:
+            waiting.now = True
+        async with per_host, self._all:
+            if waiting is not None:
+                waiting.now = False
+            yield
+
+
+def pool_limits(calls: int) -> httpx.Limits:
+    """Connection pool limits for a client whose calls a :class:`CallGate` of ``calls`` in all
+    lets in: a connection for every call in flight, and each kept alive for the next one."""
+    return httpx.Limits(max_connections=calls, max_keepalive_connections=calls)
+
+
+@dataclass
+class Waiting:
+    """Whether a call is waiting for a slot of the :class:`CallGate` right now."""
+
+    now: bool = False
 
 
 @dataclass(frozen=True)
@@ -320,8 +381,12 @@ class BaseProvider(ABC):
         monotonic: Callable[[], float] = time.monotonic,
         max_answer: int = MAX_ANSWER,
         observe: CallObserver | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.account = account
+        self.gate = gate or CallGate()
+        """Bounds the vendor calls in flight at once; the gateway shares one among all its
+        clients (a client built alone gets its own, with the default bounds)."""
         self.observe = observe
         """Told of every vendor call as it ends (metrics); ``None``: nobody is."""
         self.http = http
@@ -332,6 +397,8 @@ class BaseProvider(ABC):
         self.monotonic = monotonic
         """The clock of outbound pacing (seconds, never jumps)."""
         self.base_url = (account.base_url or self.default_base_url).rstrip("/")
+        self.host = urlsplit(self.base_url).netloc.lower()
+        """Whose slots of the gate a call takes: the vendor's host (and port)."""
         self.held_until: datetime | None = None
         """No call before this moment: the vendor said so (429) or its window is spent."""
         self.limiter = (
@@ -479,17 +546,22 @@ class BaseProvider(ABC):
         The deadline is also each request's httpx timeout, so an injected client's own
         (shorter) timeout never cuts a call the configuration allows.
 
+        Each attempt waits for a slot of the gate (:class:`CallGate`) within the same deadline:
+        a call still waiting when it is up raises ``NoFreeSlot`` (the vendor was never asked).
+
         Raises ``AuthFailed`` or ``RequestRejected`` (4xx, see :meth:`refusal`),
         ``RateLimited`` (429, or held back by us), ``ConnectionFailed``, ``TimedOut``,
-        ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON, larger than ``max_answer``
-        bytes, or nested deeper than ``MAX_DEPTH``: the rest of a too large answer is never
-        read).
+        ``NoFreeSlot``, ``VendorFailed`` (5xx) or ``MalformedResponse`` (not JSON, larger than
+        ``max_answer`` bytes, or nested deeper than ``MAX_DEPTH``: the rest of a too large
+        answer is never read).
         """
         started = time.perf_counter()
         try:
             answer = await self._get_json(path, params)
         except UpstreamError as exc:
-            held = isinstance(exc, RateLimited) and exc.status is None
+            held = (isinstance(exc, RateLimited) and exc.status is None) or isinstance(
+                exc, NoFreeSlot
+            )
             self._observed(exc.cause, None if held else started)
             raise
         except Exception:
@@ -505,10 +577,19 @@ class BaseProvider(ABC):
 
     async def _get_json(self, path: str, params: Mapping[str, str] | None) -> VendorAnswer:
         self._check_held()
+        waiting = Waiting()
         try:
             async with asyncio.timeout(self.deadline):
-                response = await self._send(path, params)
+                response = await self._send(path, params, waiting)
         except TimeoutError as exc:
+            if waiting.now:  # the gateway's own queue, not the vendor, took the time
+                gate = self.gate
+                raise NoFreeSlot(
+                    self.display_name,
+                    deadline=self.deadline,
+                    per_host=gate.per_host,
+                    total=gate.total,
+                ) from exc
             raise TimedOut(self.display_name, deadline=self.deadline) from exc
         self._check_status(response)
         content = response.content
@@ -527,22 +608,33 @@ class BaseProvider(ABC):
         if self.held_until is not None and self.clock() < self.held_until:
             raise RateLimited(self.display_name, retry_at=self.held_until)
 
-    async def _send(self, path: str, params: Mapping[str, str] | None) -> httpx.Response:
-        """The request, retried on connection failures and 5xx (inside the caller's deadline)."""
+    async def _send(
+        self, path: str, params: Mapping[str, str] | None, waiting: Waiting
+    ) -> httpx.Response:
+        """The request, retried on connection failures and 5xx (inside the caller's deadline).
+
+        Each attempt first reserves its moment under the vendor's rate and waits for it, then
+        takes a slot of the gate (:class:`CallGate`) and, holding it, records its real send
+        under the rate (:meth:`OutboundLimiter.send`): a wait for a slot never lets real sends
+        crowd a rate window.
+        """
         vendor = self.display_name
         for attempt in range(RETRIES + 1):
-            await self._pace()
+            limiter = await self._pace()
             last = attempt == RETRIES
             try:
-                async with self.http.stream(
-                    "GET",
-                    self.base_url + path,
-                    params=dict(params or {}),
-                    headers=self.auth_headers(),
-                    auth=self.auth() or httpx.USE_CLIENT_DEFAULT,
-                    timeout=self.deadline,
-                ) as streamed:
-                    response = await self._read(streamed)
+                async with self.gate.slot(self.host, waiting):
+                    if limiter is not None:
+                        await limiter.send()
+                    async with self.http.stream(
+                        "GET",
+                        self.base_url + path,
+                        params=dict(params or {}),
+                        headers=self.auth_headers(),
+                        auth=self.auth() or httpx.USE_CLIENT_DEFAULT,
+                        timeout=self.deadline,
+                    ) as streamed:
+                        response = await self._read(streamed)
             except httpx.TimeoutException as exc:
                 raise TimedOut(vendor, deadline=self.deadline) from exc
             except httpx.ConnectError as exc:
@@ -558,18 +650,23 @@ class BaseProvider(ABC):
             await asyncio.sleep(BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _pace(self) -> None:
+    async def _pace(self) -> OutboundLimiter | None:
         """Reserve a slot under the vendor's rate and wait for it, or refuse at once when the
-        slot is more than ``MAX_PACING_WAIT`` away (``retry_at``: that slot)."""
+        slot is more than ``MAX_PACING_WAIT`` away (``retry_at``: that slot). Returns the
+        limiter whose :meth:`~OutboundLimiter.send` the caller calls as it really sends."""
         limiter = self.limiter
         if limiter is None:
-            return
-        if await limiter.acquire(MAX_PACING_WAIT) is None:
+            return None
+        wait = limiter.reserve(MAX_PACING_WAIT)
+        if wait is None:
             raise RateLimited(
                 self.display_name,
                 retry_at=self.clock() + timedelta(seconds=limiter.next_slot()),
                 pacing=(limiter.calls, limiter.period),
             )
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return limiter
 
     async def _read(self, streamed: httpx.Response) -> httpx.Response:
         """The answer with its body read, at most ``max_answer`` bytes once decompressed.

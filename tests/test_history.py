@@ -383,3 +383,40 @@ async def test_stores_opened_while_others_close_wait_instead_of_failing(tmp_path
 
         runs = await asyncio.gather(*(one(chance.random() * 0.02) for _ in range(8)))
         assert sorted(runs) == list(range(1, 9))
+
+
+async def test_samples_of_several_quotas_read_together_equal_the_stored_rows(
+    emulators, store_path
+) -> None:
+    """What forecasts read (``quota_samples_of``, several quotas in one job of the store's
+    thread) is each quota's rows in its range, in order, as SQLite holds them."""
+    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    for hours in (3, 2, 1, 0):
+        await snapshot(settings, lambda hours=hours: NOW - timedelta(hours=hours))
+    with sqlite3.connect(store_path) as db:
+        ids = [q for (q,) in db.execute("SELECT DISTINCT quota_id FROM quota_samples")]
+    assert len(ids) == 10
+    wanted = [
+        (ids[0], NOW - timedelta(hours=3), NOW),
+        (ids[1], NOW - timedelta(hours=2, minutes=30), NOW - timedelta(hours=1)),
+        ("vt-soc:no-such-quota", NOW - timedelta(days=1), NOW),
+        (ids[2], NOW + timedelta(hours=1), NOW + timedelta(hours=2)),
+        *((quota, NOW - timedelta(days=1), NOW) for quota in ids[3:]),
+    ]
+    store = HistoryStore(str(store_path))
+    try:
+        found = await store.quota_samples_of(wanted)
+    finally:
+        await store.close()
+    with sqlite3.connect(store_path) as db:
+        expected = [
+            db.execute(
+                "SELECT sampled_at, used, quota_limit FROM quota_samples WHERE quota_id = ?"
+                " AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
+                [quota, start.isoformat(), end.isoformat()],
+            ).fetchall()
+            for quota, start, end in wanted
+        ]
+    as_rows = [[(s.at.isoformat(), s.used, s.limit) for s in samples] for samples in found]
+    assert as_rows == expected
+    assert [len(rows) for rows in as_rows[:4]] == [4, 2, 0, 0]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -110,8 +109,7 @@ class Sizes:
     @classmethod
     def of(cls, scope: RequestScope) -> Sizes:
         """The sizes of a request: the accounts it may read (no others count), and today."""
-        counts = Counter(str(p) for p in scope.account_providers())
-        return cls(tuple(sorted(counts.items())), scope.service.clock().date())
+        return cls(scope.provider_counts(), scope.service.clock().date())
 
     def accounts_of(self, provider: object) -> int:
         """Accounts of ``provider`` (a ``Provider`` member or its id), of all when ``None``."""

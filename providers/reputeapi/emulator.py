@@ -106,6 +106,24 @@ DEFAULT_KEYS = (
 )
 
 
+def many_keys(count: int) -> tuple[KeyInfo, ...]:
+    """``count`` more keys (``ra_live_many_00000`` ...), for trying a gateway with many
+    accounts: tiers in turn, created on one of the first 150 days of 2025, each aiming at its
+    own share of its quota. Pass them with the defaults: ``keys=(*DEFAULT_KEYS, *many_keys(n))``.
+    """
+    tiers = ("premium", "basic", "free")
+    return tuple(
+        KeyInfo(
+            f"ra_live_many_{index:05d}",
+            f"key_many{index:05d}",
+            tiers[index % len(tiers)],
+            datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=index % 150),
+            0.2 + (index % 7) / 10,
+        )
+        for index in range(count)
+    )
+
+
 @dataclass(frozen=True)
 class Stats:
     """Usage in one bucket (an hour, or a sum of hours)."""

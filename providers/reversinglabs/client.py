@@ -36,7 +36,7 @@ from gateway.domain import (
     days_between,
     first_of_next_month,
 )
-from gateway.errors import AuthFailed, RequestRejected
+from gateway.errors import AuthFailed, RequestRejected, UpstreamError
 from providers.base import BaseProvider, ConfigField, as_count, as_list, as_object
 
 PREFIX = "/api/customer_usage/v1"
@@ -300,22 +300,45 @@ class ReversingLabsProvider(BaseProvider):
     # -- limits ----------------------------------------------------------------------------
 
     async def limits(self) -> Limits:
-        rl = await self.rl(self.path("limits"))
-        with self.parsing():
-            raw_limits = [as_object(item, "limit") for item in as_list(rl["limits"], "limits")]
-            types = {str(item["limit_type"]) for item in raw_limits}
+        """One round: the limits, the active rulesets and the usage of every period a limit
+        may need (today, this month, the fixed terms) are read at once, and only the usage the
+        limits turn out to need is used.
+
+        Reading usage ahead costs nothing at the vendor: "This API is not rate limited" (the
+        vendor document, ``shared/upstream/seeds/001_1b4edf4e2aa94206.txt``), and the Customer
+        Usage product (TCA-9999) is under no quota limit, so the reads spend nothing that a
+        quota counts. A speculative read that fails (say ``/usage/date_range`` for a user with
+        no fixed-term license answering an error) fails the account only when a limit needs
+        it; otherwise its error is dropped.
+        """
         today = self.clock().astimezone(UTC).date()
         needs = {
             "daily": ("usage/daily", {"date": today.isoformat()}),
             "monthly": ("usage/monthly", {"month": f"{today:%Y-%m}"}),
             "date_range": ("usage/date_range", {}),
         }
-        wanted = [t for t in needs if t in types]
-        answers, rulesets = await asyncio.gather(
-            asyncio.gather(*(self.rl(self.path(needs[t][0]), needs[t][1]) for t in wanted)),
+        read, rulesets, *ahead = await asyncio.gather(
+            self.rl(self.path("limits")),
             self._active_rulesets(),
+            *(self.rl(self.path(kind), params) for kind, params in needs.values()),
+            return_exceptions=True,
         )
-        usage = dict(zip(wanted, answers, strict=True))
+        for outcome in (read, rulesets):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(read, dict) and (rulesets is None or isinstance(rulesets, int))
+        with self.parsing():
+            raw_limits = [as_object(item, "limit") for item in as_list(read["limits"], "limits")]
+            types = {str(item["limit_type"]) for item in raw_limits}
+        usage: dict[str, dict[str, Any]] = {}
+        for kind, answer in zip(needs, ahead, strict=True):
+            if kind not in types:
+                if isinstance(answer, BaseException) and not isinstance(answer, UpstreamError):
+                    raise answer  # not the vendor's answer: a fault of ours, or a cancellation
+                continue  # read ahead for nothing: its answer, or its failure, is dropped
+            if isinstance(answer, BaseException):
+                raise answer
+            usage[kind] = answer
         with self.parsing():
             period: dict[str, dict[str, ProductUsage]] = {
                 t: parse_periods(usage[t], "date" if t == "daily" else "month")[0][1]

@@ -443,6 +443,7 @@ class ReversingLabsData:
         self.limits: tuple[Limit, ...] = tuple(limits)
         self._full_day = lru_cache(maxsize=200_000)(self._generate_day)
         self._full_month = lru_cache(maxsize=20_000)(self._complete_month)
+        self._period = lru_cache(maxsize=4096)(self._sum_period)
 
     # -- per user and day ------------------------------------------------------------------
 
@@ -514,10 +515,14 @@ class ReversingLabsData:
     def period(self, users: Iterable[str], start: date, end: date, now: datetime) -> Report:
         """The summed usage of ``users`` over the days ``start``..``end`` (inclusive) at ``now``."""
         names = tuple(users)
-        today = now.astimezone(UTC).date()
-        last = min(end, today)
+        moment = now.astimezone(UTC)
+        last = min(end, moment.date())
         if last < start:
             return {}
+        # Reported usage moves with whole minutes only (``user_day``): sums are kept per minute.
+        return dict(self._period(names, start, last, moment.replace(second=0, microsecond=0)))
+
+    def _sum_period(self, names: tuple[str, ...], start: date, last: date, now: datetime) -> Report:
         return combine(self.user_day(u, d, now) for u in names for d in days_between(start, last))
 
     # -- months ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.errors import ConfigError
 from gateway.servers import ServerThread
 from gateway.settings import Settings
+from providers.base import RETRIES
 from providers.reversinglabs.emulator import (
     ALLOCATIONS,
     DEFAULT_LIMITS,
@@ -34,6 +35,7 @@ from providers.reversinglabs.emulator import (
     Size,
 )
 from tests.conftest import NOW, SEED, TLS, Gateway, Running, account_entry, settings_for
+from tests.taps import Refusing, Rendezvous
 
 PREFIX = "/api/customer_usage/v1"
 ALICE = ("acme_alice", "rl_demo_alice")  # listed in every ACME limit
@@ -1276,3 +1278,68 @@ async def test_a_user_without_the_entitlement_is_a_config_refusal(revlabs, make_
         "ReversingLabs",
     )
     assert "not entitled to the Customer Usage API (TCA-9999)" in source["message"]
+
+
+# -- 9. limits in one round ---------------------------------------------------------------------
+
+LIMIT_READS = 5
+"""What a cold limits read asks: the limits, the active rulesets, and the usage of today, this
+month and the fixed terms (read ahead: the vendor document says "This API is not rate limited",
+and the Customer Usage product is under no quota, so reading ahead spends nothing)."""
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_a_cold_limits_read_asks_everything_in_one_round(
+    make_gateway: Callable[[Settings], Gateway], case: Case
+) -> None:
+    """Every request of a cold read reaches the vendor before any of them is answered: each
+    is held until all five wait together (a second round would never meet the first)."""
+    emulator = ReversingLabsEmulator(seed=SEED, clock=lambda: NOW)
+    door = Rendezvous(emulator, LIMIT_READS)
+    with ServerThread(door) as server:
+        url = server.urls[0]
+        gateway = make_gateway(settings_for(account_entry("reversinglabs", url), user_entry(url)))
+        account = (await gateway.data(QUOTAS_QUERY, {"id": case.account}))["account"]
+    assert (door.arrived, door.together) == (LIMIT_READS, LIMIT_READS)
+    company = "/company" if case.company else ""
+    limits = "/limits/company" if case.company else "/limits"
+    assert sorted(served_paths(emulator)) == sorted(
+        [
+            limits,
+            "/usage/yara",
+            f"/usage{company}/daily",
+            f"/usage{company}/monthly",
+            f"/usage{company}/date_range",
+        ]
+    )
+    assert account["source"] == {"state": "FRESH"}
+    data = emulator.data
+    limit_table = data.company_limits("acme") if case.company else data.user_limits(case.user)
+    expected = [expected_quota(data, case.account, lim, case.users) for lim in limit_table]
+    assert without_ids(account["quotas"]) == expected
+
+
+@pytest.mark.parametrize("status", [404, 500])
+async def test_a_failed_read_ahead_that_no_limit_needs_does_not_fail_the_account(
+    make_gateway: Callable[[Settings], Gateway], status: int
+) -> None:
+    """initech_dan has only a daily limit: his fixed-term usage is read ahead for nothing, and
+    its failure is dropped. ACME's fixed-term license needs it: there the failure shows."""
+    emulator = ReversingLabsEmulator(seed=SEED, clock=lambda: NOW)
+    door = Refusing(emulator, "/date_range", status)
+    with ServerThread(door) as server:
+        url = server.urls[0]
+        dan = user_entry(url, id="rl-dan", username=DAN[0], password=DAN[1])
+        gateway = make_gateway(settings_for(dan, account_entry("reversinglabs", url)))
+        answer = await gateway.data(
+            "{ accounts { id source { state httpStatus } quotas { limit used } } }"
+        )
+    assert door.refused == 2 * (1 + (RETRIES if status >= 500 else 0))  # 5xx are retried
+    by_id = {a["id"]: a for a in answer["accounts"]}
+    assert by_id["rl-dan"]["source"] == {"state": "FRESH", "httpStatus": None}
+    (daily,) = emulator.data.user_limits(DAN[0])
+    assert by_id["rl-dan"]["quotas"] == [
+        {"limit": daily.limit, "used": emulator.data.limit_used(daily, NOW, (DAN[0],))}
+    ]
+    assert by_id[COMPANY_ACCOUNT]["source"] == {"state": "UNAVAILABLE", "httpStatus": status}
+    assert by_id[COMPANY_ACCOUNT]["quotas"] == []
