@@ -3,7 +3,8 @@
 1. Upstream calls for 100 concurrent identical cold queries (coalescing).
 2. Cold query latency against three vendor emulators delayed 50, 100 and 200 ms, next to the
    slowest emulator's own latency (fan-out: accounts are read concurrently).
-3. The time to answer a 365-day per-endpoint usage query, mostly from the history store.
+3. The time to answer a 365-day per-endpoint usage query, mostly from the history store: as
+   the first answer of a fresh ``usage-gateway serve`` process, and warm.
 4. Warm (cached) dashboard query throughput next to a bare Litestar JSON endpoint, both served
    by uvicorn in a process of their own and driven by the same load generator.
 5. A hostile query (30 aliases of every account's usage since 2000) against ``usage-gateway
@@ -315,9 +316,12 @@ YEAR = """query($from: Date!, $to: Date!) { account(id: "vt-soc") {
 PARAMS = ("start_date", "end_date")
 
 
-async def year_from_history(rounds: int = 10) -> tuple[float, int, int, int]:
-    """Median time to answer 365 days of per-endpoint usage, mostly from the history store:
-    (seconds, endpoints, vendor calls per answer, days asked of the vendor)."""
+async def year_from_history(processes: int = 5, rounds: int = 20) -> dict[str, Any]:
+    """365 days of per-endpoint usage, mostly from the history store, through ``usage-gateway
+    serve`` (no data cache, so each answer reads the store and asks the vendor): the first
+    answer of each of ``processes`` fresh processes (median) and the median of ``rounds`` more
+    answers of the last one; with the number of endpoints, vendor calls per answer and days
+    asked of the vendor."""
     from gateway.app import build_service
     from gateway.snapshot import run_snapshot
     from providers.virustotal.emulator import VirusTotalEmulator
@@ -337,31 +341,43 @@ async def year_from_history(rounds: int = 10) -> tuple[float, int, int, int]:
                 assert service.history is not None
                 await run_snapshot(service, service.history)
                 await service.history.close()
-            moment[0] = end
-            vendor.reset()
-            variables = {
-                "from": (end.date() - timedelta(days=364)).isoformat(),
-                "to": end.date().isoformat(),
-            }
-            times = []
-            for _ in range(rounds):
-                app = create_app(settings, http_client=http, clock=lambda: moment[0])
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://gateway"
-                ) as client:
-                    start = time.perf_counter()
-                    answer = await client.post(
-                        "/graphql", json={"query": YEAR, "variables": variables}
-                    )
-                    times.append(time.perf_counter() - start)
-                await app.state.service.history.close()
-                await app.state.service.upstream.close()
-            usage = answer.json()["data"]["account"]["usage"]
-            assert usage["missingDays"] == [], usage["missingDays"][:3]
-    calls = vendor.total_calls() // rounds
+        moment[0] = end
+        config = Path(tmp) / "gateway.toml"
+        lines = [f'[gateway]\nhistory_path = "{tmp}/history.sqlite"\n', "[cache]"]
+        lines += [f"{key} = {value}" for key, value in NO_CACHE.items()]
+        lines += ["", "[[accounts]]", *(f'{k} = "{v}"' for k, v in account.items())]
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        variables = {
+            "from": (end.date() - timedelta(days=364)).isoformat(),
+            "to": end.date().isoformat(),
+        }
+        body = {"query": YEAR, "variables": variables}
+        firsts, warm = [], []
+        for n in range(processes):
+            port = free_port()
+            serve = (str(BIN / "usage-gateway"), "serve", "--config", str(config))
+            with process(*serve, "--port", str(port), "--log-level", "warning", ready="GraphiQL"):
+                base = f"http://127.0.0.1:{port}"
+                async with httpx.AsyncClient(timeout=60) as client:
+                    (await client.get(base + "/healthz")).raise_for_status()  # connected
+                    vendor.reset()
+                    for turn in range(1 + (rounds if n == processes - 1 else 0)):
+                        start = time.perf_counter()
+                        answer = await client.post(base + "/graphql", json=body)
+                        (warm if turn else firsts).append(time.perf_counter() - start)
+                        usage = answer.json()["data"]["account"]["usage"]
+                        assert usage["missingDays"] == [], usage["missingDays"][:3]
     asked = [r for r in vendor.served if r.path.endswith("/api_usage")]
     first, last = (datetime.strptime(asked[-1].param(p) or "", "%Y%m%d") for p in PARAMS)
-    return statistics.median(times), len(usage["endpoints"]), calls, (last - first).days + 1
+    return {
+        "first": statistics.median(firsts),
+        "warm": statistics.median(warm),
+        "processes": processes,
+        "rounds": rounds,
+        "endpoints": len(usage["endpoints"]),
+        "calls": vendor.total_calls() // (rounds + 1),
+        "live": (last - first).days + 1,
+    }
 
 
 def hostile(prefix: str = "a") -> str:
@@ -609,11 +625,15 @@ def main(sections: list[str]) -> None:
             f" another: ~{(0.05 + 0.1 + 0.2) / slow:.2f})"
         )
     if "3" in run:
-        took, endpoints, calls, live = asyncio.run(year_from_history())
+        year = asyncio.run(year_from_history())
+        live, calls = year["live"], year["calls"]
         print(
-            f"3. history         365 days of per-endpoint usage ({endpoints} endpoints),"
+            f"3. history         365 days of per-endpoint usage ({year['endpoints']} endpoints),"
             f" {365 - live} days from the history store and the {live} since its last snapshot"
-            f" live: {took * 1000:.0f} ms cold, {calls} vendor call{'' if calls == 1 else 's'}"
+            f" live, {calls} vendor call{'' if calls == 1 else 's'} each (no data cache):"
+            f" first answer of a fresh process {year['first'] * 1000:.0f} ms (median of"
+            f" {year['processes']} processes; goal <= 50 ms), warm {year['warm'] * 1000:.1f} ms"
+            f" (median of {year['rounds']}; goal <= 20 ms)"
         )
     if "4" in run:
         whole, data_only, bare = asyncio.run(throughput())
