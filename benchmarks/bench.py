@@ -12,7 +12,8 @@
    how much the process grows; then the slowest of many refusals, each of a new document.
 6. The longest event-loop stall of a gateway serving a mixed load (dashboards, a year of
    history, the largest allowed query, hostile queries) from another process: a task on the
-   gateway's loop sleeps 5 ms again and again and records how late it wakes.
+   gateway's loop sleeps 5 ms again and again and records how late it wakes; beside it, a client
+   in a process of its own asks ``/healthz`` every 10 ms and records each wait.
 7. Answers per second of a cold-ish query mix with the shared Redis healthy, next to the same
    with Redis hung (SIGSTOP): a sick Redis should cost little.
 8. The forecast backtest (:mod:`benchmarks.backtest`): over the demo's past, how often the
@@ -496,6 +497,36 @@ def drive(url: str, seconds: float, workers: int) -> dict[str, list[int]]:
     return asyncio.run(run())
 
 
+def probe_healthz(url: str, seconds: float, every: float = 0.01) -> list[float]:
+    """``GET url`` every ``every`` seconds for ``seconds`` over one kept-alive connection (run
+    in a process of its own): each answer's wait. A probe that waits longer than ``every`` is
+    followed by the next at once; none piles up."""
+    waits = []
+    with httpx.Client(timeout=60) as client:
+        client.get(url).raise_for_status()  # connect before measuring
+        stop = time.perf_counter() + seconds
+        tick = time.perf_counter()
+        while tick < stop:
+            start = time.perf_counter()
+            client.get(url).raise_for_status()
+            waits.append(time.perf_counter() - start)
+            tick += every
+            time.sleep(max(0.0, tick - time.perf_counter()))
+            tick = max(tick, time.perf_counter())
+    return waits
+
+
+def spread(values: list[float], limit: float = 0.05) -> tuple[float, float, int, int]:
+    """The longest, the 99th percentile, how many are over ``limit`` and how many in all."""
+    ordered = sorted(values)
+    return (
+        ordered[-1],
+        ordered[int(len(ordered) * 0.99)],
+        sum(v > limit for v in ordered),
+        len(ordered),
+    )
+
+
 async def loop_stalls(seconds: float = 30, workers: int = 4) -> dict[str, Any]:
     """The gateway on this process's loop, with a task that sleeps 5 ms again and again and
     records how late it wakes (wall clock) and how long the loop's own thread was on the CPU
@@ -545,11 +576,18 @@ async def loop_stalls(seconds: float = 30, workers: int = 4) -> dict[str, Any]:
                 queued.append(run_queue_wait() - waited)
 
         spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        with (
+            ProcessPoolExecutor(1, mp_context=spawn) as pool,
+            ProcessPoolExecutor(1, mp_context=spawn) as prober,
+        ):
             await loop.run_in_executor(pool, int)  # start the driver before measuring
+            await loop.run_in_executor(prober, int)  # and the outside /healthz probe
             watcher = asyncio.create_task(monitor())
             window[0] = loop.time() + seconds
+            healthz = url.removesuffix("/graphql") + "/healthz"
+            probing = loop.run_in_executor(prober, probe_healthz, healthz, seconds)
             counts = await loop.run_in_executor(pool, drive, url, seconds, workers)
+            waits = await probing
             watcher.cancel()
         server.should_exit = True
         await asyncio.gather(serving, watcher, return_exceptions=True)
@@ -567,6 +605,7 @@ async def loop_stalls(seconds: float = 30, workers: int = 4) -> dict[str, Any]:
         "busy": (busy[-1], busy[int(len(busy) * 0.99)], sum(1 for b in busy if b > 0.05)),
         "counts": counts,
         "seconds": seconds,
+        "healthz": spread(waits),
     }
 
 
@@ -672,6 +711,12 @@ def main(sections: list[str]) -> None:
             f" {stalls['own'][0] * 1000:.0f} ms, p99 {stalls['own'][1] * 1000:.1f} ms,"
             f" {stalls['own'][2]} over 50 ms (goal: none); the thread on the CPU: longest"
             f" {stalls['busy'][0] * 1000:.0f} ms, p99 {stalls['busy'][1] * 1000:.1f} ms"
+        )
+        longest, p99, over, probes = stalls["healthz"]
+        print(
+            f"                  meanwhile a /healthz probe every 10 ms from a process of its own"
+            f" (kept-alive): {probes} probes, longest wait {longest * 1000:.0f} ms, p99"
+            f" {p99 * 1000:.1f} ms, {over} over 50 ms (goal: none)"
         )
     if "7" in run:
         healthy, hung = asyncio.run(sick_redis())
