@@ -35,7 +35,6 @@ from gateway.domain import (
     SourceStatus,
     Usage,
     UsageReport,
-    days_between,
     utc_now,
 )
 from gateway.errors import InputError
@@ -594,14 +593,18 @@ def _held_days(
 def _unanswered(report: UsageReport | None, asked: Plan) -> tuple[date, date] | None:
     """The first and last of the asked days that the vendor's answer does not give (every
     one when it failed; a day it left out, ``absent_days``), or ``None``."""
-    if asked is None:
-        return None
-    if report is None:
+    if asked is None or report is None:
         return asked
+    first, last = asked
     listed = report.known_days - report.absent_days
-    days = list(days_between(*asked))
-    gaps = [d for d in days if d not in listed]
-    return (gaps[0], gaps[-1]) if gaps else None
+    if len(listed) == (last - first).days + 1 and min(listed) == first and max(listed) == last:
+        return None  # every asked day, and only those (years of days: no walk through them)
+    day = timedelta(days=1)
+    while first <= last and first in listed:
+        first += day
+    while last >= first and last in listed:
+        last -= day
+    return (first, last) if first <= last else None
 
 
 def _history_status(problem: HistoryUnavailable, live_since: date) -> SourceStatus:

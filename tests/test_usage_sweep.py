@@ -16,12 +16,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from gateway.app import create_app
-from gateway.domain import EndpointUsage, Granularity, day_start
+from gateway.domain import EndpointUsage, Granularity, UsagePoint, UsageReport, day_start
 from gateway.graphql.selected import wants_splits
 from gateway.history import DayRecord, HistoryStore
 from gateway.servers import ServerThread
@@ -321,3 +322,17 @@ def test_endpoint_totals_summed_by_sqlite_equal_the_day_by_day_sums(splits) -> N
     )
     key = lambda e: (e.endpoint, e.consumes_quota)  # noqa: E731
     assert sorted(summed.totals, key=key) == sorted(merged.endpoints, key=key)  # type: ignore[attr-defined]
+
+
+def test_summed_stored_days_never_stand_in_for_days_the_vendor_answered() -> None:
+    """Endpoint totals summed over stored days cannot be taken apart day by day: given for a
+    day the vendor lists, the merge refuses rather than count that day twice."""
+    day = date(2026, 3, 1)
+    vendor = UsageReport((UsagePoint(day_start(day), 5, 5),), (), frozenset({day}))
+    stored = [DayRecord(day, 9, 9), DayRecord(day + timedelta(days=1), 4, 4)]
+    with pytest.raises(ValueError, match="the vendor answered for"):
+        merge_history(vendor, stored, (EndpointUsage("/a", 13, True),))
+    merged = merge_history(vendor, stored[1:], (EndpointUsage("/a", 4, True),))
+    assert merged is not None
+    assert [(p.start.date(), p.requests) for p in merged.points] == [(day, 5), (stored[1].day, 4)]
+    assert merged.endpoints == (EndpointUsage("/a", 4, True),)
