@@ -19,6 +19,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from litestar.testing import AsyncTestClient
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from gateway.app import create_app
@@ -336,3 +337,48 @@ def test_summed_stored_days_never_stand_in_for_days_the_vendor_answered() -> Non
     assert merged is not None
     assert [(p.start.date(), p.requests) for p in merged.points] == [(day, 5), (stored[1].day, 4)]
     assert merged.endpoints == (EndpointUsage("/a", 4, True),)
+
+
+# -- start-up ----------------------------------------------------------------------------------
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
+async def test_start_up_opens_the_store_a_snapshot_made_and_creates_none(tmp_path) -> None:
+    """The first answer after start-up finds the store open: SQLite's shared-memory file of a
+    store in WAL mode exists only while a connection has it open (the snapshot's, closed,
+    removed it). Without a store, start-up makes no file."""
+    async with stored_past(tmp_path):
+        pass
+    path = tmp_path / "history.sqlite"
+    shared = Path(f"{path}-shm")
+    assert exists(path) and not exists(shared)
+    app = create_app(settings_for(history_path=str(path)))
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert exists(shared)
+    assert not exists(shared)
+    nowhere = tmp_path / "none" / "history.sqlite"
+    async with AsyncTestClient(create_app(settings_for(history_path=str(nowhere)))) as client:
+        assert (await client.get("/healthz")).status_code == 200
+    assert not exists(nowhere.parent)
+
+
+async def test_a_store_that_cannot_be_used_is_said_once_at_start_up(tmp_path, caplog) -> None:
+    path = tmp_path / "history.sqlite"
+    path.write_bytes(b"not a database, only garbage \x00\xff" * 200)
+    entry = account_entry("virustotal", "http://127.0.0.1:9")  # never asked here
+    app = create_app(settings_for(entry, history_path=str(path)))
+
+    def said() -> list[str]:
+        return [r.levelname for r in caplog.records if "not a SQLite database" in r.getMessage()]
+
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert said() == ["WARNING"]  # before any request needed the store
+        answer = await client.post("/graphql", json={"query": "{ snapshots(limit: 1) { id } }"})
+    [error] = answer.json()["errors"]
+    assert error["extensions"]["code"] == "HISTORY_UNAVAILABLE"
+    assert said() == ["WARNING"]
