@@ -135,8 +135,13 @@ def shown(answer: object) -> dict[str, object]:
 
 
 async def test_a_range_the_vendor_keeps_asked_again_reads_no_stored_day(tmp_path) -> None:
+    """(Its answer lists every one of these days: none is left for the store to fill in.)"""
     first = TODAY - timedelta(days=29)
     async with stored_past(tmp_path) as past:
+        assert all(
+            seeded_split(past.vendor, d) or past.vendor.data.day(GROUP, d, 1.0)[2]
+            for d in days(first, TODAY)
+        )
         answer = await past.query(first, TODAY, recheck=True)
         assert await past.days_read() == 0  # the store holds 19 of these days: none was read
         assert past.usage_calls() == [(first, TODAY)]
