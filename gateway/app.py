@@ -357,6 +357,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         scheduler = asyncio.create_task(snapshots(snapshot_every)) if snapshot_every else None
+        if service.history is not None:
+            try:
+                await service.history.warm()
+            except HistoryUnavailable as exc:
+                service.history_failed(exc)  # said once now; answers that need it say so
         # What start-up built lives as long as the process: a full garbage collection need not
         # scan it again (each scan of it held up the event loop for tens of milliseconds).
         gc.freeze()

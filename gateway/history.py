@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -187,6 +187,35 @@ class DayRecord:
 
 
 @dataclass(frozen=True)
+class StoredDays:
+    """What one read of the store gives of an account's days over a range."""
+
+    days: tuple[DayRecord, ...] = ()
+    """Each stored day's totals, ascending; with its endpoint split where one is stored,
+    unless the read summed the splits into ``totals``."""
+    totals: tuple[EndpointUsage, ...] | None = None
+    """Where the read summed them: the endpoint totals over every day of ``days`` (which then
+    carry no split), as :func:`gateway.usage.add_endpoint` adds them up day by day."""
+
+
+Plan = tuple[date, date] | None
+"""The days a usage answer asks the vendor for (first, last), or ``None`` for none."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One read of an account's stored days that first plans the vendor call
+    (:meth:`HistoryStore.sweep`)."""
+
+    planned: asyncio.Future[Plan]
+    """The vendor's days, as soon as the store has said which closed days it holds; never
+    fails (a store that cannot be used holds nothing)."""
+    stored: asyncio.Future[StoredDays]
+    """The stored days the vendor is not asked for; :class:`HistoryUnavailable` when the
+    store cannot be used."""
+
+
+@dataclass(frozen=True)
 class QuotaSample:
     """A quota's use at one moment."""
 
@@ -267,6 +296,79 @@ class HistoryUnavailable(GatewayError):
         super().__init__(f"history store {path}: {reason}")
 
 
+def _split_days(db: Database, account_id: str, start: date, end: date) -> frozenset[date]:
+    """The days from ``start`` to ``end`` whose endpoint split is stored (as
+    :meth:`HistoryStore.days` tells them: flagged so, or with endpoint rows)."""
+    return frozenset(
+        date.fromisoformat(day)
+        for (day,) in db.execute(
+            "SELECT day FROM usage_days AS d WHERE account_id = ? AND day BETWEEN ? AND ?"
+            " AND (split OR EXISTS (SELECT 1 FROM usage_endpoints AS e"
+            " WHERE e.account_id = d.account_id AND e.day = d.day))",
+            [account_id, start.isoformat(), end.isoformat()],
+        ).fetchall()
+    )
+
+
+def _day_records(db: Database, account_id: str, start: date, end: date) -> list[DayRecord]:
+    """Stored days of ``account_id`` from ``start`` to ``end``, each with its split."""
+    args = [account_id, start.isoformat(), end.isoformat()]
+    endpoints: dict[str, list[EndpointUsage]] = {}
+    for day, endpoint, quota, requests, bytes_ in db.execute(
+        "SELECT day, endpoint, consumes_quota, requests, bytes FROM usage_endpoints"
+        " WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+        args,
+    ).fetchall():
+        endpoints.setdefault(day, []).append(
+            EndpointUsage(endpoint, requests, bool(quota), bytes=bytes_)
+        )
+    return [
+        DayRecord(
+            date.fromisoformat(day),
+            requests,
+            quota_requests,
+            bytes_,
+            failed,
+            tuple(endpoints.get(day, ())) if split or day in endpoints else None,
+        )
+        for day, requests, quota_requests, bytes_, failed, split in db.execute(
+            "SELECT day, requests, quota_requests, bytes, failed_requests, split"
+            " FROM usage_days WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+            args,
+        ).fetchall()
+    ]
+
+
+def _stored_days(db: Database, account_id: str, start: date, end: date, splits: bool) -> StoredDays:
+    """The stored days from ``start`` to ``end``: each with its split, or (``splits`` false)
+    their totals and the endpoint totals over all of them, summed by SQLite."""
+    if splits:
+        return StoredDays(tuple(_day_records(db, account_id, start, end)))
+    args = [account_id, start.isoformat(), end.isoformat()]
+    days = tuple(
+        DayRecord(date.fromisoformat(day), requests, quota_requests, bytes_, failed)
+        for day, requests, quota_requests, bytes_, failed in db.execute(
+            "SELECT day, requests, quota_requests, bytes, failed_requests FROM usage_days"
+            " WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+            args,
+        ).fetchall()
+    )
+    # Bytes as add_endpoint adds them day by day: unknown when a day with requests does not
+    # know its bytes, or when no day does; otherwise the sum of the known ones.
+    totals = tuple(
+        EndpointUsage(endpoint, requests, bool(quota), bytes=bytes_)
+        for endpoint, quota, requests, bytes_ in db.execute(
+            "SELECT endpoint, consumes_quota, SUM(requests),"
+            " CASE WHEN COUNT(bytes) = 0 OR SUM(bytes IS NULL AND requests > 0) > 0"
+            " THEN NULL ELSE SUM(bytes) END"
+            " FROM usage_endpoints WHERE account_id = ? AND day BETWEEN ? AND ?"
+            " GROUP BY endpoint, consumes_quota ORDER BY endpoint, consumes_quota DESC",
+            args,
+        ).fetchall()
+    )
+    return StoredDays(days, totals)
+
+
 def _rollback(db: Database) -> None:
     """Roll back the open transaction, if SQLite has not already (it does on a full disk and
     some I/O errors): a ROLLBACK without one would hide the real error behind its own."""
@@ -318,6 +420,9 @@ class HistoryStore:
         self.path = Path(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         self._db: Database | None = None
+        self.days_read = 0
+        """Stored days read for usage answers since the store was made (metrics): counted in
+        the store's thread, read anywhere."""
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -423,6 +528,18 @@ class HistoryStore:
     async def read(self, work: Callable[[Database], T], nothing: T) -> T:
         """``work`` reading the store, or ``nothing`` when no snapshot ever made the file."""
         return await self._read(work, nothing)
+
+    async def warm(self) -> None:
+        """Open the file, if a snapshot made it, and prepare the usage reads once (on no
+        account), so that the first answer after start-up does not pay for either."""
+
+        def work(db: Database) -> None:
+            today = date.today()
+            _split_days(db, "", today, today)
+            _stored_days(db, "", today, today, splits=False)
+            _stored_days(db, "", today, today, splits=True)
+
+        await self._read(work, None)
 
     async def close(self) -> None:
         def close(db: Database) -> None:
@@ -613,33 +730,67 @@ class HistoryStore:
         """Stored days of ``account_id`` from ``start`` to ``end``, with their endpoints."""
 
         def work(db: Database) -> list[DayRecord]:
-            args = [account_id, start.isoformat(), end.isoformat()]
-            endpoints: dict[str, list[EndpointUsage]] = {}
-            for day, endpoint, quota, requests, bytes_ in db.execute(
-                "SELECT day, endpoint, consumes_quota, requests, bytes FROM usage_endpoints"
-                " WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
-                args,
-            ).fetchall():
-                endpoints.setdefault(day, []).append(
-                    EndpointUsage(endpoint, requests, bool(quota), bytes=bytes_)
-                )
-            return [
-                DayRecord(
-                    date.fromisoformat(day),
-                    requests,
-                    quota_requests,
-                    bytes_,
-                    failed,
-                    tuple(endpoints.get(day, ())) if split or day in endpoints else None,
-                )
-                for day, requests, quota_requests, bytes_, failed, split in db.execute(
-                    "SELECT day, requests, quota_requests, bytes, failed_requests, split"
-                    " FROM usage_days WHERE account_id = ? AND day BETWEEN ? AND ? ORDER BY day",
-                    args,
-                ).fetchall()
-            ]
+            found = _day_records(db, account_id, start, end)
+            self.days_read += len(found)
+            return found
 
         return await self._read(work, [])
+
+    def sweep(
+        self,
+        account_id: str,
+        start: date,
+        end: date,
+        probe: tuple[date, date] | None,
+        plan: Callable[[frozenset[date]], Plan],
+        *,
+        splits: bool,
+    ) -> Sweep:
+        """Plan a usage answer's vendor call and read the stored days it leaves out, in one
+        pass of the store's thread.
+
+        First the days of ``probe`` whose endpoint split is stored (none when ``probe`` is
+        ``None``: nothing to look up) go to ``plan``, a pure function giving the days to ask
+        the vendor for; that plan is handed to the event loop at once (``Sweep.planned``), so
+        the vendor call starts while the store goes on to read the days from ``start`` up to
+        the first one asked (up to ``end`` when none is): ``Sweep.stored``. With ``splits``
+        false the days' endpoint splits are summed by SQLite instead of read day by day.
+        Reads never create the file.
+        """
+        loop = asyncio.get_running_loop()
+        planned: asyncio.Future[Plan] = loop.create_future()
+        if probe is None:  # nothing to look up first: the vendor is asked at once
+            planned.set_result(plan(frozenset()))
+
+        def post(value: Plan) -> None:
+            def settle() -> None:
+                if not planned.done():
+                    planned.set_result(value)
+
+            loop.call_soon_threadsafe(settle)
+
+        def run() -> StoredDays:
+            exists = self._db is not None or self.path.exists()
+            held: frozenset[date] = frozenset()
+            try:
+                if exists and probe is not None:
+                    held = self._guarded(lambda db: _split_days(db, account_id, *probe))
+            except BaseException:
+                post(plan(frozenset()))  # a store that cannot be used holds nothing
+                raise
+            asked = plan(held)
+            post(asked)
+            last = end if asked is None else min(end, asked[0] - timedelta(days=1))
+            if not exists or last < start:
+                return StoredDays()
+            found = self._guarded(lambda db: _stored_days(db, account_id, start, last, splits))
+            self.days_read += len(found.days)
+            return found
+
+        stored = loop.run_in_executor(self._pool, run)
+        # A caller that fails before it awaits the read must not leave its error unretrieved.
+        stored.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return Sweep(planned, stored)
 
     async def quota_samples(
         self, quota_id: str, start: datetime, end: datetime

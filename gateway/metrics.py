@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,7 +53,7 @@ from gateway.domain import (
 )
 from gateway.export_routes import ScopeOf
 from gateway.forecast import Forecast
-from gateway.history import HistoryUnavailable, RunSummary
+from gateway.history import HistoryStore, HistoryUnavailable, RunSummary
 from gateway.service import GatewayService, RequestScope
 from providers.base import CallObserver
 
@@ -197,6 +198,31 @@ class CacheCollector:
             ),
             entries,
             size,
+        ]
+
+
+class ProcessCollector:
+    """What this process does for the history store's readers and for its own event loop:
+    stored days read for usage answers (:attr:`gateway.history.HistoryStore.days_read`) and
+    the objects start-up froze out of garbage collection (``gc.freeze()``)."""
+
+    def __init__(self, history: HistoryStore | None) -> None:
+        self.history = history
+
+    def collect(self) -> Iterable[Metric]:
+        return [
+            CounterMetricFamily(
+                "usage_gateway_history_days_read",
+                "Stored days read from the history store for usage answers (days the vendor "
+                "no longer keeps, or was not asked for).",
+                value=self.history.days_read if self.history is not None else 0,
+            ),
+            GaugeMetricFamily(
+                "python_gc_frozen_objects",
+                "Objects moved out of garbage collection at start-up (gc.freeze), so that full "
+                "collections need not walk them while the gateway serves.",
+                value=gc.get_freeze_count(),
+            ),
         ]
 
 
@@ -412,7 +438,12 @@ class Metrics:
         self.service = service
         self.registry = CollectorRegistry(auto_describe=False)
         self._reading = ReadingCollector()
-        for collector in (self._reading, calls, CacheCollector(service.upstream.cache)):
+        for collector in (
+            self._reading,
+            calls,
+            CacheCollector(service.upstream.cache),
+            ProcessCollector(service.history),
+        ):
             self.registry.register(collector)
 
     async def render(self, scope: RequestScope) -> bytes:

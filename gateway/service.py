@@ -45,9 +45,11 @@ from gateway.history import (
     DayRecord,
     HistoryStore,
     HistoryUnavailable,
+    Plan,
     QuotaSample,
     RunSummary,
     SnapshotRun,
+    StoredDays,
 )
 from gateway.settings import DEFAULT_MAX_QUERY_COST, CacheTimes
 from gateway.upstream import Fetched, Upstream
@@ -202,6 +204,9 @@ class UsageArgs:
     end: date
     granularity: Granularity
     recheck: bool = False
+    splits: bool = True
+    """Whether each bucket's endpoint split is wanted (``UsagePoint.endpoints``): built only
+    where a caller shows it."""
 
 
 class RequestScope:
@@ -316,13 +321,14 @@ class RequestScope:
         granularity: Granularity,
         *,
         recheck: bool = False,
+        splits: bool = True,
     ) -> Usage:
         """Usage for ``start``..``end`` in buckets of ``granularity``, with its own status.
 
         Read once per request for the same arguments; ``InputError`` for a range the vendor
-        cannot answer.
+        cannot answer. Without ``splits`` the buckets carry no endpoint split.
         """
-        args = UsageArgs(start, end, granularity, recheck)
+        args = UsageArgs(start, end, granularity, recheck, splits)
         return await self._once(("usage", account_id, args), lambda: self._usage(account_id, args))
 
     async def source(self, account_id: str, usages: Iterable[UsageArgs] = ()) -> SourceStatus:
@@ -336,7 +342,14 @@ class RequestScope:
             self.limits_payload(account_id),
             asyncio.gather(
                 *(
-                    self.usage(account_id, a.start, a.end, a.granularity, recheck=a.recheck)
+                    self.usage(
+                        account_id,
+                        a.start,
+                        a.end,
+                        a.granularity,
+                        recheck=a.recheck,
+                        splits=a.splits,
+                    )
                     for a in dict.fromkeys(usages)
                 ),
                 return_exceptions=True,
@@ -506,6 +519,10 @@ class RequestScope:
     # -- internals -------------------------------------------------------------------------
 
     async def _usage(self, account_id: str, args: UsageArgs) -> Usage:
+        """One sweep: the store says which closed days it holds, the vendor is asked for the
+        rest of the days it keeps while the store reads the days it is not asked for, and the
+        two are merged. Only days the vendor's answer does not give (it failed, or left some
+        out) are read from the store afterwards."""
         configured = self.configured(account_id)
         provider = configured.provider
         start, end, granularity = args.start, args.end, args.granularity
@@ -517,24 +534,29 @@ class RequestScope:
             raise InputError(problem, argument="granularity")
         if start > last:
             return empty_usage(start, end, granularity)
+        live_since = provider.live_since(today)
         history = self.service.history
-        records: list[DayRecord] = []
-        broken: HistoryUnavailable | None = None
-        if history is not None and native in (Granularity.DAY, Granularity.MONTH):
-            try:
-                records = await self._history(history.days(account_id, start, last))
-            except HistoryUnavailable as exc:
-                broken = exc
-        # A stored day replaces the vendor's only where it keeps the endpoint split too;
-        # otherwise the range's endpoint totals would cover only the days asked.
-        ask = live_range(
-            start,
-            last,
-            today,
-            provider.live_since(today),
-            {r.day for r in records if r.endpoints is not None},
-            recheck=args.recheck,
-        )
+        if native not in (Granularity.DAY, Granularity.MONTH):
+            history = None
+
+        def plan(held: frozenset[date]) -> Plan:
+            # A stored day replaces the vendor's only where it keeps the endpoint split too;
+            # otherwise the range's endpoint totals would cover only the days asked.
+            return live_range(start, last, today, live_since, held, recheck=args.recheck)
+
+        sweep = None
+        if history is not None:
+            sweep = history.sweep(
+                account_id,
+                start,
+                last,
+                _held_days(start, last, today, live_since, recheck=args.recheck),
+                plan,
+                splits=args.splits,
+            )
+            ask = await sweep.planned
+        else:
+            ask = plan(frozenset())
         report: UsageReport | None = None
         status = FROM_HISTORY
         if ask is not None:  # only what the vendor still keeps, and the store does not hold
@@ -549,18 +571,27 @@ class RequestScope:
             )
             report = fetched.value if isinstance(fetched.value, UsageReport) else None
             status = fetched.status
-        live_since = provider.live_since(today)
+        stored = StoredDays()
+        recent: list[DayRecord] = []
+        broken: HistoryUnavailable | None = None
+        if history is not None and sweep is not None:
+            try:
+                stored = await self._history(sweep.stored)
+                missed = _unanswered(report, ask)
+                if missed is not None:  # the store's days where the vendor's answer has none
+                    recent = await self._history(history.days(account_id, *missed))
+            except HistoryUnavailable as exc:
+                broken = exc
         if broken is not None and live_since is not None and start < live_since:
             status = combine([status, _history_status(broken, live_since)])
+
+        def build() -> Usage:
+            merged = merge_history(merge_history(report, recent), stored.days, stored.totals)
+            return build_usage(merged, start, end, last, granularity, status, splits=args.splits)
+
         if (last - start).days < OFF_LOOP_DAYS:
-            return build_usage(
-                merge_history(report, records), start, end, last, granularity, status
-            )
-        return await asyncio.to_thread(
-            lambda: build_usage(
-                merge_history(report, records), start, end, last, granularity, status
-            )
-        )
+            return build()
+        return await asyncio.to_thread(build)
 
     def _plan(
         self,
@@ -634,6 +665,33 @@ class RequestScope:
             ttl,
             configured.times.max_stale,
         )
+
+
+def _held_days(
+    start: date, last: date, today: date, live_since: date | None, *, recheck: bool
+) -> tuple[date, date] | None:
+    """The closed days the vendor keeps of ``start``..``last``, whose being stored decides
+    what it is asked (:func:`gateway.usage.live_range`); ``None`` when nothing does."""
+    first = max(start, live_since) if live_since is not None else start
+    final = min(last, today - timedelta(days=1))
+    return None if recheck or first > final else (first, final)
+
+
+def _unanswered(report: UsageReport | None, asked: Plan) -> tuple[date, date] | None:
+    """The first and last of the asked days that the vendor's answer does not give (every
+    one when it failed; a day it left out, ``absent_days``), or ``None``."""
+    if asked is None or report is None:
+        return asked
+    first, last = asked
+    listed = report.known_days - report.absent_days
+    if len(listed) == (last - first).days + 1 and min(listed) == first and max(listed) == last:
+        return None  # every asked day, and only those (years of days: no walk through them)
+    day = timedelta(days=1)
+    while first <= last and first in listed:
+        first += day
+    while last >= first and last in listed:
+        last -= day
+    return (first, last) if first <= last else None
 
 
 def _history_status(problem: HistoryUnavailable, live_since: date) -> SourceStatus:

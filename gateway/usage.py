@@ -48,7 +48,11 @@ def live_range(
     return (first, last) if first <= last else None
 
 
-def merge_history(report: UsageReport | None, records: Sequence[DayRecord]) -> UsageReport | None:
+def merge_history(
+    report: UsageReport | None,
+    records: Sequence[DayRecord],
+    totals: Sequence[EndpointUsage] | None = None,
+) -> UsageReport | None:
     """``report`` with the stored days it does not answer for itself.
 
     A stored day counts where the vendor gave nothing for it: a day outside what it was asked
@@ -57,9 +61,15 @@ def merge_history(report: UsageReport | None, records: Sequence[DayRecord]) -> U
     the stored one. Endpoint entries keep their details: requests and bytes add up; error rates
     and latencies are combined weighted by requests where both sides know them. Each day's
     endpoint split (``day_endpoints``) comes from the same side as the day's totals.
+
+    ``totals``, when given, are the endpoint totals over all of ``records`` (read summed: the
+    records then carry no split), none of whose days the vendor may have listed: they are
+    days it was not asked for (``ValueError`` otherwise).
     """
     listed = report.known_days - report.absent_days if report is not None else frozenset()
     used = [r for r in records if r.day not in listed]
+    if totals is not None and len(used) != len(records):
+        raise ValueError("endpoint totals of stored days the vendor answered for")
     if not used:
         return report
     replaced = {r.day for r in used}
@@ -74,8 +84,9 @@ def merge_history(report: UsageReport | None, records: Sequence[DayRecord]) -> U
     endpoints: dict[tuple[str, bool], EndpointUsage] = {
         (e.endpoint, e.consumes_quota): e for e in (report.endpoints if report else ())
     }
-    for record in used:
-        for item in record.endpoints or ():
+    stored = [totals] if totals is not None else [r.endpoints or () for r in used]
+    for items in stored:
+        for item in items:
             key = (item.endpoint, item.consumes_quota)
             endpoints[key] = add_endpoint(endpoints[key], item) if key in endpoints else item
     return UsageReport(
@@ -129,18 +140,23 @@ def build_usage(
     last: date,
     granularity: Granularity,
     source: SourceStatus,
+    *,
+    splits: bool = True,
 ) -> Usage:
     """Roll a report up into ``granularity`` buckets and list unknown days.
 
     ``last`` is the last day that can have data (``end`` or today, whichever is earlier); days
     after it are in the future, neither counted nor missing. With no report at all, every day up
     to ``last`` is missing. ``source`` is the status of the vendor read the report came from.
+    Each bucket's endpoint split is built only with ``splits`` (otherwise every bucket's
+    ``endpoints`` is empty: the caller does not show them).
     """
     days = list(days_between(start, last))
     if report is None:
         return Usage(start, end, granularity, 0, 0, None, (), (), tuple(days), source=source)
     missing = tuple(d for d in days if d not in report.known_days)
-    series = rollup(report.points, granularity, report.day_endpoints or {}, missing)
+    day_endpoints = report.day_endpoints if splits else None
+    series = rollup(report.points, granularity, day_endpoints or {}, missing)
     has_bytes = any(p.bytes is not None for p in series)
     return Usage(
         from_=start,
@@ -150,7 +166,7 @@ def build_usage(
         quota_requests=sum(p.quota_requests for p in series),
         bytes=sum(p.bytes or 0 for p in series) if has_bytes else None,
         series=series,
-        endpoints=tuple(sorted(report.endpoints, key=lambda e: (-e.requests, e.endpoint))),
+        endpoints=tuple(sorted(report.endpoints, key=_endpoint_order)),
         missing_days=missing,
         details=report.details,
         source=source,

@@ -69,6 +69,8 @@ LABELS = {
     "usage_gateway_cache_redis_skipped_total": set(),
     "usage_gateway_cache_memory_entries": set(),
     "usage_gateway_cache_memory_bytes": set(),
+    "usage_gateway_history_days_read_total": set(),
+    "python_gc_frozen_objects": set(),
 }
 """Every sample name the endpoint may write, and its labels: nothing else appears."""
 QUOTAS = """{ quotas { id accountId name window unit limit used remaining utilization resetsAt

@@ -5,25 +5,20 @@ reads for that account, wherever in the query they are selected."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import strawberry
-from strawberry.types.nodes import (
-    FragmentSpread,
-    InlineFragment,
-    SelectedField,
-    convert_selections,
-)
+from strawberry.types.nodes import convert_selections
 
 from gateway import domain
 from gateway.domain import Granularity
+from gateway.graphql.selected import fields as _fields
+from gateway.graphql.selected import wants_splits
 from gateway.graphql.types import GatewayContext
 from gateway.service import UsageArgs
-
-Selection = SelectedField | FragmentSpread | InlineFragment
 
 
 @dataclass(frozen=True)
@@ -71,30 +66,13 @@ def _read_plan(info: strawberry.Info) -> UsagePlan:
             continue
         for field in _fields(root.selections):
             if field.name == "usage":
-                args = _usage_args(field.arguments)
+                args = _usage_args(field.arguments, wants_splits(field))
                 if args is not None:
                     entries.append((account_id, provider, args))
     return UsagePlan(tuple(entries))
 
 
-def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
-    """The fields of one selection set, through fragments, that ``@skip``/``@include`` keep."""
-    for selection in selections:
-        if not _included(selection.directives):
-            continue
-        if isinstance(selection, SelectedField):
-            yield selection
-        else:
-            yield from _fields(selection.selections)
-
-
-def _included(directives: Mapping[str, Mapping[str, Any]]) -> bool:
-    if "skip" in directives and directives["skip"].get("if") is True:
-        return False
-    return not ("include" in directives and directives["include"].get("if") is not True)
-
-
-def _usage_args(arguments: Mapping[str, Any]) -> UsageArgs | None:
+def _usage_args(arguments: Mapping[str, Any], splits: bool) -> UsageArgs | None:
     """The arguments as the resolver will see them; ``None`` where they cannot be read (the
     field itself then answers with the error)."""
     try:
@@ -102,7 +80,7 @@ def _usage_args(arguments: Mapping[str, Any]) -> UsageArgs | None:
         granularity = _granularity(arguments.get("granularity"))
     except (KeyError, TypeError, ValueError):
         return None
-    return UsageArgs(start, end, granularity, arguments.get("recheck") is True)
+    return UsageArgs(start, end, granularity, arguments.get("recheck") is True, splits)
 
 
 def _day(value: object) -> date:

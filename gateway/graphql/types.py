@@ -21,6 +21,7 @@ from strawberry.litestar import BaseContext
 from gateway import domain, history
 from gateway.alerts import model as alerts
 from gateway.forecast import Forecast
+from gateway.graphql.selected import wants_splits
 from gateway.service import UsageArgs
 from providers import registry
 
@@ -821,7 +822,12 @@ class Account:
         ] = False,
     ) -> Usage:
         usage = await scope_of(info).usage(
-            self.id, from_, to, domain.Granularity[granularity.name], recheck=recheck
+            self.id,
+            from_,
+            to,
+            domain.Granularity[granularity.name],
+            recheck=recheck,
+            splits=wants_splits(info.selected_fields[0]),
         )
         return Usage.from_domain(usage)
 

@@ -7,12 +7,12 @@ account of the same provider (on a second emulator instance) answers normally in
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from gateway.domain import ProviderId
+from gateway.domain import Granularity, ProviderId
 from providers import registry
 from providers.emulation import Fault
 from tests.conftest import NOW, account_entry, settings_for
@@ -192,3 +192,22 @@ async def test_failed_usage_lists_every_day_as_missing(provider, emulators, make
         "series": [],
         "missingDays": ["2026-03-10", "2026-03-11", "2026-03-12"],
     }
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_usage_answers_for_the_asked_days_only(provider, emulators, make_gateway) -> None:
+    """The service reads the store for the days before those it asks a vendor for, summed by
+    SQLite where no bucket shows its split: a vendor's answer covers only the days asked."""
+    gateway = make_gateway(settings_for(account_entry(provider, emulators[provider].url)))
+    [configured] = gateway.app.state.service.configured_accounts()
+    client = configured.provider
+    ranges = [(date(2026, 3, 2), date(2026, 3, 16)), (date(2026, 2, 20), date(2026, 3, 18))]
+    for granularity in (Granularity.DAY, Granularity.MONTH):
+        if granularity not in client.native_granularities:
+            continue
+        for first, last in [*ranges, (date(2026, 2, 1), date(2026, 2, 28))]:
+            report = await client.usage(first, last, granularity)
+            assert report.known_days, (granularity, first)
+            assert all(first <= day <= last for day in report.known_days), (granularity, first)
+            assert all(first <= p.start.date() <= last for p in report.points)
+            assert all(first <= day <= last for day in report.day_endpoints or {})
