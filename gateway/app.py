@@ -36,7 +36,7 @@ from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.metrics import Metrics, VendorCalls, metrics_route
-from gateway.response_cache import ResponseCache
+from gateway.response_cache import AnswerStore, ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
 from gateway.settings import Settings, Switches
 from gateway.snapshot import AccountOutcome, run_snapshot
@@ -248,7 +248,8 @@ def create_app(
     http = http_client or vendor_client(settings)
     calls = VendorCalls(dict.fromkeys(a.provider for a in settings.accounts))
     service = build_service(settings, http, clock=clock, observe=calls.observer)
-    metrics = Metrics(service, calls)
+    answers = AnswerStore(settings.cache_times.response)
+    metrics = Metrics(service, calls, answers)
     access = Access(settings.tokens, [a.id for a in settings.accounts])
     for name, pattern in access.unmatched:
         log.warning(
@@ -361,10 +362,11 @@ def create_app(
     def response_cache(app: Any) -> Any:
         return ResponseCache(
             app,
-            ttl=settings.cache_times.response,
+            ttl=answers.ttl,
             clock=clock,
             max_body=settings.max_request_body,
             vary=lambda scope: grant_of(scope).key,
+            store=answers,
         )
 
     app = Litestar(
@@ -394,4 +396,5 @@ def create_app(
         openapi_config=None,
     )
     app.state.service = service
+    app.state.answers = answers
     return app

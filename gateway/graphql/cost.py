@@ -111,7 +111,7 @@ class Sizes:
     def of(cls, scope: RequestScope) -> Sizes:
         """The sizes of a request: the accounts it may read (no others count), and today."""
         counts = Counter(str(p) for p in scope.account_providers())
-        return cls(tuple(sorted(counts.items())), scope.service.clock().date())
+        return cls(tuple(sorted(counts.items())), scope.service.clock.today())
 
     def accounts_of(self, provider: object) -> int:
         """Accounts of ``provider`` (a ``Provider`` member or its id), of all when ``None``."""
