@@ -51,7 +51,7 @@ import redis
 import uvicorn
 
 from benchmarks.backtest import FRACTIONS, PAST_WINDOWS, backtest, score
-from benchmarks.loadgen import post_load
+from benchmarks.loadgen import LoadResult, post_load, run_load, wrk_rate
 from gateway.app import create_app
 from gateway.cli import DEMO_SEED, demo_settings
 from gateway.domain import ProviderId, QuotaWindow
@@ -213,6 +213,23 @@ async def throughput() -> tuple[float, float, float]:
     return rates[0], rates[1], bare
 
 
+async def generator_check() -> tuple[LoadResult, float | None]:
+    """The bare endpoint driven by this bench's generator and by ``wrk`` (where installed), one
+    after the other on the same server: the two rates should agree, or the generator is the
+    bottleneck and every ratio here is too low."""
+    bare_port = free_port()
+    uvicorn = (sys.executable, "-m", "uvicorn", "benchmarks.bare:app", "--port", str(bare_port))
+    url = f"http://127.0.0.1:{bare_port}/graphql"
+    with process(*uvicorn, "--no-access-log", ready="Uvicorn running"):
+        ours = await run_load(
+            url, {"query": DASHBOARD}, seconds=LOAD_SECONDS, connections=CONCURRENCY
+        )
+        theirs = await asyncio.to_thread(
+            wrk_rate, url, {"query": DASHBOARD}, seconds=LOAD_SECONDS, connections=CONCURRENCY
+        )
+    return ours, theirs
+
+
 REDIS_MIX = """query($from: Date!, $to: Date!) {
   accounts { id usage(from: $from, to: $to) { requests } } }"""
 MIX_RANGES = 240
@@ -372,6 +389,11 @@ def hostile(prefix: str = "a") -> str:
     return "{ " + " ".join(f"{prefix}{i}: accounts {{ {usage} }}" for i in range(30)) + " }"
 
 
+def too_many_tokens(prefix: str, tokens: int = 2100) -> str:
+    """A document of ``tokens`` tokens (``{``, names, ``}``): past the 2,000-token limit."""
+    return "{ " + " ".join(f"{prefix}{i}" for i in range(tokens - 2)) + " }"
+
+
 def large_allowed(days: int = 3500) -> str:
     """Every account's daily usage over ``days`` days: near the default cost limit with the
     demo's five accounts."""
@@ -439,6 +461,20 @@ async def hostile_query(rounds: int = 100) -> dict[str, Any]:
                     times.append(time.perf_counter() - start)
                     assert refused.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
                 result["refusals"] = (max(times), statistics.median(times), rounds)
+            tokens, floor = [], []
+            for n in range(rounds):  # a new over-long document each time, then the floor
+                start = time.perf_counter()
+                refused = await client.post(
+                    base + "/graphql", json={"query": too_many_tokens(f"t{n}_")}
+                )
+                tokens.append(time.perf_counter() - start)
+                assert refused.status_code == 200, refused.text
+                message = refused.json()["errors"][0]["message"]
+                assert "more than 2000 tokens" in message, refused.text
+                start = time.perf_counter()
+                (await client.get(base + "/healthz")).raise_for_status()
+                floor.append(time.perf_counter() - start)
+            result["tokens"] = (max(tokens), statistics.median(tokens), statistics.median(floor))
     return result
 
 
@@ -623,6 +659,13 @@ def main(sections: list[str]) -> None:
             f" JSON endpoint {bare:.0f} req/s -> ratios {whole / bare:.2f} and"
             f" {data_only / bare:.2f} ({CONCURRENCY} connections, {LOAD_SECONDS:g} s each)"
         )
+    if "4" in run:
+        ours, theirs = asyncio.run(generator_check())
+        check = "wrk not installed" if theirs is None else f"wrk {theirs:,.0f} req/s"
+        print(
+            f"                  the load generator checked on the bare endpoint: {ours.describe()};"
+            f" {check} (ratio {ours.rate / theirs if theirs else math.nan:.2f})"
+        )
     if "5" in run:
         attack = asyncio.run(hostile_query())
         before, peak = attack["rss"]
@@ -638,6 +681,13 @@ def main(sections: list[str]) -> None:
             print(
                 f"                  refused {rounds} new documents: slowest"
                 f" {slowest * 1000:.1f} ms, median {median * 1000:.1f} ms (goal <= 10 ms)"
+            )
+        if "tokens" in attack:
+            slowest, median, floor = attack["tokens"]
+            print(
+                f"                  refused 100 new 2,100-token documents: median"
+                f" {median * 1000:.1f} ms, slowest {slowest * 1000:.1f} ms (goal <= 3 ms);"
+                f" a /healthz round trip on the same connection {floor * 1000:.1f} ms"
             )
     if "6" in run:
         stalls = asyncio.run(loop_stalls())
