@@ -382,7 +382,7 @@ def create_app(
         # The gate first: a request without a valid token is answered before the response
         # cache (or anything else) sees it, so a refusal is never kept nor a kept answer given.
         middleware=[token_gate, response_cache],
-        # Outside every route (and so outside the whole-answer cache, which keeps answers
+        # Outside every route (and so outside the answer cache, which keeps answers
         # without these headers): each answer gets the headers of the origin that asked.
         cors_config=cors_config(switches),
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is
