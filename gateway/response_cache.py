@@ -128,6 +128,16 @@ class AnswerStore:
         """Bytes of every kept answer (bodies, headers and what they read)."""
         return self.entries.bytes
 
+    def land(
+        self, key: str, flight: asyncio.Future[_Answer | None], answer: _Answer | None
+    ) -> None:
+        """End the execution ``flight`` of ``key``: requests arriving from now on do not wait
+        for it; those waiting get ``answer`` (``None``: each executes on its own)."""
+        if self.flights.get(key) is flight:
+            del self.flights[key]
+        if not flight.done():
+            flight.set_result(answer)
+
     def keep(self, key: str, now: datetime, answer: _Answer, reads: answer_reads.Reads) -> None:
         """Keep ``answer`` until its data's earliest moment (``ttl`` at most); drop answers
         past theirs (at most every :data:`PURGE_EVERY` seconds), then the least recently used
@@ -298,9 +308,7 @@ class ResponseCache:
         try:
             await self._execute(scope, replay, send, key, flight)
         finally:
-            del store.flights[key]
-            if not flight.done():
-                flight.set_result(None)
+            store.land(key, flight, None)
 
     async def _execute(
         self,
@@ -333,13 +341,16 @@ class ResponseCache:
             parts.append(message.get("body", b""))
             if message.get("more_body"):  # a stream: passed on as it comes, never shared
                 streaming = True
+                if flight is not None:
+                    store.land(key, flight, None)
                 await send(_copy(start))
                 await send({**message, "body": b"".join(parts)})
                 return
             answer = _Answer(start, b"".join(parts))
-            if start.get("status") == 200 and reads.current():
-                if flight is not None and not flight.done():
-                    flight.set_result(answer)
+            shareable = start.get("status") == 200 and reads.current()
+            if flight is not None:  # before this client is sent anything: it may be slow
+                store.land(key, flight, answer if shareable else None)
+            if shareable:
                 now = self.clock()
                 if not reads.errors and not reads.unsettled and len(answer.body) <= MAX_ANSWER:
                     store.keep(key, now, answer, reads)

@@ -205,7 +205,7 @@ class Upstream:
 
     def _report(self, key: str, version: int, holds_until: datetime) -> None:
         """Tell the answer being built what it read (see the module docstring)."""
-        answer_reads.datum(self.version_of, key, version)
+        answer_reads.datum(self.versions.of, key, version)
         answer_reads.until(holds_until)
 
     async def _call(

@@ -201,6 +201,62 @@ async def test_waiters_of_a_failed_execution_each_execute_on_their_own() -> None
         assert again.status_code == 200 and len(calls) == 10
 
 
+def post_scope() -> dict[str, Any]:
+    return {"type": "http", "method": "POST", "path": "/graphql", "headers": []}
+
+
+async def test_a_slow_client_of_the_execution_holds_up_none_of_the_waiters() -> None:
+    """The executing request's client does not read its answer (its send blocks); a request
+    that waited for that execution gets the answer all the same."""
+    started = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        started.set()
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"the answer"})
+
+    cache = ResponseCache(app, ttl=60, clock=lambda: NOW)
+    stuck = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def slow_send(message: dict[str, Any]) -> None:
+        await stuck.wait()  # a client that reads nothing until the test lets it
+
+    got: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        got.append(message)
+
+    leader = asyncio.ensure_future(cache(post_scope(), receive, slow_send))
+    await started.wait()
+    await asyncio.wait_for(cache(post_scope(), receive, send), timeout=10)
+    assert [m.get("body") for m in got] == [None, b"the answer"]
+    assert (cache.stats.executions, cache.stats.shared) == (1, 1)
+    assert not leader.done()
+    stuck.set()
+    await leader
+
+
+async def test_a_streamed_answer_is_passed_on_and_never_kept() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part 1, ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"part 2"})
+
+    cache = ResponseCache(app, ttl=60, clock=lambda: NOW)
+    transport = httpx.ASGITransport(app=cache)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        for _ in range(2):
+            answer = await client.post("/graphql", content=b"{}")
+            assert answer.content == b"part 1, part 2"
+    assert (cache.stats.executions, cache.stats.hits, len(cache.entries)) == (2, 0, 0)
+
+
 # -- invalidated by data -----------------------------------------------------------------------
 
 
