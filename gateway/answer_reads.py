@@ -13,7 +13,9 @@ The parts that hold data report each read into it, and nothing else changes for 
   for that moment only (it is never kept); reading today's date makes it hold until the next
   UTC midnight; :attr:`AnswerClock.read` reads it unreported, for what depends on data only;
 - the schema (:meth:`gateway.graphql.requests.GatewaySchema.process_errors`): an answer with
-  GraphQL errors is never kept.
+  an error raised while its fields were resolved (a bad argument, a history store that cannot
+  be used, a fault of the gateway's own) is never kept. A refusal of the whole request (syntax,
+  validation, cost) reads no data and is kept like any answer.
 
 A kept answer holds while ``now`` is before its :attr:`Reads.deadline` and every version it
 recorded is still the current one (:meth:`Reads.checks`): a dictionary lookup and a comparison
@@ -44,7 +46,7 @@ class Reads:
         self.deadline: datetime | None = None
         """The earliest moment any datum read stops holding (``None``: none ends by itself)."""
         self.errors = False
-        """Whether the answer carries GraphQL errors (it is then never kept)."""
+        """Whether a field's resolution raised an error (the answer is then never kept)."""
         self.unsettled = False
         """Whether a datum could not be given a version that later changes would alter."""
         self.open = True
@@ -110,7 +112,7 @@ def unsettled() -> None:
 
 
 def errors() -> None:
-    """Report that the answer carries GraphQL errors: it is not kept."""
+    """Report that resolving the answer's fields raised errors: it is not kept."""
     reads = _current.get()
     if reads is not None and reads.open:
         reads.errors = True

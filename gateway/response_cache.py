@@ -20,7 +20,9 @@ execute again, so an answer is never staler than the data it was built from, and
 ``source { state fetchedAt }`` stay true: an answer showing STALE data is not served once the
 refresh lands, nor one showing a failure past its retry time (one without a retry time, or
 showing the moment itself, as ``headroom`` and forecasts do, is not kept at all). ``ttl`` caps
-how long any answer is kept; an answer with GraphQL errors, not 200, or over 1 MiB is not kept.
+how long any answer is kept; an answer with an error raised while resolving its fields, not
+200, or over 1 MiB is not kept (a refusal of the whole request, its syntax, validity or cost,
+is kept: it depends on the request alone).
 
 Concurrent requests for the same key while it executes wait for that one execution and get
 its answer, when it is a complete 200 whose data did not change meanwhile; otherwise each

@@ -523,6 +523,34 @@ async def test_a_failure_is_kept_only_while_the_circuit_is_open(repute, gateway_
 # -- never kept ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("{ accounts { id }", "Syntax Error"),
+        ("{ accounts { nope } }", "Cannot query field"),
+        (
+            "{ "
+            + " ".join(
+                f'a{i}: accounts {{ usage(from: "2000-01-01", to: "2026-03-18") {{ requests }} }}'
+                for i in range(30)
+            )
+            + " }",
+            "QUERY_TOO_COSTLY",
+        ),
+    ],
+)
+async def test_a_refused_request_is_kept(vt, gateway_at, query, code):
+    """A refusal of the whole request depends on the request alone (and today's date, for
+    its cost): asked again, it is answered from the answer cache."""
+    gateway, _ = gateway_at(account_entry("virustotal", vt.url))
+    first = await gateway.query(query)
+    again = await gateway.query(query)
+    assert again == first and first.get("data") is None
+    assert code in str(first["errors"]), first["errors"]
+    assert (stats(gateway).executions, stats(gateway).hits) == (1, 1)
+    assert served(vt) == 0
+
+
 async def test_answers_with_errors_are_not_kept(vt, gateway_at):
     gateway, _ = gateway_at(account_entry("virustotal", vt.url))
     wrong = '{ accounts { usage(from: "2026-03-18", to: "2026-03-01") { requests } } }'
