@@ -52,9 +52,9 @@ BREAKER_COOLDOWN = 30.0
 BREAKER_MAX_COOLDOWN = 300.0
 LAST_ERRORS = 1024
 """How many keys' last failures are remembered (least recently used forgotten first)."""
-VERSIONS = 100_000
-"""How many keys' versions are remembered; a key forgotten counts as changed (see
-:class:`Versions`)."""
+VERSIONS = 20_000
+"""How many keys' versions are remembered (twice the data cache's default entries); a key
+forgotten counts as changed (see :class:`Versions`)."""
 
 
 @dataclass
