@@ -36,7 +36,7 @@ from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.metrics import Metrics, VendorCalls, metrics_route
-from gateway.response_cache import ResponseCache
+from gateway.response_cache import AnswerStore, ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
 from gateway.settings import Settings, Switches
 from gateway.snapshot import AccountOutcome, run_snapshot
@@ -274,7 +274,8 @@ def create_app(
     http = http_client or vendor_client(settings)
     calls = VendorCalls(dict.fromkeys(a.provider for a in settings.accounts))
     service = build_service(settings, http, clock=clock, observe=calls.observer)
-    metrics = Metrics(service, calls)
+    answers = AnswerStore(settings.cache_times.response)
+    metrics = Metrics(service, calls, answers)
     access = Access(settings.tokens, [a.id for a in settings.accounts])
     for name, pattern in access.unmatched:
         log.warning(
@@ -392,10 +393,11 @@ def create_app(
     def response_cache(app: Any) -> Any:
         return ResponseCache(
             app,
-            ttl=settings.cache_times.response,
+            ttl=answers.ttl,
             clock=clock,
             max_body=settings.max_request_body,
             vary=lambda scope: grant_of(scope).key,
+            store=answers,
         )
 
     app = Litestar(
@@ -411,7 +413,7 @@ def create_app(
         # The gate first: a request without a valid token is answered before the response
         # cache (or anything else) sees it, so a refusal is never kept nor a kept answer given.
         middleware=[token_gate, response_cache],
-        # Outside every route (and so outside the whole-answer cache, which keeps answers
+        # Outside every route (and so outside the answer cache, which keeps answers
         # without these headers): each answer gets the headers of the origin that asked.
         cors_config=cors_config(switches),
         # ResponseCache answers an oversized POST /graphql itself (413, GraphQL-shaped); this is
@@ -425,4 +427,5 @@ def create_app(
         openapi_config=None,
     )
     app.state.service = service
+    app.state.answers = answers
     return app

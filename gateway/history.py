@@ -16,6 +16,13 @@ transaction, so a run killed halfway leaves no partial day and two runs at once 
 other (WAL mode, busy timeout) instead of failing. All SQLite work happens in one thread owned by
 the store, off the event loop.
 
+Every read made for a GraphQL answer is reported to it (:mod:`gateway.answer_reads`) with the
+store's version (:meth:`HistoryStore.version_of`), taken before the read: the number of writes
+this store made, and the signature (inode, size, modification time) of the file and of its
+write-ahead log, which a write by another process (a ``snapshot`` from cron, another gateway)
+changes. A signature younger than :data:`SETTLE_SECONDS` is not trusted (a file system may give
+two writes that close together the same time and size): an answer that read it is not kept.
+
 A file that cannot be used (corrupt, read-only, on a full disk, or written by a newer gateway:
 ``PRAGMA user_version`` past the migrations known here) raises :class:`HistoryUnavailable`,
 naming the file and the cause, from every call; a newer store is never written to.
@@ -37,11 +44,15 @@ from typing import TypeVar
 
 from sqlite_utils import Database
 
+from gateway import answer_reads
 from gateway.domain import EndpointUsage, Quota, RateLimit
 from gateway.errors import GatewayError
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
+SETTLE_SECONDS = 0.05
+"""How old a file's modification time must be before its signature is trusted to change with
+the next write (file systems keep a coarse clock: a few milliseconds per tick)."""
 
 MIGRATIONS: tuple[Callable[[Database], None], ...]
 
@@ -413,6 +424,18 @@ def _wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.005)
 
 
+FileState = tuple[int, int, int] | None
+"""A file's inode, size and modification time (ns); ``None`` when there is no such file."""
+
+
+def _file_state(path: str) -> FileState:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
 class HistoryStore:
     """The history file, used from async code; every call runs in the store's own thread."""
 
@@ -423,16 +446,36 @@ class HistoryStore:
         self.days_read = 0
         """Stored days read for usage answers since the store was made (metrics): counted in
         the store's thread, read anywhere."""
+        self._files = (str(self.path), f"{self.path}-wal")
+        self.writes = 0
+        """Writes (and closes) this store made, counted as each one ends."""
+
+    def version_of(self, _key: object = None) -> tuple[int, FileState, FileState]:
+        """The store's version: this store's writes, and the signature of the file and of its
+        write-ahead log (which other processes' writes change). Two ``os.stat`` calls."""
+        return self.writes, _file_state(self._files[0]), _file_state(self._files[1])
+
+    def _report_read(self) -> None:
+        """Tell the answer being built that it reads the store as it is now."""
+        version = self.version_of()
+        answer_reads.datum(self.version_of, None, version)
+        newest = max((state[2] for state in version[1:] if state is not None), default=0)
+        if time.time_ns() - newest < SETTLE_SECONDS * 1e9:
+            answer_reads.unsettled()
 
     # -- plumbing --------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[Database], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: self._guarded(work))
+        try:
+            return await loop.run_in_executor(self._pool, lambda: self._guarded(work))
+        finally:
+            self.writes += 1  # once it is over: answers that read the store before no longer hold
 
     async def _read(self, work: Callable[[Database], T], nothing: T) -> T:
         """``work`` on the store, or ``nothing`` when no snapshot ever made the file (reads
         never create it). The check runs in the store's thread too, off the event loop."""
+        self._report_read()
 
         def read() -> T:
             if self._db is None and not self.path.exists():
@@ -755,8 +798,9 @@ class HistoryStore:
         the vendor call starts while the store goes on to read the days from ``start`` up to
         the first one asked (up to ``end`` when none is): ``Sweep.stored``. With ``splits``
         false the days' endpoint splits are summed by SQLite instead of read day by day.
-        Reads never create the file.
+        Reads never create the file; like every read, it is reported to the answer being built.
         """
+        self._report_read()
         loop = asyncio.get_running_loop()
         planned: asyncio.Future[Plan] = loop.create_future()
         if probe is None:  # nothing to look up first: the vendor is asked at once

@@ -9,7 +9,9 @@ scrape, as ``prometheus_client`` intends for an exporter that proxies another sy
   builds the text from what it read, without waiting on anything (:func:`reading_families`);
 - :class:`VendorCalls`: every vendor call, counted by provider and outcome as it ends, and its
   duration (told by the providers, :data:`providers.base.CallObserver`);
-- :class:`CacheCollector`: the data cache's hits and misses (:class:`gateway.cache.CacheStats`).
+- :class:`CacheCollector`: the data cache's hits and misses (:class:`gateway.cache.CacheStats`);
+- :class:`AnswerCollector`: the answer cache's hits, executions and kept answers
+  (:class:`gateway.response_cache.AnswerStats`).
 
 Labels are bounded. ``account`` is a configured account id; ``quota`` and ``quota_id`` are a
 quota's name and id, which come from the vendor's configuration of that account (a handful per
@@ -54,6 +56,7 @@ from gateway.domain import (
 from gateway.export_routes import ScopeOf
 from gateway.forecast import Forecast
 from gateway.history import HistoryStore, HistoryUnavailable, RunSummary
+from gateway.response_cache import AnswerStore
 from gateway.service import GatewayService, RequestScope
 from providers.base import CallObserver
 
@@ -431,10 +434,43 @@ class ReadingCollector:
         return [] if self.reading is None else reading_families(self.reading)
 
 
+class AnswerCollector:
+    """The answer cache's counters (:class:`~gateway.response_cache.AnswerStats`) and size."""
+
+    def __init__(self, answers: AnswerStore) -> None:
+        self.answers = answers
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.answers.stats
+        counters = {
+            "hits": "POST /graphql requests answered from a kept answer, nothing executed.",
+            "executions": "POST /graphql requests executed (the answer cache on).",
+            "shared": "Requests that waited for the same request's execution and got its answer.",
+            "kept": "Executed answers kept.",
+            "dropped": "Kept answers found no longer holding (their data changed or ended).",
+        }
+        found: list[Metric] = [
+            CounterMetricFamily(
+                f"usage_gateway_answer_cache_{name}", text, value=getattr(stats, name)
+            )
+            for name, text in counters.items()
+        ]
+        entries = GaugeMetricFamily("usage_gateway_answer_cache_entries", "Answers kept.")
+        entries.add_metric([], len(self.answers.entries))
+        size = GaugeMetricFamily(
+            "usage_gateway_answer_cache_bytes",
+            "Bytes of the kept answers (bodies, headers and what they read).",
+        )
+        size.add_metric([], self.answers.size)
+        return [*found, entries, size]
+
+
 class Metrics:
     """One app's metrics: its own registry and the collectors in it."""
 
-    def __init__(self, service: GatewayService, calls: VendorCalls) -> None:
+    def __init__(
+        self, service: GatewayService, calls: VendorCalls, answers: AnswerStore | None = None
+    ) -> None:
         self.service = service
         self.registry = CollectorRegistry(auto_describe=False)
         self._reading = ReadingCollector()
@@ -445,6 +481,8 @@ class Metrics:
             ProcessCollector(service.history),
         ):
             self.registry.register(collector)
+        if answers is not None:
+            self.registry.register(AnswerCollector(answers))
 
     async def render(self, scope: RequestScope) -> bytes:
         """The text of one scrape over the accounts ``scope`` may read."""

@@ -24,6 +24,7 @@ from gateway.alerts.config import AlertSettings
 from gateway.alerts.machine import StateRow
 from gateway.alerts.model import AlertEvent, AlertState, EventKind, Rule, StateName
 from gateway.alerts.store import AlertStore
+from gateway.answer_reads import AnswerClock
 from gateway.cache import Cache, fingerprint
 from gateway.domain import (
     Account,
@@ -130,8 +131,10 @@ class GatewayService:
         self.heavy_turn = asyncio.Semaphore(1)
         """Held while a heavy operation executes (``gateway.graphql.cost.HeavyQueriesInTurn``)."""
         """The highest static cost of a GraphQL operation run for this service."""
-        self.clock = clock
-        self.upstream = upstream or Upstream(Cache("memory://"), clock)
+        self.clock = AnswerClock.of(clock)
+        """The time; reading it tells the answer being built how long it holds
+        (:class:`~gateway.answer_reads.AnswerClock`)."""
+        self.upstream = upstream or Upstream(Cache("memory://"), self.clock.read)
         self.history = history
         self._history_problem: str | None = None
 
@@ -483,7 +486,7 @@ class RequestScope:
             wanted += [(Rule.THRESHOLD, t) for t in rules.thresholds]
             if rules.predictive:
                 wanted.append((Rule.PREDICTIVE, None))
-            window = window_of(quota, self.service.clock())
+            window = window_of(quota, self.service.clock.read())  # the quota's own reset
             current = window[0] if window is not None else None
         latest = {(r.track.rule, r.track.threshold): r for r in rows if r.track.subject == subject}
         return [
@@ -526,7 +529,7 @@ class RequestScope:
         configured = self.configured(account_id)
         provider = configured.provider
         start, end, granularity = args.start, args.end, args.granularity
-        today = self.service.clock().date()
+        today = self.service.clock.today()
         native = self._plan(provider, start, end, granularity, today)
         last = min(end, today)
         problem = provider.check_range(start, last, native) if start <= last else None

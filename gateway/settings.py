@@ -92,8 +92,9 @@ class CacheTimes:
     """Usage over days that are over (vendors rarely revise them)."""
     max_stale: float = 24 * 3600
     """How long past its freshness an answer may still be served (marked STALE)."""
-    response: float = 1
-    """Seconds a whole GraphQL answer is reused for the same request body (0: never)."""
+    response: float = 3600
+    """The longest a whole GraphQL answer is kept for the same request (its data decide when
+    it stops holding sooner: :mod:`gateway.response_cache`); 0 turns the answer cache off."""
 
 
 CACHE_FIELDS = {

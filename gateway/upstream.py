@@ -14,6 +14,18 @@ Only successful answers are cached. Expected failures come back as a status, nev
 built from the error's fields (state, cause, vendor, HTTP status, retry time). Only a vendor that
 is unwell (``Unavailable``: connection failure, timeout, 5xx) counts toward the breaker; a 4xx
 that says the config is wrong, a rate limit or an unreadable answer never opens it.
+
+Every fetch made for a GraphQL answer is reported to it (:mod:`gateway.answer_reads`): the key,
+the version the key had (:meth:`Upstream.version_of`: it changes whenever a new vendor answer is
+stored or the failure shown for the key changes) and the moment what the fetch showed stops
+being what a new fetch would show:
+
+- FRESH: its TTL, or an earlier quota or rate-limit reset in it;
+- STALE while a refresh is under way: until the payload may no longer be served at all (the
+  refresh landing, or failing, changes the key's version first);
+- a failure, or STALE data whose last refresh failed: its retry time when it has one
+  (RATE_LIMITED, CIRCUIT_OPEN: nothing is asked before then); without one, only the moment it
+  was read, as failures are never cached: the next answer asks again.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from gateway import answer_reads
 from gateway.cache import Cache, Cached, Singleflight, cache_key
 from gateway.domain import FailureCause, SourceState, SourceStatus
 from gateway.errors import CircuitOpen, Unavailable, UpstreamError
@@ -39,6 +52,9 @@ BREAKER_COOLDOWN = 30.0
 BREAKER_MAX_COOLDOWN = 300.0
 LAST_ERRORS = 1024
 """How many keys' last failures are remembered (least recently used forgotten first)."""
+VERSIONS = 20_000
+"""How many keys' versions are remembered (twice the data cache's default entries); a key
+forgotten counts as changed (see :class:`Versions`)."""
 
 
 @dataclass
@@ -75,6 +91,36 @@ class Breaker:
         self.probing = False
 
 
+class Versions:
+    """Each key's version: the number of the change that last touched it (changes are numbered
+    in order), for at most ``max_keys`` keys.
+
+    The least recently changed key is forgotten first; a key not remembered has the version of
+    the newest change forgotten (``floor``), so a key that was forgotten after it was read (its
+    version then was at most that) or read when it was not remembered, and forgotten keys
+    changed since, all compare as changed: never as unchanged when they were not.
+    """
+
+    def __init__(self, max_keys: int = VERSIONS) -> None:
+        self.max_keys = max_keys
+        self.changes = 0
+        self.floor = 0
+        self._changed: dict[str, int] = {}
+
+    def of(self, key: str) -> int:
+        return self._changed.get(key, self.floor)
+
+    def bump(self, key: str) -> int:
+        """Record a change of ``key``; its new version."""
+        self.changes += 1
+        self._changed.pop(key, None)
+        self._changed[key] = self.changes
+        while len(self._changed) > self.max_keys:
+            oldest = next(iter(self._changed))
+            self.floor = self._changed.pop(oldest)
+        return self.changes
+
+
 @dataclass(frozen=True)
 class Fetched:
     """A fetch's outcome: the value (``None`` when there is none) and its status."""
@@ -87,7 +133,12 @@ class Upstream:
     """Long-lived: the cache, in-flight calls, breakers and the last failure per key."""
 
     def __init__(
-        self, cache: Cache, clock: Callable[[], datetime], *, last_errors: int = LAST_ERRORS
+        self,
+        cache: Cache,
+        clock: Callable[[], datetime],
+        *,
+        last_errors: int = LAST_ERRORS,
+        versions: int = VERSIONS,
     ) -> None:
         self.cache = cache
         self.clock = clock
@@ -96,6 +147,12 @@ class Upstream:
         self.last_error: BoundedLRU[SourceStatus] = BoundedLRU(last_errors, last_errors)
         """The last failure per key, for at most ``last_errors`` keys (each counts as 1)."""
         self.background: set[asyncio.Task[Any]] = set()
+        self.versions = Versions(versions)
+
+    def version_of(self, key: str) -> int:
+        """The version of ``key``: it changes when a new vendor answer is stored under it, or
+        when the failure remembered for it changes."""
+        return self.versions.of(key)
 
     async def fetch(
         self,
@@ -114,24 +171,42 @@ class Upstream:
         if entry is not None:
             age = (now - entry.fetched_at).total_seconds()
             if age < ttl:
+                self._report(key, self.version_of(key), entry.fetched_at + timedelta(seconds=ttl))
+                answer_reads.until(answer_reads.resets_after(entry.value, now))
                 return Fetched(entry.value, SourceStatus(SourceState.FRESH, entry.fetched_at))
             if age < ttl + max_stale:
                 self._refresh(key, account, vendor, call, ttl, max_stale)
-                return Fetched(entry.value, self._stale(key, entry))
+                servable = entry.fetched_at + timedelta(seconds=ttl + max_stale)
+                failed = self.last_error.get(key)
+                if failed is not None:  # shown until the next refresh may land, at the latest
+                    servable = min(servable, failed.retry_at or now)
+                self._report(key, self.version_of(key), servable)
+                status = self._stale(key, entry)
+                return Fetched(entry.value, status)
         try:
-            fresh = await self.flights.run(
+            fresh, version = await self.flights.run(
                 key, lambda: self._call(key, account, vendor, call, ttl, max_stale)
             )
         except UpstreamError as exc:
-            return Fetched(None, self.last_error.get(key) or _status_of(exc))
+            status = self.last_error.get(key) or _status_of(exc)
+            self._report(key, self.version_of(key), status.retry_at or self.clock())
+            return Fetched(None, status)
         except Exception:
             log.exception("account %s: unexpected error while reading %s", account, vendor)
             message = f"internal error while reading {vendor}; see the gateway log"
             status = SourceStatus(
                 SourceState.UNAVAILABLE, None, message, cause=FailureCause.INTERNAL, vendor=vendor
             )
+            answer_reads.until(self.clock())
             return Fetched(None, status)
+        self._report(key, version, fresh.fetched_at + timedelta(seconds=ttl))
+        answer_reads.until(answer_reads.resets_after(fresh.value, self.clock()))
         return Fetched(fresh.value, SourceStatus(SourceState.FRESH, fresh.fetched_at))
+
+    def _report(self, key: str, version: int, holds_until: datetime) -> None:
+        """Tell the answer being built what it read (see the module docstring)."""
+        answer_reads.datum(self.versions.of, key, version)
+        answer_reads.until(holds_until)
 
     async def _call(
         self,
@@ -141,7 +216,8 @@ class Upstream:
         call: Callable[[], Awaitable[Any]],
         ttl: float,
         max_stale: float,
-    ) -> Cached[Any]:
+    ) -> tuple[Cached[Any], int]:
+        """Call the vendor; the new entry and the key's version once it is stored."""
         breaker = self.breakers.setdefault(account, Breaker())
         try:
             breaker.check(self.clock(), vendor)
@@ -151,7 +227,10 @@ class Upstream:
                 breaker.failure(self.clock())
             elif breaker.probing:
                 breaker.probing = False  # not the vendor's health speaking (4xx, 429, malformed)
-            self.last_error.set(key, _status_of(exc), 1)
+            status = _status_of(exc)
+            if self.last_error.get(key) != status:
+                self.versions.bump(key)  # answers that showed the key now show another status
+            self.last_error.set(key, status, 1)
             log.warning("account %s: %s", account, exc.message)
             raise
         except BaseException:
@@ -161,7 +240,7 @@ class Upstream:
         entry = Cached(value, self.clock())
         self.last_error.pop(key)
         await self.cache.set(key, entry, ttl + max_stale)
-        return entry
+        return entry, self.versions.bump(key)  # after the entry is there to be read
 
     def _refresh(
         self,

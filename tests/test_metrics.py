@@ -71,6 +71,13 @@ LABELS = {
     "usage_gateway_cache_memory_bytes": set(),
     "usage_gateway_history_days_read_total": set(),
     "python_gc_frozen_objects": set(),
+    "usage_gateway_answer_cache_hits_total": set(),
+    "usage_gateway_answer_cache_executions_total": set(),
+    "usage_gateway_answer_cache_shared_total": set(),
+    "usage_gateway_answer_cache_kept_total": set(),
+    "usage_gateway_answer_cache_dropped_total": set(),
+    "usage_gateway_answer_cache_entries": set(),
+    "usage_gateway_answer_cache_bytes": set(),
 }
 """Every sample name the endpoint may write, and its labels: nothing else appears."""
 QUOTAS = """{ quotas { id accountId name window unit limit used remaining utilization resetsAt

@@ -525,21 +525,29 @@ async def test_a_vendor_slower_than_the_deadline_timed_out(repute, gateway_at):
 # -- whole answers -------------------------------------------------------------------------------
 
 
-async def test_a_repeated_document_is_answered_from_the_response_cache(repute, gateway_at):
+async def test_a_repeated_document_is_answered_from_the_answer_cache_for_response_ttl_at_most(
+    repute, gateway_at
+):
+    """The data hold for a minute; ``response_ttl`` caps a kept answer at 2 seconds: past
+    that it is executed again (from the data cache), however long its data hold."""
     gateway, clock = gateway_at(
         account_entry("reputeapi", repute.url),
-        cache={"response_ttl": 2, "limits_ttl": 0, "max_stale": 0},
+        cache={"response_ttl": 2, "limits_ttl": 60, "max_stale": 0},
     )
+    stats = gateway.app.state.answers.stats
     first = await gateway.post(QUERY)
-    repute.emulator.set_fault(Fault(status=503))  # would show in a freshly executed answer
+    repute.emulator.set_fault(Fault(status=503))  # would show if the vendor were asked
+    clock.advance(1.9)
     again = await gateway.post(QUERY)
     assert again.content == first.content
-    assert calls(repute.emulator) == 1
-    other = await gateway.post(QUERY + " ")  # another document is executed
-    assert other.json()["data"]["accounts"][0]["source"]["state"] == "UNAVAILABLE"
-    clock.advance(2)  # past the response TTL: executed again
+    assert (stats.hits, stats.executions, calls(repute.emulator)) == (1, 1, 1)
+    other = await gateway.post(QUERY + " ")  # another document is executed (from the data)
+    assert other.json() == first.json()
+    assert (stats.hits, stats.executions) == (1, 2)
+    clock.advance(0.1)  # 2 s after it was kept: executed again
     later = await gateway.post(QUERY)
-    assert later.json()["data"]["accounts"][0]["source"]["state"] == "UNAVAILABLE"
+    assert later.content == first.content
+    assert (stats.hits, stats.executions, calls(repute.emulator)) == (1, 3, 1)
 
 
 async def test_only_200_answers_are_reused() -> None:

@@ -5,7 +5,7 @@ An account outside a token's ``accounts`` does not exist for it: every root fiel
 ``account``, ``quotas``, ``alerts``, ``snapshots``, and ``usage`` and ``Quota.history`` through
 an account) and the export answer that token exactly as a gateway configured with only the
 token's accounts answers anyone, and an out-of-scope id exactly as an unknown one, with no vendor
-call and no history read for it. Whole answers kept by the response cache never go to another
+call and no history read for it. Whole answers kept by the answer cache never go to another
 token, and a refusal is never kept.
 """
 
@@ -300,25 +300,36 @@ def test_the_cost_limit_counts_the_tokens_accounts_only(emulators, tmp_path) -> 
 # -- caches ------------------------------------------------------------------------------------
 
 
+def answer_cache(base: str) -> dict[str, float]:
+    """The answer cache's counters, from ``/metrics`` (read with the token of every account)."""
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {ALL}"}, timeout=60).text
+    found = re.findall(r"^usage_gateway_answer_cache_(\w+)_total ([0-9.e+]+)$", text, re.M)
+    return {name: float(value) for name, value in found}
+
+
 def test_the_response_cache_never_gives_one_tokens_answer_to_another(emulators, tmp_path) -> None:
-    """The same document from three tokens within the cache's lifetime: each gets its own
-    accounts. Asked again, each gets its own answer again, from the response cache (the data
-    cache keeps nothing here: no vendor is called only because whole answers were kept)."""
+    """The same document from three tokens while its data hold: each gets its own accounts.
+    Asked again, each gets its own answer again, from the answer cache: three hits, nothing
+    executed, no vendor called."""
     query = "{ accounts { id quotas { id used } } }"
     config = settings(
-        entries(emulators), tmp_path / "h.sqlite", TOKENS, cache={**NO_CACHE, "response_ttl": 3600}
+        entries(emulators), tmp_path / "h.sqlite", TOKENS, cache={"response_ttl": 3600}
     )
     with served(config) as gateway:
         first = {
             name: post(gateway, token, query)
             for name, token in (("soc", SOC), ("repute", REPUTE), ("all", ALL))
         }
+        before = answer_cache(gateway)
         vendor_calls = calls(emulators, *emulators)
         again = {
             name: post(gateway, token, query)
             for name, token in (("soc", SOC), ("repute", REPUTE), ("all", ALL))
         }
         assert calls(emulators, *emulators) == vendor_calls
+        after = answer_cache(gateway)
+    assert after["hits"] - before["hits"] == 3
+    assert after["executions"] == before["executions"] == 3
     ids = {name: [a["id"] for a in r.json()["data"]["accounts"]] for name, r in first.items()}
     assert ids == {
         "soc": SOC_SEES,

@@ -109,7 +109,7 @@ class Sizes:
     @classmethod
     def of(cls, scope: RequestScope) -> Sizes:
         """The sizes of a request: the accounts it may read (no others count), and today."""
-        return cls(scope.provider_counts(), scope.service.clock().date())
+        return cls(scope.provider_counts(), scope.service.clock.today())
 
     def accounts_of(self, provider: object) -> int:
         """Accounts of ``provider`` (a ``Provider`` member or its id), of all when ``None``."""

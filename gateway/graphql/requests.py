@@ -9,7 +9,10 @@
   by hash (``extensions``, no ``query``) is a GraphQL request, whatever it accepts.
 * :class:`GatewaySchema` logs what it shows a client (its mistakes) at INFO on one line, and
   only what it masks (the gateway's own faults) at ERROR with the traceback. Strawberry logs
-  every GraphQL error at ERROR with a traceback by default.
+  every GraphQL error at ERROR with a traceback by default. An answer with an error raised
+  while its fields were resolved is never kept by the answer cache
+  (:mod:`gateway.answer_reads`); a refusal of the whole request (its syntax, validity, cost)
+  depends on the request alone and is kept as any answer is.
 * :class:`RequestChecks` names the argument (or variable default) a bad value was given for,
   and refuses a document of several operations without an ``operationName`` (Strawberry would
   run the first one).
@@ -51,6 +54,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.litestar import make_graphql_controller
 from strawberry.types import ExecutionContext
 
+from gateway import answer_reads
 from gateway.errors import vendor_text
 from gateway.graphiql import CONTENT_SECURITY_POLICY, graphiql_page
 
@@ -217,6 +221,8 @@ class GatewaySchema(Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
+        if any(error.path is not None for error in errors):
+            answer_reads.errors()  # raised while reading: an answer never kept
         caller = getattr(getattr(execution_context, "context", None), "scope", None)
         name = getattr(caller, "caller", None)
         who = f" (token {name})" if isinstance(name, str) else ""
