@@ -21,7 +21,7 @@ from strawberry.litestar import BaseContext
 from gateway import domain, history
 from gateway.alerts import model as alerts
 from gateway.forecast import Forecast
-from gateway.service import UsageArgs
+from gateway.service import Soon, UsageArgs, then
 from providers import registry
 
 if TYPE_CHECKING:
@@ -422,11 +422,12 @@ class Quota:
     _domain: strawberry.Private[domain.Quota]
 
     @strawberry.field(
-        description="How fresh this quota is: the status of the read of its account's quotas."
+        description="How fresh this quota is: the status of the read of its account's quotas.",
+        graphql_type=SourceStatus,
     )
-    async def source(self, info: strawberry.Info) -> SourceStatus:
-        payload = await scope_of(info).limits_payload(self._domain.account_id)
-        return SourceStatus.from_domain(payload.status)
+    def source(self, info: strawberry.Info) -> Soon[SourceStatus]:
+        payload = scope_of(info).limits_payload_soon(self._domain.account_id)
+        return then(payload, lambda p: SourceStatus.from_domain(p.status))
 
     @strawberry.field(
         description="The quota's use as sampled by snapshots, oldest first; null (with an "
@@ -723,6 +724,14 @@ def scope_of(info: strawberry.Info) -> RequestScope:
     return context.scope
 
 
+ACCOUNT_FIELDS_READING_LIMITS = frozenset(
+    {"source", "quotasSource", "plan", "activeRulesets", "vendorAlerts", "quotas", "rateLimits"}
+)
+"""The fields of ``Account`` (GraphQL names) that read the account's quotas and rate limits:
+where one is selected, the root field that lists the account starts that read, together with
+its usage reads (``gateway.graphql.selection``), rather than each field starting it later."""
+
+
 @strawberry.type(description="A vendor account the gateway reads: a key, user, group or company.")
 class Account:
     id: strawberry.ID = strawberry.field(description="Stable id from the config.")
@@ -752,38 +761,55 @@ class Account:
 
     @strawberry.field(
         description="How fresh this account's data is in this answer, and why not: the most "
-        "severe status over its quotas and every usage this query selects on it."
+        "severe status over its quotas and every usage this query selects on it.",
+        graphql_type=SourceStatus,
     )
-    async def source(self, info: strawberry.Info) -> SourceStatus:
-        return SourceStatus.from_domain(await scope_of(info).source(self.id, self._usages))
+    def source(self, info: strawberry.Info) -> Soon[SourceStatus]:
+        return then(scope_of(info).source_soon(self.id, self._usages), SourceStatus.from_domain)
 
     @strawberry.field(
-        description="How fresh the account's quotas, rate limits, plan and vendor alerts are."
+        description="How fresh the account's quotas, rate limits, plan and vendor alerts are.",
+        graphql_type=SourceStatus,
     )
-    async def quotas_source(self, info: strawberry.Info) -> SourceStatus:
-        return SourceStatus.from_domain((await scope_of(info).limits_payload(self.id)).status)
-
-    @strawberry.field(description="The vendor's plan or tier name for the account, if it says.")
-    async def plan(self, info: strawberry.Info) -> str | None:
-        return (await scope_of(info).limits(self.id)).plan
+    def quotas_source(self, info: strawberry.Info) -> Soon[SourceStatus]:
+        payload = scope_of(info).limits_payload_soon(self.id)
+        return then(payload, lambda p: SourceStatus.from_domain(p.status))
 
     @strawberry.field(
-        description="Active YARA hunting rulesets (ReversingLabs); null for other vendors."
+        description="The vendor's plan or tier name for the account, if it says.",
+        graphql_type=str | None,
     )
-    async def active_rulesets(self, info: strawberry.Info) -> BigInt | None:
-        return _big((await scope_of(info).limits(self.id)).active_rulesets)
-
-    @strawberry.field(description="Warnings the vendor itself raises about the account.")
-    async def vendor_alerts(self, info: strawberry.Info) -> list[VendorAlert]:
-        limits = await scope_of(info).limits(self.id)
-        return [VendorAlert.from_domain(a) for a in limits.alerts]
+    def plan(self, info: strawberry.Info) -> Soon[str | None]:
+        return then(scope_of(info).limits_soon(self.id), lambda limits: limits.plan)
 
     @strawberry.field(
-        description="The account's quotas; empty when the vendor failed (see source)."
+        description="Active YARA hunting rulesets (ReversingLabs); null for other vendors.",
+        graphql_type=BigInt | None,
     )
-    async def quotas(self, info: strawberry.Info) -> list[Quota]:
-        limits = await scope_of(info).limits(self.id)
-        return [Quota.from_domain(q) for q in limits.quotas]
+    def active_rulesets(self, info: strawberry.Info) -> Soon[BigInt | None]:
+        return then(
+            scope_of(info).limits_soon(self.id), lambda limits: _big(limits.active_rulesets)
+        )
+
+    @strawberry.field(
+        description="Warnings the vendor itself raises about the account.",
+        graphql_type=list[VendorAlert],
+    )
+    def vendor_alerts(self, info: strawberry.Info) -> Soon[list[VendorAlert]]:
+        return then(
+            scope_of(info).limits_soon(self.id),
+            lambda limits: [VendorAlert.from_domain(a) for a in limits.alerts],
+        )
+
+    @strawberry.field(
+        description="The account's quotas; empty when the vendor failed (see source).",
+        graphql_type=list[Quota],
+    )
+    def quotas(self, info: strawberry.Info) -> Soon[list[Quota]]:
+        return then(
+            scope_of(info).limits_soon(self.id),
+            lambda limits: [Quota.from_domain(q) for q in limits.quotas],
+        )
 
     @strawberry.field(
         description="The account's own alert rules' states (the unreadable rule), OK where it "
@@ -794,15 +820,21 @@ class Account:
         states = await scope_of(info).alert_states(self.id, None)
         return [AlertState.from_domain(s) for s in states]
 
-    @strawberry.field(description="The account's rate limits; empty when the vendor failed.")
-    async def rate_limits(self, info: strawberry.Info) -> list[RateLimit]:
-        limits = await scope_of(info).limits(self.id)
-        return [RateLimit.from_domain(r) for r in limits.rate_limits]
+    @strawberry.field(
+        description="The account's rate limits; empty when the vendor failed.",
+        graphql_type=list[RateLimit],
+    )
+    def rate_limits(self, info: strawberry.Info) -> Soon[list[RateLimit]]:
+        return then(
+            scope_of(info).limits_soon(self.id),
+            lambda limits: [RateLimit.from_domain(r) for r in limits.rate_limits],
+        )
 
     @strawberry.field(
-        description="Usage from `from` to `to` (UTC days, inclusive) in buckets of granularity."
+        description="Usage from `from` to `to` (UTC days, inclusive) in buckets of granularity.",
+        graphql_type=Usage,
     )
-    async def usage(
+    def usage(
         self,
         info: strawberry.Info,
         from_: Annotated[
@@ -819,11 +851,9 @@ class Account:
                 "holds (a revision check); by default those are answered from the store."
             ),
         ] = False,
-    ) -> Usage:
-        usage = await scope_of(info).usage(
-            self.id, from_, to, domain.Granularity[granularity.name], recheck=recheck
-        )
-        return Usage.from_domain(usage)
+    ) -> Soon[Usage]:
+        args = UsageArgs(from_, to, domain.Granularity[granularity.name], recheck)
+        return then(scope_of(info).usage_soon(self.id, args), Usage.from_domain)
 
 
 def _big(value: int | None) -> BigInt | None:
