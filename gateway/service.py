@@ -63,11 +63,6 @@ Soon = Union[T, Coroutine[Any, Any, T]]  # noqa: UP007  # a generic alias needs 
 without creating, scheduling and awaiting a coroutine."""
 
 
-def is_pending(value: object) -> bool:
-    """Whether a :data:`Soon` value is the coroutine (the value is not at hand yet)."""
-    return type(value) is CoroutineType
-
-
 def then(value: Soon[T], convert: Callable[[T], U]) -> Soon[U]:
     """``convert`` applied to ``value`` now when it is at hand, else once it is."""
     if type(value) is CoroutineType:

@@ -1,7 +1,11 @@
 """The public graph: every type and field described, mirroring ``gateway.domain``.
 
 Resolvers here are thin: they read the per-request :class:`~gateway.service.RequestScope` from
-the context and convert domain objects with the ``from_domain`` constructors.
+the context and convert domain objects with the ``from_domain`` constructors. Those reading
+vendor data the request may already hold are plain functions answering the value itself when it
+is at hand, else a coroutine for it (the scope's ``*_soon`` reads, :data:`~gateway.service.Soon`),
+with their GraphQL type given as ``graphql_type``: graphql-core completes a value at once and
+awaits only what is not there yet.
 """
 
 from __future__ import annotations
