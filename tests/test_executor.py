@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 import strawberry
 from graphql import ExecutionResult, execute, parse
@@ -341,3 +343,25 @@ async def test_a_request_reading_nothing_runs_nothing_in_a_worker_thread(gateway
     finally:
         counting.shutdown()
     assert CountingExecutor.submitted == 0
+
+
+async def test_answers_decode_to_exactly_what_was_answered(emulators, make_gateway) -> None:
+    """The answer's bytes (msgspec) decode with the standard module to the values the standard
+    module would have written: integers past 2^53 exact, text with quotes, accents, line
+    separators and control characters intact, nulls nested in lists of objects."""
+    name = 'SOC "✓" grüße \u2028\u2029 \x01 tab\there'
+    entry = account_entry("reputeapi", emulators["reputeapi"].url, 0, id="repute", name=name)
+    gateway = make_gateway(settings_for(entry))
+    big = 10**18 - 1  # past 2^53 (headroom takes up to 10^18): a float would give 10^18
+    answer = await gateway.post(
+        f"""{{ accounts {{ name quotas {{ startsOn endsOn freeFlex {{ limit }} }} }}
+        headroom(requests: {big}, accountId: "repute") {{ requests available }} }}"""
+    )
+    assert answer.status_code == 200
+    decoded = json.loads(answer.content)
+    assert decoded == json.loads(json.dumps(decoded))
+    assert decoded["data"]["accounts"][0]["name"] == name
+    assert decoded["data"]["headroom"][0]["requests"] == big
+    quotas = decoded["data"]["accounts"][0]["quotas"]
+    assert quotas and all(q["startsOn"] is None and q["freeFlex"] is None for q in quotas)
+    assert answer.content == msgspec.json.encode(decoded)  # the same bytes, encoded again
