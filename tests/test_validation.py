@@ -10,14 +10,17 @@ from typing import Any
 
 import pytest
 from graphql import GraphQLError, ValuesOfCorrectTypeRule, parse, specified_rules
+from graphql.language.visitor import EnterLeaveVisitor
+from graphql.validation import ASTValidationRule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, nodes, queries
 from strawberry.schema.schema import validate_document as strawberry_validate
 
+from gateway.graphql import validation
 from gateway.graphql.requests import ArgumentValuesRule
 from gateway.graphql.schema import _LIMIT_RULES, MAX_ALIASES, MAX_DEPTH, schema
-from gateway.graphql.validation import MAX_ERRORS, validate_document
+from gateway.graphql.validation import MAX_ERRORS, MAX_KIND_METHODS, validate_document
 
 SDL = schema.as_str()
 DAY = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
@@ -153,3 +156,34 @@ def test_fragments_nested_past_graphql_cores_guard_abort_alike() -> None:
 )
 def test_generated_documents_are_reported_as_graphql_core_reports_them(text: str) -> None:
     same_errors(text)
+
+
+class OwnLookup(ASTValidationRule):
+    """A rule that finds its handlers itself (as graphql-core allows): reports every field."""
+
+    def get_enter_leave_for_kind(self, kind: str) -> EnterLeaveVisitor:
+        if kind == "field":
+            return EnterLeaveVisitor(self.report, None)
+        return EnterLeaveVisitor(None, None)
+
+    def report(self, node: Any, *_args: Any) -> None:
+        self.report_error(GraphQLError(f"field {node.name.value}", node))
+
+
+def test_a_rule_that_finds_its_handlers_itself_is_run_as_graphql_core_runs_it() -> None:
+    document = parse(CASES["variables and fragments"])
+    rules = (*RULES, OwnLookup)
+    ours = reported(validate_document(schema._schema, document, rules))
+    assert ours == reported(strawberry_validate(schema._schema, document, rules))
+    assert [message for message, *_ in ours] == ["field accounts", "field usage", "field requests"]
+
+
+def test_rule_classes_made_per_request_do_not_grow_the_lookups_without_bound() -> None:
+    """Strawberry's limiters make a new rule class per instance: made anew for each of many
+    validations, the method lookups stay within their bound."""
+    document = parse(CASES["valid"])
+    for _ in range(MAX_KIND_METHODS // 4):
+        fresh = type("Fresh", (OwnLookup,), {})
+        validate_document(schema._schema, document, (*RULES, fresh))
+    assert 0 < len(validation._KIND_METHODS) <= MAX_KIND_METHODS
+    assert len(validation._METHODS) <= MAX_KIND_METHODS * len(RULES)
