@@ -28,6 +28,11 @@
    same with 10 accounts. Only when asked for (``python -m benchmarks.bench 10``).
 
 ``python -m benchmarks.bench 5 6`` runs only the sections named.
+9. Queries that must execute, over warm data: the dashboard query with the whole-answer cache
+   off, and the same with a fresh alias in every request (a document no parse, validation, cost
+   or answer cache has seen), next to the bare Litestar endpoint, in alternating rounds; and in
+   this process, the time to answer each next to graphql-core alone executing the same answer
+   from plain dicts (the floor of any executor built on graphql-core).
 """
 
 from __future__ import annotations
@@ -303,6 +308,162 @@ async def generator_check() -> tuple[LoadResult, float | None]:
             wrk_rate, url, {"query": DASHBOARD}, seconds=LOAD_SECONDS, connections=CONCURRENCY
         )
     return ours, theirs
+
+
+def fresh_alias(number: int) -> dict[str, Any]:
+    """The dashboard query as a document never sent before: its first field under an alias of
+    its own (``q<number>``)."""
+    return {"query": DASHBOARD.replace("{ quotas(", f"{{ q{number}: quotas(", 1)}
+
+
+@contextmanager
+def warm_vendors_config(response_ttl: float) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The three emulators of section 4 in processes of their own: a config file for a
+    gateway over them with this ``response_ttl``, and their URLs by provider."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        ports = {name: free_port() for name, _ in SLOW}
+        lines = [f"[cache]\nresponse_ttl = {response_ttl}\n"]
+        for name, port in ports.items():
+            command = (str(BIN / "usage-gateway"), "emulator", name, "--port", str(port))
+            stack.enter_context(process(*command, ready="emulator"))
+            account = registry()[ProviderId(name)].emulator.accounts[0]
+            lines += ["[[accounts]]", f'provider = "{name}"']
+            lines += [f'base_url = "http://127.0.0.1:{port}"']
+            lines += [f'{key} = "{value}"' for key, value in account.items()]
+        lines.insert(0, f'[gateway]\nhistory_path = "{tmp}/history.sqlite"\n')
+        config = Path(tmp) / "gateway.toml"
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        yield config, {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+
+
+async def asgi_post(app: Any, body: bytes) -> bytes:
+    """One ``POST /graphql`` straight into an ASGI app (no sockets): the answer's body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # the client never disconnects
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    answer = b"".join(m.get("body", b"") for m in sent[1:])
+    if sent[0]["status"] != 200 or b'"errors"' in answer:
+        raise RuntimeError(f"HTTP {sent[0]['status']}: {answer[:300]!r}")
+    return answer
+
+
+async def in_process(urls: dict[str, str], batch: int = 100, batches: int = 5) -> dict[str, float]:
+    """CPU milliseconds per answer in this process (the app called as ASGI, no sockets; the
+    best of ``batches`` batches, CPU time so that other load on the machine counts little):
+    the same dashboard document, a fresh alias each time, and graphql-core alone executing the
+    same answer from plain dicts (its default resolvers), with the document parsed once, and
+    parsed and validated each time (the floor of any executor built on graphql-core)."""
+    from graphql import build_schema, execute_sync, parse, validate
+
+    from gateway.graphql.schema import schema as gateway_schema
+
+    app = create_app(settings_for(urls, {"response_ttl": 0}))
+    same = json.dumps({"query": DASHBOARD}).encode()
+    numbers = itertools.count()
+    answer: dict[str, Any] = {}
+    for _ in range(20):  # warm the data cache, the known documents, the imports
+        answer = json.loads(await asgi_post(app, same))["data"]
+        await asgi_post(app, json.dumps(fresh_alias(next(numbers))).encode())
+    plain = build_schema(gateway_schema.as_str())
+    document = parse(DASHBOARD)
+
+    async def gateway_same() -> None:
+        await asgi_post(app, same)
+
+    async def gateway_fresh() -> None:
+        await asgi_post(app, json.dumps(fresh_alias(next(numbers))).encode())
+
+    async def floor() -> None:
+        execute_sync(plain, document, root_value=answer)
+
+    async def floor_new() -> None:
+        new = parse(fresh_alias(next(numbers))["query"])
+        if validate(plain, new):
+            raise AssertionError("the fresh document is not valid")
+        execute_sync(plain, new, root_value=answer)
+
+    if execute_sync(plain, document, root_value=answer).data != answer:
+        raise AssertionError("graphql-core over the answer as dicts does not give the answer")
+    kinds = {"same": gateway_same, "fresh": gateway_fresh, "floor": floor, "floor_new": floor_new}
+    best = dict.fromkeys(kinds, math.inf)
+    for _ in range(batches):
+        for kind, run in kinds.items():
+            start = time.process_time()
+            for _ in range(batch):
+                await run()
+            best[kind] = min(best[kind], (time.process_time() - start) / batch * 1000)
+    await app.state.service.upstream.close()
+    return best
+
+
+async def execution(rounds: int = 3) -> dict[str, Any]:
+    """Section 9: warm dashboard answers per second that must execute (whole-answer cache
+    off), for the same document and for a fresh alias each request, next to the bare endpoint;
+    ``rounds`` of the three, one after another, so other load on the machine touches all alike
+    (medians of the per-round ratios); then the in-process figures."""
+    results: dict[str, list[LoadResult]] = {"bare": [], "same": [], "fresh": []}
+    with warm_vendors_config(0) as (config, urls):
+        port, bare_port = free_port(), free_port()
+        serve = (str(BIN / "usage-gateway"), "serve", "--config", str(config))
+        flags = ("--port", str(port), "--log-level", "warning")
+        bare = (sys.executable, "-m", "uvicorn", "benchmarks.bare:app", "--port", str(bare_port))
+        with (
+            process(*serve, *flags, ready="GraphiQL"),
+            process(*bare, "--no-access-log", ready="Uvicorn running"),
+        ):
+            gateway = f"http://127.0.0.1:{port}/graphql"
+            targets = {
+                "bare": (f"http://127.0.0.1:{bare_port}/graphql", {"query": DASHBOARD}),
+                "same": (gateway, {"query": DASHBOARD}),
+                "fresh": (gateway, fresh_alias),
+            }
+            async with httpx.AsyncClient(timeout=30) as client:
+                for _ in range(5):  # warm the gateway's data cache
+                    (await client.post(gateway, json={"query": DASHBOARD})).raise_for_status()
+            for _ in range(rounds):
+                for kind, (url, body) in targets.items():
+                    result = await run_load(
+                        url, body, seconds=LOAD_SECONDS, connections=CONCURRENCY
+                    )
+                    if result.errors:
+                        raise RuntimeError(f"{kind}: {result.describe()}")
+                    results[kind].append(result)
+        local = await in_process(urls)
+    ratios = {
+        kind: statistics.median(
+            r.rate / b.rate for r, b in zip(results[kind], results["bare"], strict=True)
+        )
+        for kind in ("same", "fresh")
+    }
+    return {"results": results, "ratios": ratios, "local": local, "rounds": rounds}
 
 
 REDIS_MIX = """query($from: Date!, $to: Date!) {
@@ -915,7 +1076,7 @@ def _percent(share: float | None) -> str:
 
 def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    run = set(sections or "12345678")
+    run = set(sections or "123456789")
     if "1" in run:
         asked, upstream, resources = asyncio.run(coalescing())
         print(
@@ -1024,6 +1185,29 @@ def main(sections: list[str]) -> None:
         )
     if "8" in run:
         print(asyncio.run(forecast_backtest()))
+    if "9" in run:
+        found = asyncio.run(execution())
+        results, ratios, local = found["results"], found["ratios"], found["local"]
+
+        def median_rate(kind: str) -> float:
+            return statistics.median(r.rate for r in results[kind])
+
+        generator = max(r.cpu_share for rs in results.values() for r in rs)
+        print(
+            f"9. execution       warm dashboard query, whole-answer cache off: the same document"
+            f" {median_rate('same'):.0f} req/s, a fresh alias each request"
+            f" {median_rate('fresh'):.0f} req/s; bare Litestar {median_rate('bare'):.0f} req/s"
+            f" -> ratios {ratios['same']:.3f} (goal >= 0.10) and {ratios['fresh']:.3f}"
+            f" (goal >= 0.05) (medians of {found['rounds']} alternating rounds of"
+            f" {LOAD_SECONDS:g} s, {CONCURRENCY} connections; generator at most"
+            f" {generator:.0%} of a core, 0 errors)"
+        )
+        print(
+            f"                  in process, CPU per answer: the same document"
+            f" {local['same']:.2f} ms, a fresh alias {local['fresh']:.2f} ms; graphql-core alone"
+            f" executing the same answer from plain dicts {local['floor']:.2f} ms, parsing and"
+            f" validating a fresh alias too {local['floor_new']:.2f} ms (the floor)"
+        )
     if "10" in sections:
         fleet = asyncio.run(many_accounts())
         fresh, of = fleet["fresh"]

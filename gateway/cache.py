@@ -329,10 +329,10 @@ class Cache:
         gateway may have refreshed it). A Redis that fails, is skipped or holds an unreadable
         entry leaves the memory entry, if any.
         """
+        found = self.peek(key, fresh_since)
+        if found is not None:
+            return found
         local = self.memory.get(key)
-        if local is not None and (fresh_since is None or local.fetched_at > fresh_since):
-            self.stats.memory_hits += 1
-            return local
         shared, size = await self._redis_get(key)
         if shared is not None and (local is None or shared.fetched_at > local.fetched_at):
             self.stats.redis_hits += 1
@@ -343,6 +343,16 @@ class Cache:
         else:
             self.stats.misses += 1
         return local
+
+    def peek(self, key: str, fresh_since: datetime | None = None) -> Cached[Any] | None:
+        """The memory entry under ``key`` when it was fetched after ``fresh_since`` (any, when
+        it is ``None``), else ``None``: what :meth:`get` answers at once, without waiting for
+        anything (Redis is not asked)."""
+        local = self.memory.get(key)
+        if local is not None and (fresh_since is None or local.fetched_at > fresh_since):
+            self.stats.memory_hits += 1
+            return local
+        return None
 
     async def set(self, key: str, entry: Cached[Any], ttl: float) -> None:
         """Keep ``entry`` for ``ttl`` seconds (not at all when ``ttl <= 0``), here and in Redis."""

@@ -13,12 +13,20 @@ import asyncio
 import enum
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property
-from types import MappingProxyType
-from typing import Any, TypeVar
+from types import CoroutineType, MappingProxyType
+from typing import Any, TypeVar, Union, cast
 
 from gateway.alerts.config import AlertSettings
 from gateway.alerts.machine import StateRow
@@ -58,7 +66,25 @@ from gateway.usage import FROM_HISTORY, build_usage, empty_usage, live_range, me
 from providers.base import BaseProvider
 
 T = TypeVar("T")
+U = TypeVar("U")
 log = logging.getLogger(__name__)
+
+Soon = Union[T, Coroutine[Any, Any, T]]  # noqa: UP007  # a generic alias needs Union here
+"""A value, or (when it is not at hand yet) a coroutine that gives it: what the request scope's
+``*_soon`` reads answer, so that a resolver whose data this request already holds returns it
+without creating, scheduling and awaiting a coroutine."""
+
+
+def then(value: Soon[T], convert: Callable[[T], U]) -> Soon[U]:
+    """``convert`` applied to ``value`` now when it is at hand, else once it is."""
+    if type(value) is CoroutineType:
+        return _then(cast("Coroutine[Any, Any, T]", value), convert)
+    return convert(cast("T", value))
+
+
+async def _then(pending: Coroutine[Any, Any, T], convert: Callable[[T], U]) -> U:
+    return convert(await pending)
+
 
 EARLIEST_DAY = date(2000, 1, 1)
 MAX_RANGE_DAYS = {Granularity.MINUTE: 2, Granularity.HOUR: 62}
@@ -233,7 +259,8 @@ class RequestScope:
         """Who asks, for log lines: a gateway token's name (``None``: no tokens configured)."""
         self._readable = service.readable(visible)
         self._visible = self._readable.accounts
-        self._tasks: dict[tuple[object, ...], asyncio.Task[Any]] = {}
+        self._tasks: dict[tuple[object, ...], asyncio.Future[Any]] = {}
+        """Every read of this request by what it read, under way or done."""
         self._batch: list[tuple[str, datetime, datetime, asyncio.Future[list[QuotaSample]]]] = []
         """Forecasts' sample reads waiting for this turn of the loop to end (:meth:`_samples`)."""
         self._reads: set[asyncio.Task[None]] = set()
@@ -282,18 +309,12 @@ class RequestScope:
 
     async def limits_payload(self, account_id: str) -> Fetched:
         """The account's quotas and rate limits with their status (value ``None`` on failure)."""
-        configured = self.configured(account_id)
-        return await self._once(
-            ("limits", account_id),
-            lambda: self._fetch(
-                account_id, "limits", (), configured.provider.limits, configured.times.limits
-            ),
-        )
+        payload: Fetched = await asyncio.shield(self._limits(account_id))
+        return payload
 
     async def limits(self, account_id: str) -> Limits:
         """The account's quotas and rate limits; empty when the vendor failed."""
-        value = (await self.limits_payload(account_id)).value
-        return value if isinstance(value, Limits) else Limits()
+        return _limits_of(await self.limits_payload(account_id))
 
     async def quotas(
         self, provider: ProviderId | None = None, min_utilization: float | None = None
@@ -301,20 +322,7 @@ class RequestScope:
         """Every account's quotas, fetched concurrently, by utilization, highest first."""
         accounts = self.accounts(provider)
         results = await asyncio.gather(*(self.limits(a.id) for a in accounts))
-        quotas = [q for limits in results for q in limits.quotas]
-        if min_utilization is not None:
-            quotas = [
-                q for q in quotas if q.utilization is not None and q.utilization >= min_utilization
-            ]
-        return sorted(
-            quotas,
-            key=lambda q: (
-                q.utilization is None,
-                -(q.utilization or 0.0),
-                q.account_id,
-                q.name,
-            ),
-        )
+        return _quotas_of(results, min_utilization)
 
     async def usage(
         self,
@@ -366,6 +374,67 @@ class RequestScope:
                 raise usage
             statuses.append(usage.source)
         return combine(statuses)
+
+    # -- the same reads, at once when this request holds them -------------------------------
+    #
+    # Each answers as its ``async`` namesake does, from the same memo (one read per payload
+    # per request); the value itself when it is at hand (read earlier in this request, or a
+    # fresh answer in this process's cache), else a coroutine for it (:data:`Soon`).
+
+    def limits_payload_soon(self, account_id: str) -> Soon[Fetched]:
+        """:meth:`limits_payload`, at once when at hand."""
+        return _soon(self._limits(account_id))
+
+    def limits_soon(self, account_id: str) -> Soon[Limits]:
+        """:meth:`limits`, at once when at hand."""
+        return then(self.limits_payload_soon(account_id), _limits_of)
+
+    def quotas_soon(
+        self, provider: ProviderId | None = None, min_utilization: float | None = None
+    ) -> Soon[list[Quota]]:
+        """:meth:`quotas`, at once when every account's limits are at hand."""
+        reads = [self._limits(a.id) for a in self.accounts(provider)]
+        if not all(read.done() for read in reads):
+            return self.quotas(provider, min_utilization)
+        return _quotas_of([_limits_of(read.result()) for read in reads], min_utilization)
+
+    def usage_soon(self, account_id: str, args: UsageArgs) -> Soon[Usage]:
+        """:meth:`usage`, at once when this request read it already."""
+        return _soon(self._usage_read(account_id, args))
+
+    def source_soon(self, account_id: str, usages: Iterable[UsageArgs] = ()) -> Soon[SourceStatus]:
+        """:meth:`source`, at once when every payload it covers is at hand."""
+        usages = list(dict.fromkeys(usages))
+        limits = self._limits(account_id)
+        reads = [self._tasks.get(("usage", account_id, a)) for a in usages]
+        if not limits.done() or not all(read is not None and read.done() for read in reads):
+            return self.source(account_id, usages)
+        statuses = [limits.result().status]
+        for read in reads:
+            assert read is not None
+            failure = read.exception()  # raises CancelledError as awaiting it would
+            if isinstance(failure, InputError):
+                continue
+            if failure is not None:
+                raise failure
+            statuses.append(read.result().source)
+        return combine(statuses)
+
+    def prefetch(
+        self, reads: Iterable[tuple[str, bool, Iterable[UsageArgs]]]
+    ) -> Coroutine[Any, Any, None] | None:
+        """Start the reads named that this request has not started yet, each ``(account id,
+        whether its limits are read, the arguments of each usage read)``, so that the fields
+        that need them find them at hand; ``None`` when every one is at hand already, else a
+        coroutine that waits until each has ended (never raising: a read's failure is for the
+        fields that need it to meet)."""
+        started: list[asyncio.Future[Any]] = []
+        for account_id, limits, usages in reads:
+            if limits:
+                started.append(self._limits(account_id))
+            started += (self._usage_read(account_id, args) for args in usages)
+        waiting = [read for read in started if not read.done()]
+        return _ended(waiting) if waiting else None
 
     async def quota_history(
         self, quota_id: str, start: datetime, end: datetime
@@ -642,12 +711,45 @@ class RequestScope:
 
     async def _once(self, key: tuple[object, ...], make: Callable[[], Awaitable[T]]) -> T:
         """One task per ``key`` in this request; every caller awaits the same outcome."""
+        result: T = await asyncio.shield(self._start(key, make))
+        return result
+
+    def _start(
+        self, key: tuple[object, ...], make: Callable[[], Awaitable[T]]
+    ) -> asyncio.Future[T]:
+        """This request's read under ``key``, started (as a task) if it was not yet."""
         task = self._tasks.get(key)
         if task is None:
             task = asyncio.ensure_future(make())
             self._tasks[key] = task
-        result: T = await asyncio.shield(task)
-        return result
+        return task
+
+    def _limits(self, account_id: str) -> asyncio.Future[Fetched]:
+        """This request's read of the account's limits: settled at once from a fresh answer in
+        this process's cache (what :meth:`Upstream.fetch` would answer), else started."""
+        configured = self.configured(account_id)
+        key = ("limits", account_id)
+        read = self._tasks.get(key)
+        if read is not None:
+            return read
+        found = self.service.upstream.fresh(
+            configured.fingerprint, "limits", (), configured.times.limits
+        )
+        if found is None:
+            return self._start(
+                key,
+                lambda: self._fetch(
+                    account_id, "limits", (), configured.provider.limits, configured.times.limits
+                ),
+            )
+        settled: asyncio.Future[Fetched] = asyncio.get_running_loop().create_future()
+        settled.set_result(found)
+        self._tasks[key] = settled
+        return settled
+
+    def _usage_read(self, account_id: str, args: UsageArgs) -> asyncio.Future[Usage]:
+        """This request's read of usage for ``args`` (the one :meth:`usage` awaits)."""
+        return self._start(("usage", account_id, args), lambda: self._usage(account_id, args))
 
     async def _fetch(
         self,
@@ -695,6 +797,46 @@ def _unanswered(report: UsageReport | None, asked: Plan) -> tuple[date, date] | 
     while last >= first and last in listed:
         last -= day
     return (first, last) if first <= last else None
+
+
+def _soon(read: asyncio.Future[T]) -> Soon[T]:
+    """A read's outcome now when it has ended (raising what it raised), else a coroutine."""
+    return read.result() if read.done() else _awaited(read)
+
+
+async def _awaited(read: asyncio.Future[T]) -> T:
+    result: T = await asyncio.shield(read)
+    return result
+
+
+async def _ended(reads: list[asyncio.Future[Any]]) -> None:
+    """Wait until every one of ``reads`` has ended, whatever its outcome."""
+    await asyncio.wait(reads)
+    for read in reads:
+        if not read.cancelled():
+            read.exception()  # retrieved: the fields that need it raise it themselves
+
+
+def _limits_of(payload: Fetched) -> Limits:
+    return payload.value if isinstance(payload.value, Limits) else Limits()
+
+
+def _quotas_of(limits: Iterable[Limits], min_utilization: float | None) -> list[Quota]:
+    """Every quota of ``limits`` used at least ``min_utilization``, highest first."""
+    quotas = [q for each in limits for q in each.quotas]
+    if min_utilization is not None:
+        quotas = [
+            q for q in quotas if q.utilization is not None and q.utilization >= min_utilization
+        ]
+    return sorted(
+        quotas,
+        key=lambda q: (
+            q.utilization is None,
+            -(q.utilization or 0.0),
+            q.account_id,
+            q.name,
+        ),
+    )
 
 
 def _history_status(problem: HistoryUnavailable, live_since: date) -> SourceStatus:

@@ -165,6 +165,9 @@ class Upstream:
         ttl: float,
         max_stale: float,
     ) -> Fetched:
+        found = self.fresh(fingerprint, resource, params, ttl)
+        if found is not None:
+            return found
         key = cache_key(fingerprint, resource, *params)
         now = self.clock()
         entry = await self.cache.get(key, fresh_since=now - timedelta(seconds=ttl))
@@ -207,6 +210,21 @@ class Upstream:
         """Tell the answer being built what it read (see the module docstring)."""
         answer_reads.datum(self.versions.of, key, version)
         answer_reads.until(holds_until)
+
+    def fresh(
+        self, fingerprint: str, resource: str, params: tuple[object, ...], ttl: float
+    ) -> Fetched | None:
+        """The answer :meth:`fetch` gives at once when this process holds one younger than
+        ``ttl`` (FRESH, with the time it was fetched); ``None`` otherwise, when only ``fetch``
+        can tell (Redis, a stale answer, the vendor)."""
+        now = self.clock()
+        key = cache_key(fingerprint, resource, *params)
+        entry = self.cache.peek(key, fresh_since=now - timedelta(seconds=ttl))
+        if entry is None or (now - entry.fetched_at).total_seconds() >= ttl:
+            return None
+        self._report(key, self.version_of(key), entry.fetched_at + timedelta(seconds=ttl))
+        answer_reads.until(answer_reads.resets_after(entry.value, now))
+        return Fetched(entry.value, SourceStatus(SourceState.FRESH, entry.fetched_at))
 
     async def _call(
         self,

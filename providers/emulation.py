@@ -146,7 +146,8 @@ class Emulator:
         with self._lock:
             self.calls.clear()
             self.served.clear()
-            self.in_flight = 0
+            # ``in_flight`` is left as it is: a request whose answer was sent may still be
+            # finishing here, and its end would count it down below zero.
             self.max_in_flight = 0
             self.fault = None
         self.reset_state()

@@ -287,6 +287,34 @@ async def test_a_new_vendor_answer_invalidates_the_answers_that_used_the_old_one
     assert stats(gateway).dropped == dropped + 1
 
 
+async def test_an_answer_built_from_data_already_at_hand_ends_with_a_new_vendor_answer(
+    repute, gateway_at
+):
+    """Limits this process holds fresh are answered at once, without the data cache's usual
+    read (``Upstream.fresh``): that read too is recorded, so a new vendor answer ends the
+    answers built on it."""
+    gateway, clock = gateway_at(
+        account_entry("reputeapi", repute.url, 0),
+        account_entry("reputeapi", repute.url, 1),
+        cache={"max_entries": 1},
+    )
+    premium = f'{{ account(id: "repute-premium") {{ {SOURCE} quotas {{ used }} }} }}'
+    await gateway.data(premium)  # read from the vendor
+    before = served(repute)
+    at_hand = await gateway.data(premium + " # built from the limits at hand")
+    assert served(repute) == before
+    assert await gateway.data(premium + " # built from the limits at hand") == at_hand
+    hits = stats(gateway).hits
+    clock.advance(10)
+    await gateway.data('{ account(id: "repute-basic") { quotas { used } } }')  # evicts premium's
+    await gateway.data(premium + "  ")  # another document: premium read from the vendor again
+    assert served(repute) == before + 2
+    again = await gateway.data(premium + " # built from the limits at hand")
+    assert stats(gateway).hits == hits
+    assert again["account"]["source"]["fetchedAt"] == z(NOW + timedelta(seconds=10))
+    assert at_hand["account"]["source"]["fetchedAt"] == z(NOW)
+
+
 async def test_an_answer_ends_at_its_datas_ttl(vt, gateway_at):
     gateway, clock = gateway_at(account_entry("virustotal", vt.url), cache={"limits_ttl": 60})
     first = await gateway.data(QUOTAS)

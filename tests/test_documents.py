@@ -1,6 +1,6 @@
-"""Known documents: parsed and validated once they pass; refused, invalid and unparsable
-documents are never kept. And what a request read is freed when its answer is built, with no
-garbage collection needed."""
+"""Known documents: kept parsed and validated once they passed twice; refused, invalid and
+unparsable documents are never kept, nor ones seen once. And what a request read is freed when
+its answer is built, with no garbage collection needed."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import gc
 from datetime import date
 
 import pytest
+from graphql import parse
 
 from gateway import domain
-from gateway.graphql.documents import KNOWN, MAX_DOCUMENT_BYTES, MAX_DOCUMENTS
+from gateway.graphql.documents import (
+    KNOWN,
+    MAX_DOCUMENT_BYTES,
+    MAX_DOCUMENTS,
+    MAX_SIGHTINGS,
+    KnownStore,
+)
 from gateway.service import OFF_LOOP_DAYS
 from tests.conftest import account_entry, settings_for
 from tests.test_cost import ATTACK
@@ -44,9 +51,40 @@ async def test_only_documents_that_pass_are_kept(gateway) -> None:
         ), answer
     first = (await gateway.post(VALID)).json()
     assert "errors" not in first
+    assert VALID not in KNOWN  # passed once: only noted
+    second = (await gateway.post(VALID)).json()
     assert VALID in KNOWN
     again = (await gateway.post(VALID)).json()  # parsed and validated no more: same answer
-    assert again == first
+    assert again == first == second
+
+
+async def test_documents_made_up_one_after_another_are_never_kept(gateway) -> None:
+    """A new alias in every request (each document passing once): none is kept parsed, and
+    the ones that were known stay known."""
+    for _ in range(2):
+        await gateway.post(VALID)
+    assert VALID in KNOWN
+    kept = len(KNOWN)
+    for n in range(20):
+        text = VALID.replace("accounts", f"a{n}: accounts")
+        assert "errors" not in (await gateway.post(text)).json()
+        assert text not in KNOWN
+    assert len(KNOWN) == kept and VALID in KNOWN
+
+
+def test_sightings_are_bounded_oldest_forgotten_first() -> None:
+    store = KnownStore()
+    document = parse("{ accounts { id } }")
+    texts = [f"{{ a{n}: accounts {{ id }} }}" for n in range(MAX_SIGHTINGS + 1)]
+    for text in texts:
+        store.passed(text, document)
+    assert len(store) == 0
+    store.passed(texts[0], document)  # forgotten (the oldest): noted again, not kept
+    assert texts[0] not in store
+    store.passed(texts[-1], document)  # remembered: kept
+    assert texts[-1] in store
+    store.passed(texts[0], document)  # noted a moment ago: kept
+    assert texts[0] in store
 
 
 async def test_a_known_document_is_still_priced_with_its_variables(gateway) -> None:
@@ -57,8 +95,9 @@ async def test_a_known_document_is_still_priced_with_its_variables(gateway) -> N
         + " ".join(f"a{i}: accounts {{ {usage} }}" for i in range(30))
         + " }"
     )
-    cheap = (await gateway.post(query, {"from": "2026-03-01"})).json()
-    assert "errors" not in cheap
+    for _ in range(2):
+        cheap = (await gateway.post(query, {"from": "2026-03-01"})).json()
+        assert "errors" not in cheap
     assert query in KNOWN
     dear = (await gateway.post(query, {"from": "2000-01-01"})).json()
     assert dear["data"] is None

@@ -1,10 +1,13 @@
-"""Documents known to be valid: parsed and validated once, kept only once they pass.
+"""Documents known to be valid: kept parsed and validated once they passed twice.
 
-Dashboards send the same few documents again and again; those are parsed and validated once
-and then taken from :data:`KNOWN`. A document that fails to parse, fails validation or is
-refused (too costly) is never kept, so documents an attacker makes up one after another cost
-their own parse and nothing after it: they neither push known documents out nor stay in memory,
-where every full garbage collection would walk through their syntax trees again.
+Dashboards send the same few documents again and again; those are parsed and validated on
+their first two requests and then taken from :data:`KNOWN`. A document that fails to parse,
+fails validation or is refused (too costly) is never kept, and neither is one that passed only
+once so far: only a short note that it was seen is (:data:`MAX_SIGHTINGS` at most, a number
+each). So documents made up one after another (an attacker's, or a client that writes a new
+alias into every request) cost their own parse and nothing after it: they neither push known
+documents out nor stay in memory, where every full garbage collection would walk through their
+syntax trees again (a store full of them made each full collection take some 70 ms).
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from collections.abc import Iterator
 
 from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 
 from gateway.graphql.tokens import over_token_limit
+from gateway.graphql.validation import validate_document
 from gateway.lru import BoundedLRU
 
 MAX_DOCUMENTS = 512
@@ -24,18 +27,44 @@ MAX_DOCUMENTS = 512
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 """Their texts' lengths added up, at most (the syntax trees are some ten times larger)."""
 
-KNOWN: BoundedLRU[DocumentNode] = BoundedLRU(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
-"""Parsed documents that passed validation, by their text (shared by every request to the
-default schema; a schema with other validation rules keeps its own, :func:`known_documents`)."""
+MAX_SIGHTINGS = 8 * MAX_DOCUMENTS
+"""Documents that passed once, remembered at most (by their text's hash), oldest forgotten
+first."""
 
 
-def known_documents() -> BoundedLRU[DocumentNode]:
+class KnownStore(BoundedLRU[DocumentNode]):
+    """Parsed documents that passed validation twice, by their text, and the hashes of those
+    that passed once."""
+
+    def __init__(self) -> None:
+        super().__init__(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
+        self._sightings: dict[int, None] = {}
+
+    def passed(self, text: str, document: DocumentNode) -> None:
+        """``text`` (parsed as ``document``) passed: kept if it passed before (within the last
+        :data:`MAX_SIGHTINGS` documents that passed once), else noted."""
+        key = hash(text)
+        if key in self._sightings:
+            del self._sightings[key]
+            self.set(text, document, len(text))
+            return
+        self._sightings[key] = None
+        if len(self._sightings) > MAX_SIGHTINGS:
+            del self._sightings[next(iter(self._sightings))]
+
+
+KNOWN = KnownStore()
+"""The known documents of every request to the default schema (a schema with other validation
+rules keeps its own, :func:`known_documents`)."""
+
+
+def known_documents() -> KnownStore:
     """An empty store of known documents, bounded as :data:`KNOWN` is."""
-    return BoundedLRU(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
+    return KnownStore()
 
 
 class KnownDocuments(SchemaExtension):
-    """Parses and validates a document the first time it passes, then reuses it.
+    """Parses and validates a document until it passed twice, then reuses it.
 
     Put it after the cost limit in the schema's extensions: a refused document is neither
     validated nor kept. A known document is not validated again (validation depends only on the
@@ -43,7 +72,7 @@ class KnownDocuments(SchemaExtension):
     schema's (introspection off) passes a store of its own as ``store``.
     """
 
-    def __init__(self, store: BoundedLRU[DocumentNode] = KNOWN) -> None:
+    def __init__(self, store: KnownStore = KNOWN) -> None:
         super().__init__()
         self.store = store
         self.known = False
@@ -76,4 +105,4 @@ class KnownDocuments(SchemaExtension):
         yield
         if not self.known and not context.pre_execution_errors and context.query is not None:
             assert document is not None
-            self.store.set(context.query, document, len(context.query))
+            self.store.passed(context.query, document)

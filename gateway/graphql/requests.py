@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from cross_web import HTTPException
@@ -47,6 +47,8 @@ from graphql import (
 )
 from graphql.language import ArgumentNode, DirectiveNode, FieldNode, Node
 from litestar import Controller, Request, Response
+from litestar.background_tasks import BackgroundTasks
+from litestar.di import Provide
 from litestar.enums import MediaType
 from strawberry import Schema
 from strawberry.exceptions import StrawberryGraphQLError
@@ -133,6 +135,12 @@ GRAPHIQL_OFF = (
 """The body of a browser's ``GET /graphql`` when GraphiQL is off (404, plain text)."""
 
 
+def _empty_response() -> Response[Any]:
+    """What Strawberry's ``_response_getter`` makes: an empty response with no background
+    tasks, into which a resolver may put headers, cookies or a status."""
+    return Response({}, background=BackgroundTasks([]))
+
+
 def graphql_controller(
     schema: Schema,
     *,
@@ -150,6 +158,13 @@ def graphql_controller(
     )
 
     class GraphQLRequests(base):  # type: ignore[misc]  # a class made at runtime
+        # Strawberry makes the empty response it merges its own into (``_response_getter``)
+        # in a worker thread, one thread hop per request for a constructor call: made here.
+        dependencies: ClassVar[dict[str, Provide]] = {
+            **base.dependencies,
+            "response": Provide(_empty_response, sync_to_thread=False),
+        }
+
         def decode_json(self, data: str | bytes) -> object:
             return decode_request_json(data)
 

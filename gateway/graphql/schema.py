@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError, parse, specified_rules, validate
@@ -27,6 +27,7 @@ from gateway.alerts.store import MAX_EVENTS_READ as MAX_ALERT_EVENTS
 from gateway.errors import InputError
 from gateway.graphql.cost import HeavyQueriesInTurn, QueryCostLimit
 from gateway.graphql.documents import KNOWN, KnownDocuments, known_documents
+from gateway.graphql.executor import GatewayExecutor
 from gateway.graphql.headroom import AccountHeadroom, resolve_headroom
 from gateway.graphql.introspection import NoIntrospection
 from gateway.graphql.persisted import PersistedDocuments
@@ -48,10 +49,10 @@ from gateway.graphql.types import (
     SnapshotRun,
     scope_of,
 )
-from gateway.graphql.yielding import LongListsInSlices
 from gateway.history import HistoryUnavailable
 from gateway.service import AlertKind as AlertKindData
 from gateway.service import QuotaAlert as QuotaAlertData
+from gateway.service import Soon, then
 from gateway.trusted_documents import TrustedDocuments
 
 MAX_TOKENS = 2_000
@@ -65,35 +66,36 @@ def _provider(value: Provider | None) -> domain.ProviderId | None:
 
 @strawberry.type(description="Usage, quotas and rate limits of every configured vendor account.")
 class Query:
-    @strawberry.field(description="Every configured account, optionally of one provider.")
+    @strawberry.field(
+        description="Every configured account, optionally of one provider.",
+        graphql_type=list[Account],
+    )
     def accounts(
         self,
         info: strawberry.Info,
         provider: Annotated[
             Provider | None, strawberry.argument(description="Only this provider's accounts.")
         ] = None,
-    ) -> list[Account]:
-        plan = usage_plan(info)
-        return [
-            Account.from_domain(a, plan.for_account(a))
-            for a in scope_of(info).accounts(_provider(provider))
-        ]
+    ) -> Soon[list[Account]]:
+        return _listed(info, scope_of(info).accounts(_provider(provider)))
 
-    @strawberry.field(description="One account by its config id; null when there is none.")
+    @strawberry.field(
+        description="One account by its config id; null when there is none.",
+        graphql_type=Account | None,
+    )
     def account(
         self,
         info: strawberry.Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The account's id.")],
-    ) -> Account | None:
+    ) -> Soon[Account | None]:
         found = scope_of(info).account(str(id))
-        return (
-            None
-            if found is None
-            else Account.from_domain(found, usage_plan(info).for_account(found))
-        )
+        return None if found is None else then(_listed(info, [found]), lambda listed: listed[0])
 
-    @strawberry.field(description="Every account's quotas, highest utilization first.")
-    async def quotas(
+    @strawberry.field(
+        description="Every account's quotas, highest utilization first.",
+        graphql_type=list[Quota],
+    )
+    def quotas(
         self,
         info: strawberry.Info,
         provider: Annotated[
@@ -103,14 +105,14 @@ class Query:
             float | None,
             strawberry.argument(description="Only quotas used at least this much (0.8 = 80%)."),
         ] = None,
-    ) -> list[Quota]:
+    ) -> Soon[list[Quota]]:
         if min_utilization is not None and not 0 <= min_utilization <= 10:
             raise InputError(
                 f"minUtilization must be a fraction such as 0.8, not {min_utilization}",
                 argument="minUtilization",
             )
-        quotas = await scope_of(info).quotas(_provider(provider), min_utilization)
-        return [Quota.from_domain(q) for q in quotas]
+        quotas = scope_of(info).quotas_soon(_provider(provider), min_utilization)
+        return then(quotas, lambda found: [Quota.from_domain(q) for q in found])
 
     @strawberry.field(
         description="Quotas used past a threshold, and quotas projected to run out before "
@@ -218,6 +220,25 @@ class Query:
         return [AlertEvent.from_domain(e) for e in found]
 
 
+def _listed(info: strawberry.Info, accounts: list[domain.Account]) -> Soon[list[Account]]:
+    """``accounts`` as the graph's, once every read the operation selects on them (their
+    limits, each ``usage``) has ended: all started together here, so that their fields find
+    them at hand (and are completed without awaiting anything) rather than each starting its
+    own read later."""
+    plan = usage_plan(info)
+    listed = [Account.from_domain(a, plan.for_account(a)) for a in accounts]
+    reads = scope_of(info).prefetch(
+        (a.id, plan.reads_limits(a), usages)
+        for a, usages in zip(accounts, (item._usages for item in listed), strict=True)
+    )
+    return listed if reads is None else _after(reads, listed)
+
+
+async def _after(reads: Coroutine[Any, Any, None], listed: list[Account]) -> list[Account]:
+    await reads
+    return listed
+
+
 _LIMIT_RULES = after_known_fragments(
     [
         *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
@@ -278,6 +299,8 @@ def build_schema(
     return GatewaySchema(
         query=Query,
         config=StrawberryConfig(scalar_map=SCALARS),  # type: ignore[arg-type]  # NewType keys
+        # Long lists (years of days) are completed in slices, the event loop running between.
+        execution_context_class=GatewayExecutor,
         extensions=[
             # First: settles which document runs (by hash, or trusted), before any other reads it.
             lambda: PersistedDocuments(trusted_documents),
@@ -291,8 +314,6 @@ def build_schema(
             lambda: KnownDocuments(known),
             HeavyQueriesInTurn,
             RequestChecks,  # after the validation cache: adds to the errors it found
-            # Long lists (years of days) are completed in slices, the event loop running between.
-            LongListsInSlices,
             lambda: MaskErrors(
                 should_mask_error=_should_mask, error_message="Internal error; see the gateway log."
             ),

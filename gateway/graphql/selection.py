@@ -1,6 +1,7 @@
 """What a query asks of each account, read from its document (variables, fragments and
 ``@skip``/``@include`` applied), so ``Account.source`` covers exactly the payloads the request
-reads for that account, wherever in the query they are selected."""
+reads for that account, wherever in the query they are selected, and the root fields that list
+accounts start exactly those reads at once (``RequestScope.prefetch``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gateway import domain
 from gateway.domain import Granularity
 from gateway.graphql.selected import fields as _fields
 from gateway.graphql.selected import wants_splits
-from gateway.graphql.types import GatewayContext
+from gateway.graphql.types import ACCOUNT_FIELDS_READING_LIMITS, GatewayContext
 from gateway.service import UsageArgs
 
 
@@ -27,6 +28,9 @@ class UsagePlan:
 
     entries: tuple[tuple[str | None, str | None, UsageArgs], ...] = ()
     """(account id of ``account(id:)``, provider of ``accounts(provider:)``, the arguments)."""
+    limits: tuple[tuple[str | None, str | None], ...] = ()
+    """The root fields (account id, provider, as in ``entries``) under which a field that
+    reads the account's limits is selected (:data:`ACCOUNT_FIELDS_READING_LIMITS`)."""
 
     def for_account(self, account: domain.Account) -> tuple[UsageArgs, ...]:
         """The usage arguments the operation selects on ``account``, each once."""
@@ -34,10 +38,19 @@ class UsagePlan:
             dict.fromkeys(
                 args
                 for account_id, provider, args in self.entries
-                if (account_id is None or account_id == account.id)
-                and (provider is None or provider == account.provider)
+                if _covers(account_id, provider, account)
             )
         )
+
+    def reads_limits(self, account: domain.Account) -> bool:
+        """Whether the operation selects a field that reads ``account``'s limits."""
+        return any(_covers(account_id, provider, account) for account_id, provider in self.limits)
+
+
+def _covers(account_id: str | None, provider: str | None, account: domain.Account) -> bool:
+    return (account_id is None or account_id == account.id) and (
+        provider is None or provider == account.provider
+    )
 
 
 def usage_plan(info: strawberry.Info) -> UsagePlan:
@@ -55,6 +68,7 @@ def usage_plan(info: strawberry.Info) -> UsagePlan:
 def _read_plan(info: strawberry.Info) -> UsagePlan:
     raw = info._raw_info
     entries: list[tuple[str | None, str | None, UsageArgs]] = []
+    limits: list[tuple[str | None, str | None]] = []
     roots = raw.operation.selection_set.selections
     # convert_selections handles fragment nodes too; its annotation names only FieldNode.
     for root in _fields(convert_selections(raw, roots)):  # type: ignore[arg-type]
@@ -69,7 +83,9 @@ def _read_plan(info: strawberry.Info) -> UsagePlan:
                 args = _usage_args(field.arguments, wants_splits(field))
                 if args is not None:
                     entries.append((account_id, provider, args))
-    return UsagePlan(tuple(entries))
+            elif field.name in ACCOUNT_FIELDS_READING_LIMITS:
+                limits.append((account_id, provider))
+    return UsagePlan(tuple(entries), tuple(dict.fromkeys(limits)))
 
 
 def _usage_args(arguments: Mapping[str, Any], splits: bool) -> UsageArgs | None:

@@ -1,7 +1,11 @@
 """The public graph: every type and field described, mirroring ``gateway.domain``.
 
 Resolvers here are thin: they read the per-request :class:`~gateway.service.RequestScope` from
-the context and convert domain objects with the ``from_domain`` constructors.
+the context and convert domain objects with the ``from_domain`` constructors. Those reading
+vendor data the request may already hold are plain functions answering the value itself when it
+is at hand, else a coroutine for it (the scope's ``*_soon`` reads, :data:`~gateway.service.Soon`),
+with their GraphQL type given as ``graphql_type``: graphql-core completes a value at once and
+awaits only what is not there yet.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from gateway import domain, history
 from gateway.alerts import model as alerts
 from gateway.forecast import Forecast
 from gateway.graphql.selected import wants_splits
-from gateway.service import UsageArgs
+from gateway.service import Soon, UsageArgs, then
 from providers import registry
 
 if TYPE_CHECKING:
@@ -423,11 +427,12 @@ class Quota:
     _domain: strawberry.Private[domain.Quota]
 
     @strawberry.field(
-        description="How fresh this quota is: the status of the read of its account's quotas."
+        description="How fresh this quota is: the status of the read of its account's quotas.",
+        graphql_type=SourceStatus,
     )
-    async def source(self, info: strawberry.Info) -> SourceStatus:
-        payload = await scope_of(info).limits_payload(self._domain.account_id)
-        return SourceStatus.from_domain(payload.status)
+    def source(self, info: strawberry.Info) -> Soon[SourceStatus]:
+        payload = scope_of(info).limits_payload_soon(self._domain.account_id)
+        return then(payload, lambda p: SourceStatus.from_domain(p.status))
 
     @strawberry.field(
         description="The quota's use as sampled by snapshots, oldest first; null (with an "
@@ -724,6 +729,14 @@ def scope_of(info: strawberry.Info) -> RequestScope:
     return context.scope
 
 
+ACCOUNT_FIELDS_READING_LIMITS = frozenset(
+    {"source", "quotasSource", "plan", "activeRulesets", "vendorAlerts", "quotas", "rateLimits"}
+)
+"""The fields of ``Account`` (GraphQL names) that read the account's quotas and rate limits:
+where one is selected, the root field that lists the account starts that read, together with
+its usage reads (``gateway.graphql.selection``), rather than each field starting it later."""
+
+
 @strawberry.type(description="A vendor account the gateway reads: a key, user, group or company.")
 class Account:
     id: strawberry.ID = strawberry.field(description="Stable id from the config.")
@@ -753,38 +766,55 @@ class Account:
 
     @strawberry.field(
         description="How fresh this account's data is in this answer, and why not: the most "
-        "severe status over its quotas and every usage this query selects on it."
+        "severe status over its quotas and every usage this query selects on it.",
+        graphql_type=SourceStatus,
     )
-    async def source(self, info: strawberry.Info) -> SourceStatus:
-        return SourceStatus.from_domain(await scope_of(info).source(self.id, self._usages))
+    def source(self, info: strawberry.Info) -> Soon[SourceStatus]:
+        return then(scope_of(info).source_soon(self.id, self._usages), SourceStatus.from_domain)
 
     @strawberry.field(
-        description="How fresh the account's quotas, rate limits, plan and vendor alerts are."
+        description="How fresh the account's quotas, rate limits, plan and vendor alerts are.",
+        graphql_type=SourceStatus,
     )
-    async def quotas_source(self, info: strawberry.Info) -> SourceStatus:
-        return SourceStatus.from_domain((await scope_of(info).limits_payload(self.id)).status)
-
-    @strawberry.field(description="The vendor's plan or tier name for the account, if it says.")
-    async def plan(self, info: strawberry.Info) -> str | None:
-        return (await scope_of(info).limits(self.id)).plan
+    def quotas_source(self, info: strawberry.Info) -> Soon[SourceStatus]:
+        payload = scope_of(info).limits_payload_soon(self.id)
+        return then(payload, lambda p: SourceStatus.from_domain(p.status))
 
     @strawberry.field(
-        description="Active YARA hunting rulesets (ReversingLabs); null for other vendors."
+        description="The vendor's plan or tier name for the account, if it says.",
+        graphql_type=str | None,
     )
-    async def active_rulesets(self, info: strawberry.Info) -> BigInt | None:
-        return _big((await scope_of(info).limits(self.id)).active_rulesets)
-
-    @strawberry.field(description="Warnings the vendor itself raises about the account.")
-    async def vendor_alerts(self, info: strawberry.Info) -> list[VendorAlert]:
-        limits = await scope_of(info).limits(self.id)
-        return [VendorAlert.from_domain(a) for a in limits.alerts]
+    def plan(self, info: strawberry.Info) -> Soon[str | None]:
+        return then(scope_of(info).limits_soon(self.id), lambda limits: limits.plan)
 
     @strawberry.field(
-        description="The account's quotas; empty when the vendor failed (see source)."
+        description="Active YARA hunting rulesets (ReversingLabs); null for other vendors.",
+        graphql_type=BigInt | None,
     )
-    async def quotas(self, info: strawberry.Info) -> list[Quota]:
-        limits = await scope_of(info).limits(self.id)
-        return [Quota.from_domain(q) for q in limits.quotas]
+    def active_rulesets(self, info: strawberry.Info) -> Soon[BigInt | None]:
+        return then(
+            scope_of(info).limits_soon(self.id), lambda limits: _big(limits.active_rulesets)
+        )
+
+    @strawberry.field(
+        description="Warnings the vendor itself raises about the account.",
+        graphql_type=list[VendorAlert],
+    )
+    def vendor_alerts(self, info: strawberry.Info) -> Soon[list[VendorAlert]]:
+        return then(
+            scope_of(info).limits_soon(self.id),
+            lambda limits: [VendorAlert.from_domain(a) for a in limits.alerts],
+        )
+
+    @strawberry.field(
+        description="The account's quotas; empty when the vendor failed (see source).",
+        graphql_type=list[Quota],
+    )
+    def quotas(self, info: strawberry.Info) -> Soon[list[Quota]]:
+        return then(
+            scope_of(info).limits_soon(self.id),
+            lambda limits: [Quota.from_domain(q) for q in limits.quotas],
+        )
 
     @strawberry.field(
         description="The account's own alert rules' states (the unreadable rule), OK where it "
@@ -795,15 +825,21 @@ class Account:
         states = await scope_of(info).alert_states(self.id, None)
         return [AlertState.from_domain(s) for s in states]
 
-    @strawberry.field(description="The account's rate limits; empty when the vendor failed.")
-    async def rate_limits(self, info: strawberry.Info) -> list[RateLimit]:
-        limits = await scope_of(info).limits(self.id)
-        return [RateLimit.from_domain(r) for r in limits.rate_limits]
+    @strawberry.field(
+        description="The account's rate limits; empty when the vendor failed.",
+        graphql_type=list[RateLimit],
+    )
+    def rate_limits(self, info: strawberry.Info) -> Soon[list[RateLimit]]:
+        return then(
+            scope_of(info).limits_soon(self.id),
+            lambda limits: [RateLimit.from_domain(r) for r in limits.rate_limits],
+        )
 
     @strawberry.field(
-        description="Usage from `from` to `to` (UTC days, inclusive) in buckets of granularity."
+        description="Usage from `from` to `to` (UTC days, inclusive) in buckets of granularity.",
+        graphql_type=Usage,
     )
-    async def usage(
+    def usage(
         self,
         info: strawberry.Info,
         from_: Annotated[
@@ -820,16 +856,15 @@ class Account:
                 "holds (a revision check); by default those are answered from the store."
             ),
         ] = False,
-    ) -> Usage:
-        usage = await scope_of(info).usage(
-            self.id,
+    ) -> Soon[Usage]:
+        args = UsageArgs(
             from_,
             to,
             domain.Granularity[granularity.name],
-            recheck=recheck,
-            splits=wants_splits(info.selected_fields[0]),
+            recheck,
+            wants_splits(info.selected_fields[0]),
         )
-        return Usage.from_domain(usage)
+        return then(scope_of(info).usage_soon(self.id, args), Usage.from_domain)
 
 
 def _big(value: int | None) -> BigInt | None:

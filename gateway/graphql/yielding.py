@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
-
-from strawberry.extensions import SchemaExtension
 
 SLICE = 100
 """Lists longer than this are completed in turns."""
@@ -57,20 +55,3 @@ async def in_slices(items: list[Any]) -> AsyncIterator[Any]:
         if _Turn.spent():
             await _Turn.give_way()
         yield item
-
-
-class LongListsInSlices(SchemaExtension):
-    """Resolves every list longer than :data:`SLICE` to :func:`in_slices` of it."""
-
-    def resolve(
-        self,
-        _next: Callable[..., Any],
-        root: Any,
-        info: Any,  # GraphQLResolveInfo, generic in some graphql-core versions only
-        *args: str,
-        **kwargs: Any,
-    ) -> Any:
-        result = _next(root, info, *args, **kwargs)
-        if type(result) is list and len(result) > SLICE:
-            return in_slices(result)
-        return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -50,3 +52,20 @@ async def test_an_error_form_with_its_own_retry_after_keeps_it() -> None:
     emulator.set_fault(Fault(status=429, retry_after=45))
     response = await get(emulator)
     assert response.headers.get_list("retry-after") == ["7"]
+
+
+async def test_a_reset_while_a_request_is_in_flight_keeps_the_count_true() -> None:
+    """A test's reset can land while the previous test's last request is still finishing in
+    the emulator: once it ends, nothing is in flight (not -1), and the next requests count
+    from there."""
+    emulator = Plain()
+    emulator.set_fault(Fault(delay_ms=100))
+    pending = asyncio.create_task(get(emulator))
+    while emulator.in_flight == 0:  # noqa: ASYNC110 - the emulator counts, it sets no event
+        await asyncio.sleep(0.001)
+    emulator.reset()
+    await pending
+    assert emulator.in_flight == 0
+    emulator.set_fault(Fault(delay_ms=50))
+    await asyncio.gather(get(emulator), get(emulator))
+    assert emulator.max_in_flight == 2

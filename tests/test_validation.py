@@ -1,0 +1,189 @@
+"""The gateway's validation (gateway.graphql.validation) reports exactly what graphql-core's
+``validate`` (as Strawberry calls it) reports, error for error, with the gateway's rules: for
+documents hypothesis-graphql generates from the schema (valid ones, and ones with a schema
+violation) and for hand-written documents that break each kind of rule, fragments and variables
+included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from graphql import GraphQLError, ValuesOfCorrectTypeRule, parse, specified_rules
+from graphql.language.visitor import EnterLeaveVisitor
+from graphql.validation import ASTValidationRule
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_graphql import Mode, nodes, queries
+from strawberry.schema.schema import validate_document as strawberry_validate
+
+from gateway.graphql import validation
+from gateway.graphql.requests import ArgumentValuesRule
+from gateway.graphql.schema import _LIMIT_RULES, MAX_ALIASES, MAX_DEPTH, schema
+from gateway.graphql.validation import MAX_ERRORS, MAX_KIND_METHODS, validate_document
+
+SDL = schema.as_str()
+DAY = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+SCALARS = {
+    "Date": st.from_regex(rf"\A{DAY}\Z").map(nodes.String),
+    "DateTime": st.from_regex(rf"\A{DAY}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}Z\Z").map(nodes.String),
+    "BigInt": st.integers().map(nodes.Int),
+}
+RULES = (
+    *(ArgumentValuesRule if r is ValuesOfCorrectTypeRule else r for r in specified_rules),
+    *_LIMIT_RULES,
+)
+"""The rules a request is validated with (see gateway.graphql.schema and RequestChecks)."""
+
+
+def reported(errors: list[GraphQLError]) -> list[tuple[Any, ...]]:
+    return [(e.message, e.locations, e.path, e.extensions) for e in errors]
+
+
+def same_errors(text: str) -> list[tuple[Any, ...]]:
+    document = parse(text)
+    ours = reported(validate_document(schema._schema, document, RULES))
+    theirs = reported(strawberry_validate(schema._schema, document, RULES))
+    assert ours == theirs, text
+    return ours
+
+
+NESTING = 210
+"""Fragments spread one inside the next: past graphql-core's guard (MAX_NESTING_DEPTH, 200)."""
+
+CASES = {
+    "valid": "{ accounts { id quotas { name used limit } } }",
+    "unknown field": "{ accounts { id nope } }",
+    "unknown argument": "{ accounts(nope: 1) { id } }",
+    "wrong argument type": '{ quotas(minUtilization: "high") { name } }',
+    "missing argument": "{ account { id } }",
+    "bad enum": "{ accounts(provider: NOPE) { id } }",
+    "bad date": '{ accounts { usage(from: "2026-02-30", to: "2026-03-01") { requests } } }',
+    "leaf with selection": "{ accounts { id { x } } }",
+    "object without selection": "{ accounts }",
+    "unused variable": "query($a: Int) { accounts { id } }",
+    "undefined variable": "{ quotas(minUtilization: $u) { name } }",
+    "variable in wrong place": "query($p: String) { accounts(provider: $p) { id } }",
+    "variable of unknown type": "query($p: Nope) { accounts { id } }",
+    "duplicate variable": "query($a: Int, $a: Int) { accounts { id } }",
+    "duplicate operations": "query A { accounts { id } } query A { accounts { name } }",
+    "anonymous and named": "{ accounts { id } } query B { accounts { id } }",
+    "unknown fragment": "{ accounts { ...Nope } }",
+    "unused fragment": "{ accounts { id } } fragment F on Account { id }",
+    "fragment cycle": (
+        "{ accounts { ...A } } fragment A on Account { ...B } fragment B on Account { ...A }"
+    ),
+    "fragment on scalar": "{ accounts { ...F } } fragment F on String { length }",
+    "fragment on wrong type": "{ accounts { ...F } } fragment F on Quota { name }",
+    "duplicate fragment": (
+        "{ accounts { ...F } } fragment F on Account { id } fragment F on Account { name }"
+    ),
+    "conflicting fields": "{ accounts { id: name id } }",
+    "conflicting arguments": (
+        '{ accounts { u: usage(from: "2026-03-01", to: "2026-03-02") { requests } '
+        'u: usage(from: "2026-03-01", to: "2026-03-03") { requests } } }'
+    ),
+    "unknown directive": "{ accounts @nope { id } }",
+    "duplicate directive": "{ accounts @skip(if: true) @skip(if: false) { id } }",
+    "directive in wrong place": "query @skip(if: true) { accounts { id } }",
+    "too deep": "{ " + " ".join("a {" for _ in range(12)) + " b " + "} " * 12 + "}",
+    "too many aliases": "{ " + " ".join(f"a{i}: accounts {{ id }}" for i in range(40)) + " }",
+    "variables and fragments": (
+        "query($from: Date!, $to: Date!, $g: Granularity = WEEK) { accounts { ...U } } "
+        "fragment U on Account { usage(from: $from, to: $to, granularity: $g) { requests } }"
+    ),
+    "fragment using an undefined variable": (
+        "query { accounts { ...U } } "
+        'fragment U on Account { usage(from: $from, to: "2026-03-01") { requests } }'
+    ),
+    "subscription": "subscription { accounts { id } }",
+    "mutation": "mutation { accounts { id } }",
+    "introspection": "{ __schema { types { name fields { name } } } __typename }",
+    "over the error limit": (
+        "{ accounts { " + " ".join(f"n{i}: nope{i}" for i in range(MAX_ERRORS + 10)) + " } }"
+    ),
+}
+
+
+@pytest.mark.parametrize("text", CASES.values(), ids=list(CASES))
+def test_each_kind_of_mistake_is_reported_as_graphql_core_reports_it(text: str) -> None:
+    errors = same_errors(text)
+    valid = text in (CASES["valid"], CASES["variables and fragments"], CASES["introspection"])
+    assert bool(errors) != valid, errors
+
+
+def test_the_gateways_own_rules_are_among_them() -> None:
+    """The depth and alias limits and the argument messages speak through this validation too:
+    the comparison is not between two silences."""
+    too_deep = same_errors(CASES["too deep"])
+    assert any(f"exceeds maximum operation depth of {MAX_DEPTH}" in e[0] for e in too_deep)
+    too_many = same_errors(CASES["too many aliases"])
+    assert any(f"Allowed: {MAX_ALIASES}" in e[0] for e in too_many), too_many
+    [wrong] = same_errors(CASES["wrong argument type"])
+    assert wrong[0].startswith("Argument 'minUtilization' of field 'quotas': ")
+    limit = same_errors(CASES["over the error limit"])
+    assert len(limit) == MAX_ERRORS + 1 and "Validation aborted" in limit[-1][0]
+
+
+def test_fragments_nested_past_graphql_cores_guard_abort_alike() -> None:
+    """graphql-core's own guard (its spec rules alone: the gateway's token limit refuses such a
+    document long before, and Strawberry's depth limiter would recurse past Python's limit)."""
+    text = (
+        "{ accounts { ...F0 } } "
+        + " ".join(
+            f"fragment F{i} on Account {{ ... on Account {{ ...F{i + 1} }} }}"
+            for i in range(NESTING)
+        )
+        + f" fragment F{NESTING} on Account {{ id }}"
+    )
+    document = parse(text)
+    ours = reported(validate_document(schema._schema, document, specified_rules))
+    assert ours == reported(strawberry_validate(schema._schema, document, specified_rules))
+    assert ours == [("Validation aborted.", None, None, {})]
+
+
+@settings(
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    text=st.sampled_from(list(Mode)).flatmap(
+        lambda mode: queries(SDL, mode=mode, custom_scalars=SCALARS)
+    )
+)
+def test_generated_documents_are_reported_as_graphql_core_reports_them(text: str) -> None:
+    same_errors(text)
+
+
+class OwnLookup(ASTValidationRule):
+    """A rule that finds its handlers itself (as graphql-core allows): reports every field."""
+
+    def get_enter_leave_for_kind(self, kind: str) -> EnterLeaveVisitor:
+        if kind == "field":
+            return EnterLeaveVisitor(self.report, None)
+        return EnterLeaveVisitor(None, None)
+
+    def report(self, node: Any, *_args: Any) -> None:
+        self.report_error(GraphQLError(f"field {node.name.value}", node))
+
+
+def test_a_rule_that_finds_its_handlers_itself_is_run_as_graphql_core_runs_it() -> None:
+    document = parse(CASES["variables and fragments"])
+    rules = (*RULES, OwnLookup)
+    ours = reported(validate_document(schema._schema, document, rules))
+    assert ours == reported(strawberry_validate(schema._schema, document, rules))
+    assert [message for message, *_ in ours] == ["field accounts", "field usage", "field requests"]
+
+
+def test_rule_classes_made_per_request_do_not_grow_the_lookups_without_bound() -> None:
+    """Strawberry's limiters make a new rule class per instance: made anew for each of many
+    validations, the method lookups stay within their bound."""
+    document = parse(CASES["valid"])
+    for _ in range(MAX_KIND_METHODS // 4):
+        fresh = type("Fresh", (OwnLookup,), {})
+        validate_document(schema._schema, document, (*RULES, fresh))
+    assert 0 < len(validation._KIND_METHODS) <= MAX_KIND_METHODS
+    assert len(validation._METHODS) <= MAX_KIND_METHODS * len(RULES)
