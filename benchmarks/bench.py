@@ -1116,13 +1116,11 @@ def main(sections: list[str]) -> None:
             f" ratio {executed.rate / bare.rate:.2f}; errors {kept.errors}/{executed.errors}/"
             f"{bare.errors}, generator {max(kept.cpu_share, bare.cpu_share):.0%} of a core at most"
         )
-    if "4" in run:
         micros, executions = asyncio.run(answer_hit())
         print(
             f"                  a hit inside the app (router, token gate, answer cache):"
             f" {micros:.1f} us each over 20,000 ({executions} executed)"
         )
-    if "4" in run:
         ours, theirs = asyncio.run(generator_check())
         check = "wrk not installed" if theirs is None else f"wrk {theirs:,.0f} req/s"
         print(

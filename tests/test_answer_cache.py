@@ -31,29 +31,13 @@ from providers import registry
 from providers.emulation import Fault
 from tests.conftest import NO_CACHE, NOW, SEED, TLS, Gateway, account_entry, settings_for
 from tests.e2e.test_demo import cli
+from tests.test_resilience import Clock, z
 
 SOURCE = "source { state fetchedAt message retryAt cause }"
 QUOTAS = f"{{ accounts {{ id {SOURCE} quotas {{ name used resetsAt }} }} }}"
 DASHBOARD = f"""{{ quotas(minUtilization: 0) {{ accountId name used limit utilization resetsAt }}
   accounts {{ id name {SOURCE}
     usage(from: "2026-03-01", to: "2026-03-18") {{ requests series {{ start requests }} }} }} }}"""
-
-
-def z(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
