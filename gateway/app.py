@@ -18,7 +18,6 @@ from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import Scope as LitestarScope
 
 from gateway import __version__
 from gateway.access import Access
@@ -291,8 +290,8 @@ def create_app(
         grant = grant_of(connection)
         return service.request(grant.accounts, caller=grant.name)
 
-    async def context_getter(scope: LitestarScope) -> GatewayContext:
-        return GatewayContext(scope=request_scope(scope))
+    def context_getter(request: Request[Any, Any, Any]) -> GatewayContext:
+        return GatewayContext(scope=request_scope(request.scope))
 
     switches = settings.switches
     for notice in switches.notices:
