@@ -290,8 +290,8 @@ def create_app(
         grant = grant_of(connection)
         return service.request(grant.accounts, caller=grant.name)
 
-    def context_getter(request: Request[Any, Any, Any]) -> GatewayContext:
-        return GatewayContext(scope=request_scope(request.scope))
+    def context_getter(scope: Mapping[str, object]) -> GatewayContext:
+        return GatewayContext(scope=request_scope(scope))
 
     switches = settings.switches
     for notice in switches.notices:

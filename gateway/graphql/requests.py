@@ -51,6 +51,7 @@ from litestar.background_tasks import BackgroundTasks
 from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.status_codes import HTTP_200_OK
+from litestar.types import Scope
 from strawberry import Schema
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.extensions import SchemaExtension
@@ -146,7 +147,7 @@ def graphql_controller(
     schema: Schema,
     *,
     path: str,
-    context_getter: Callable[[Request[Any, Any, Any]], BaseContext],
+    context_getter: Callable[[Scope], BaseContext],
     graphiql: bool = True,
     token_required: bool = False,
 ) -> type[Controller]:
@@ -155,18 +156,26 @@ def graphql_controller(
     404 saying it is off), reading request bodies strictly and answering every request-level
     refusal as GraphQL JSON.
 
-    ``context_getter`` makes a request's context from the request, a plain call: the GET and
+    ``context_getter`` makes a request's context from its ASGI scope, a plain call: the GET and
     POST handlers ask Litestar for the request alone, where Strawberry's ask it for three
     dependencies (the context, the root value, an empty response), which Litestar resolves
-    per request in a task group of its own (and the empty response in a worker thread).
+    per request in a task group of its own (and the empty response in a worker thread). A
+    websocket (graphql-transport-ws runs queries too) gets its context through Strawberry's
+    dependencies, from the same ``context_getter``.
     """
-    base: Any = make_graphql_controller(schema, path=path, graphql_ide="graphiql")
+
+    async def socket_context(scope: Scope) -> BaseContext:
+        return context_getter(scope)
+
+    base: Any = make_graphql_controller(
+        schema, path=path, context_getter=socket_context, graphql_ide="graphiql"
+    )
 
     def context_of(request: Request[Any, Any, Any]) -> tuple[BaseContext, Response[Any]]:
         """The request's context, and the empty response it carries: what Strawberry's
         ``_context_getter_http`` makes of a ``BaseContext`` and ``_response_getter``."""
         response = _empty_response()
-        context = context_getter(request)
+        context = context_getter(request.scope)
         context.request = request
         context.response = response
         return context, response
