@@ -18,7 +18,6 @@ from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import Scope as LitestarScope
 
 from gateway import __version__
 from gateway.access import Access
@@ -291,7 +290,7 @@ def create_app(
         grant = grant_of(connection)
         return service.request(grant.accounts, caller=grant.name)
 
-    async def context_getter(scope: LitestarScope) -> GatewayContext:
+    def context_getter(scope: Mapping[str, object]) -> GatewayContext:
         return GatewayContext(scope=request_scope(scope))
 
     switches = settings.switches

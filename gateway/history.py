@@ -449,40 +449,57 @@ class HistoryStore:
         self._files = (str(self.path), f"{self.path}-wal")
         self.writes = 0
         """Writes (and closes) this store made, counted as each one ends."""
+        self._queued = 0
+        """Jobs handed to the store's thread that have not ended yet."""
 
     def version_of(self, _key: object = None) -> tuple[int, FileState, FileState]:
         """The store's version: this store's writes, and the signature of the file and of its
         write-ahead log (which other processes' writes change). Two ``os.stat`` calls."""
         return self.writes, _file_state(self._files[0]), _file_state(self._files[1])
 
-    def _report_read(self) -> None:
-        """Tell the answer being built that it reads the store as it is now."""
+    def _report_read(self) -> bool:
+        """Tell the answer being built that it reads the store as it is now; whether there
+        is no store to read (no file, none open, and nothing queued in the store's thread
+        that could make one): the read then finds nothing without going to that thread."""
         version = self.version_of()
         answer_reads.datum(self.version_of, None, version)
         newest = max((state[2] for state in version[1:] if state is not None), default=0)
         if time.time_ns() - newest < SETTLE_SECONDS * 1e9:
             answer_reads.unsettled()
+        return version[1] is None and self._db is None and self._queued == 0
 
     # -- plumbing --------------------------------------------------------------------------
 
+    def _submit(self, job: Callable[[], T]) -> asyncio.Future[T]:
+        """``job`` in the store's thread, counted in :attr:`_queued` until it ends."""
+        self._queued += 1
+        future = asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+        def ended(_: object) -> None:
+            self._queued -= 1
+
+        future.add_done_callback(ended)
+        return future
+
     async def _run(self, work: Callable[[Database], T]) -> T:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, lambda: self._guarded(work))
+            return await self._submit(lambda: self._guarded(work))
         finally:
             self.writes += 1  # once it is over: answers that read the store before no longer hold
 
     async def _read(self, work: Callable[[Database], T], nothing: T) -> T:
         """``work`` on the store, or ``nothing`` when no snapshot ever made the file (reads
-        never create it). The check runs in the store's thread too, off the event loop."""
-        self._report_read()
+        never create it): at once when the file's signature just read for the answer cache
+        says there is none, else checked again in the store's thread."""
+        if self._report_read():
+            return nothing
 
         def read() -> T:
             if self._db is None and not self.path.exists():
                 return nothing
             return self._guarded(work)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, read)
+        return await self._submit(read)
 
     def _guarded(self, work: Callable[[Database], T]) -> T:
         """``work`` on the open store; SQLite's refusals become :class:`HistoryUnavailable`."""
@@ -799,12 +816,17 @@ class HistoryStore:
         the first one asked (up to ``end`` when none is): ``Sweep.stored``. With ``splits``
         false the days' endpoint splits are summed by SQLite instead of read day by day.
         Reads never create the file; like every read, it is reported to the answer being built.
+        When there is no file (and nothing queued could make one), both are settled at once.
         """
-        self._report_read()
+        absent = self._report_read()
         loop = asyncio.get_running_loop()
         planned: asyncio.Future[Plan] = loop.create_future()
-        if probe is None:  # nothing to look up first: the vendor is asked at once
+        if probe is None or absent:  # nothing to look up first: the vendor is asked at once
             planned.set_result(plan(frozenset()))
+        if absent:  # no store: nothing stored, and no hop to the store's thread to say so
+            nothing: asyncio.Future[StoredDays] = loop.create_future()
+            nothing.set_result(StoredDays())
+            return Sweep(planned, nothing)
 
         def post(value: Plan) -> None:
             def settle() -> None:
@@ -831,7 +853,7 @@ class HistoryStore:
             self.days_read += len(found.days)
             return found
 
-        stored = loop.run_in_executor(self._pool, run)
+        stored = self._submit(run)
         # A caller that fails before it awaits the read must not leave its error unretrieved.
         stored.add_done_callback(lambda done: done.cancelled() or done.exception())
         return Sweep(planned, stored)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import (
     Awaitable,
     Callable,
     Collection,
     Coroutine,
+    Hashable,
     Iterable,
     Mapping,
     Sequence,
@@ -163,6 +164,9 @@ class GatewayService:
         self.upstream = upstream or Upstream(Cache("memory://"), self.clock.read)
         self.history = history
         self._history_problem: str | None = None
+        self.built_usage = BuiltUsage()
+        """Usage answers built from a vendor's answer alone, kept for the next request that
+        reads the same answer (:class:`BuiltUsage`)."""
 
     def history_failed(self, problem: HistoryUnavailable) -> None:
         """Log a history store that cannot be used, once per distinct cause (every request
@@ -223,6 +227,51 @@ class Readable:
     def of(cls, accounts: Mapping[str, ConfiguredAccount]) -> Readable:
         counts = Counter(str(a.config.provider) for a in accounts.values())
         return cls(MappingProxyType(dict(accounts)), tuple(sorted(counts.items())))
+
+
+class BuiltUsage:
+    """Usage answers built from a vendor's answer alone (no stored day), by account, arguments
+    and last day: a request that reads the very same answer (the same object, from this
+    process's cache) with the same status gets the same :class:`Usage`, built once. Bounded:
+    :data:`MAX_BUILT` entries, each of a range under :data:`MAX_BUILT_DAYS` days (the least
+    recently used goes first)."""
+
+    def __init__(self) -> None:
+        self._built: OrderedDict[Hashable, tuple[object, SourceStatus, Usage]] = OrderedDict()
+        self.builds = 0
+        """Usage answers built here (kept or not): a kept one is not built again."""
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def get(
+        self,
+        key: tuple[str, UsageArgs, date],
+        report: object,
+        status: SourceStatus,
+        build: Callable[[], Usage],
+    ) -> Usage:
+        """The usage ``build`` makes of ``report`` with ``status``: the one kept under ``key``
+        when it was built of this very ``report`` with an equal ``status``."""
+        found = self._built.get(key)
+        if found is not None and found[0] is report and found[1] == status:
+            self._built.move_to_end(key)
+            return found[2]
+        self.builds += 1
+        usage = build()
+        if (key[2] - key[1].start).days + 1 < MAX_BUILT_DAYS:
+            self._built[key] = (report, status, usage)
+            self._built.move_to_end(key)
+            while len(self._built) > MAX_BUILT:
+                self._built.popitem(last=False)
+        return usage
+
+
+MAX_BUILT = 256
+"""Usage answers :class:`BuiltUsage` keeps, at most."""
+MAX_BUILT_DAYS = 93
+"""Usage answers of ranges (from the first day to the last one read) of this many days or more
+are not kept by :class:`BuiltUsage`."""
 
 
 @dataclass(frozen=True)
@@ -661,9 +710,11 @@ class RequestScope:
             merged = merge_history(merge_history(report, recent), stored.days, stored.totals)
             return build_usage(merged, start, end, last, granularity, status, splits=args.splits)
 
-        if (last - start).days < OFF_LOOP_DAYS:
+        if (last - start).days >= OFF_LOOP_DAYS:
+            return await asyncio.to_thread(build)
+        if recent or stored.days or stored.totals is not None:
             return build()
-        return await asyncio.to_thread(build)
+        return self.service.built_usage.get((account_id, args, last), report, status, build)
 
     def _plan(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -420,3 +421,57 @@ async def test_samples_of_several_quotas_read_together_equal_the_stored_rows(
     as_rows = [[(s.at.isoformat(), s.used, s.limit) for s in samples] for samples in found]
     assert as_rows == expected
     assert [len(rows) for rows in as_rows[:4]] == [4, 2, 0, 0]
+
+
+# -- no store file: reads settle at once ----------------------------------------------------------
+
+
+async def test_with_no_store_file_reads_settle_without_the_stores_thread(tmp_path) -> None:
+    """No file (and none open, nothing queued): a usage sweep is settled when it is made, and
+    a read ends without suspending, its work never run; the file a snapshot then makes is
+    read through the store's thread again, its stored day found."""
+    store = HistoryStore(tmp_path / "history.sqlite")
+    asked: list[frozenset[date]] = []
+
+    def plan(held: frozenset[date]) -> tuple[date, date]:
+        asked.append(held)
+        return (TODAY, TODAY)
+
+    first = TODAY - timedelta(days=3)
+    sweep = store.sweep("a", first, TODAY, (first, TODAY - timedelta(days=1)), plan, splits=False)
+    assert sweep.planned.done() and sweep.stored.done()
+    assert sweep.planned.result() == (TODAY, TODAY) and asked == [frozenset()]
+    assert sweep.stored.result().days == () and sweep.stored.result().totals is None
+    ran: list[object] = []
+    read = store.read(lambda db: ran.append(db), "nothing")
+    with pytest.raises(StopIteration) as ended:
+        read.send(None)  # ends at the first step: nothing awaited
+    assert ended.value.value == "nothing" and ran == []
+
+    await store.start_run("a", NOW)
+    later = store.sweep("a", first, TODAY, (first, TODAY - timedelta(days=1)), plan, splits=False)
+    assert not later.stored.done()  # the store's thread reads the file now
+    await later.stored
+    assert [r.account_id for r in await store.runs()] == ["a"]
+    await store.close()
+
+
+async def test_a_read_after_a_queued_write_waits_for_it_though_no_file_exists_yet(tmp_path) -> None:
+    """The store's thread is held while a snapshot's first write waits behind it and no file
+    exists yet: a read asked then still runs after that write, and finds its run."""
+
+    store = HistoryStore(tmp_path / "history.sqlite")
+    free = threading.Event()
+    held = store._pool.submit(free.wait, 30)  # the store's one thread, busy
+    try:
+        writing = asyncio.ensure_future(store.start_run("a", NOW))
+        await asyncio.sleep(0)  # the write is handed to the store's thread, behind the job
+        assert not (tmp_path / "history.sqlite").exists()
+        reading = asyncio.ensure_future(store.runs())
+        await asyncio.sleep(0)
+    finally:
+        free.set()
+    held.result(timeout=30)
+    await writing
+    assert [r.account_id for r in await reading] == ["a"]
+    await store.close()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 from cross_web import HTTPException
@@ -46,14 +46,16 @@ from graphql import (
     ValuesOfCorrectTypeRule,
 )
 from graphql.language import ArgumentNode, DirectiveNode, FieldNode, Node
-from litestar import Controller, Request, Response
+from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTasks
-from litestar.di import Provide
 from litestar.enums import MediaType
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.status_codes import HTTP_200_OK
+from litestar.types import Scope
 from strawberry import Schema
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.extensions import SchemaExtension
-from strawberry.litestar import make_graphql_controller
+from strawberry.litestar import BaseContext, make_graphql_controller
 from strawberry.types import ExecutionContext
 
 from gateway import answer_reads
@@ -145,25 +147,49 @@ def graphql_controller(
     schema: Schema,
     *,
     path: str,
-    context_getter: Callable[..., Any],
+    context_getter: Callable[[Scope], BaseContext],
     graphiql: bool = True,
     token_required: bool = False,
 ) -> type[Controller]:
     """Strawberry's Litestar controller for ``schema`` at ``path``, with the offline GraphiQL
     page (asking for a gateway token first when ``token_required``; with ``graphiql`` off, a
     404 saying it is off), reading request bodies strictly and answering every request-level
-    refusal as GraphQL JSON."""
+    refusal as GraphQL JSON.
+
+    ``context_getter`` makes a request's context from its ASGI scope, a plain call: the GET and
+    POST handlers ask Litestar for the request alone, where Strawberry's ask it for three
+    dependencies (the context, the root value, an empty response), which Litestar resolves
+    per request in a task group of its own (and the empty response in a worker thread). A
+    websocket (graphql-transport-ws runs queries too) gets its context through Strawberry's
+    dependencies, from the same ``context_getter``.
+    """
+
+    async def socket_context(scope: Scope) -> BaseContext:
+        return context_getter(scope)
+
     base: Any = make_graphql_controller(
-        schema, path=path, context_getter=context_getter, graphql_ide="graphiql"
+        schema, path=path, context_getter=socket_context, graphql_ide="graphiql"
     )
 
+    def context_of(request: Request[Any, Any, Any]) -> tuple[BaseContext, Response[Any]]:
+        """The request's context, and the empty response it carries: what Strawberry's
+        ``_context_getter_http`` makes of a ``BaseContext`` and ``_response_getter``."""
+        response = _empty_response()
+        context = context_getter(request.scope)
+        context.request = request
+        context.response = response
+        return context, response
+
     class GraphQLRequests(base):  # type: ignore[misc]  # a class made at runtime
-        # Strawberry makes the empty response it merges its own into (``_response_getter``)
-        # in a worker thread, one thread hop per request for a constructor call: made here.
-        dependencies: ClassVar[dict[str, Provide]] = {
-            **base.dependencies,
-            "response": Provide(_empty_response, sync_to_thread=False),
-        }
+        @get(raises=[ValidationException, NotFoundException])
+        async def handle_http_get(self, request: Request[Any, Any, Any]) -> Response[Any]:
+            context, self.temporal_response = context_of(request)
+            return await self.execute_request(request=request, context=context, root_value=None)
+
+        @post(status_code=HTTP_200_OK)
+        async def handle_http_post(self, request: Request[Any, Any, Any]) -> Response[Any]:
+            context, self.temporal_response = context_of(request)
+            return await self.execute_request(request=request, context=context, root_value=None)
 
         def decode_json(self, data: str | bytes) -> object:
             return decode_request_json(data)

@@ -15,6 +15,7 @@ import enum
 import json
 import re
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, NewType, TypeVar, cast
 
 import strawberry
@@ -37,7 +38,14 @@ E = TypeVar("E", bound=enum.Enum)
 
 
 def _serialize_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _utc_text(value if value.tzinfo is UTC else value.astimezone(UTC))
+
+
+@lru_cache(maxsize=4096)
+def _utc_text(value: datetime) -> str:
+    """A UTC moment as the graph shows it; the same few (bucket starts, resets, fetch times)
+    come up in answer after answer, so each is written out once (bounded)."""
+    return value.isoformat().replace("+00:00", "Z")
 
 
 DATE_FORM = "YYYY-MM-DD, e.g. 2026-01-31"
