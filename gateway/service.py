@@ -482,7 +482,7 @@ class RequestScope:
         pending = self.forecasts_soon([quota])
         if pending is not None:
             await pending
-        return _outcome(self._forecasts[quota.id])
+        return self._worked_out(quota)
 
     def forecasts_soon(self, quotas: Iterable[Quota]) -> Coroutine[Any, Any, None] | None:
         """Work out the forecast of each of ``quotas`` this request has not yet: ``None`` when
@@ -502,6 +502,14 @@ class RequestScope:
         batch = self._pending
         self._batch.update((q.id, q) for q in wanted)
         return _ended([batch])
+
+    def _worked_out(self, quota: Quota) -> Forecast | None:
+        """The forecast of ``quota`` once its batch has ended; a batch cancelled before it
+        got to the quota (the request went away) leaves it cancelled."""
+        known = self._forecasts.get(quota.id)
+        if known is None:
+            raise asyncio.CancelledError
+        return _outcome(known)
 
     def _start_forecasts(self) -> None:
         batch, done = list(self._batch.values()), self._pending
@@ -558,7 +566,7 @@ class RequestScope:
             await pending
         alerts = []
         for quota in quotas:
-            projection = _outcome(self._forecasts[quota.id])
+            projection = self._worked_out(quota)
             if quota.utilization is not None and quota.utilization >= threshold:
                 alerts.append(QuotaAlert(quota, AlertKind.OVER_THRESHOLD, projection))
             elif projection is not None and projection.runs_out_earliest is not None:
