@@ -42,7 +42,7 @@ from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import Upstream
 from providers import provider_class
-from providers.base import CallGate, CallObserver, pool_limits
+from providers.base import CallGate, CallObserver, VendorTransport, pool_limits
 
 USER_AGENT = f"usage-gateway/{__version__}"
 SWITCH_INTERVAL = 0.001
@@ -145,11 +145,8 @@ def vendor_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(settings.upstream_timeout),
-        limits=pool_limits(settings.max_vendor_calls),
-        mounts={
-            f"all://{host}": httpx.AsyncHTTPTransport(limits=per_host)
-            for host in vendor_hosts(settings)
-        },
+        transport=VendorTransport(pool_limits(settings.max_vendor_calls)),
+        mounts={f"all://{host}": VendorTransport(per_host) for host in vendor_hosts(settings)},
         follow_redirects=False,
     )
 

@@ -210,6 +210,8 @@ class GatewayService:
         return RequestScope(self, visible, caller=caller)
 
 
+MAX_ACCOUNT_IDS = 1_000
+"""Account ids one ``accounts(ids:)`` or ``alerts(accountIds:)`` argument names at most."""
 SAMPLE_BATCH = 500
 """Quotas whose samples one job of the history store's thread reads at most (for forecasts)."""
 READABLE_SETS = 1024
@@ -310,14 +312,27 @@ class RequestScope:
         self._visible = self._readable.accounts
         self._tasks: dict[tuple[object, ...], asyncio.Future[Any]] = {}
         """Every read of this request by what it read, under way or done."""
-        self._batch: list[tuple[str, datetime, datetime, asyncio.Future[list[QuotaSample]]]] = []
-        """Forecasts' sample reads waiting for this turn of the loop to end (:meth:`_samples`)."""
+        self._forecasts: dict[str, tuple[Forecast | None, Exception | None]] = {}
+        """Each quota's forecast worked out in this request (or the store's failure)."""
+        self._batch: dict[str, Quota] = {}
+        """Quotas whose forecasts wait for this turn of the loop to end (:meth:`forecasts_soon`)."""
+        self._pending: asyncio.Future[None] | None = None
         self._reads: set[asyncio.Task[None]] = set()
 
     # -- the accounts this request may read ------------------------------------------------
 
-    def accounts(self, provider: ProviderId | None = None) -> list[Account]:
-        """The accounts this request may read (of ``provider``), in config order."""
+    def accounts(
+        self, provider: ProviderId | None = None, ids: Collection[str] | None = None
+    ) -> list[Account]:
+        """The accounts this request may read (of ``provider``; whose id is among ``ids``,
+        where given: others are left out as if not configured), in config order."""
+        if ids is not None:
+            wanted = set(ids)
+            return [
+                found.account
+                for account_id, found in self._visible.items()
+                if account_id in wanted and (provider is None or found.config.provider is provider)
+            ]
         return [
             a.account
             for a in self._visible.values()
@@ -353,6 +368,7 @@ class RequestScope:
         once instead of waiting for, and lengthening, the next full collection.
         """
         self._tasks.clear()
+        self._forecasts.clear()
 
     # -- public reads ----------------------------------------------------------------------
 
@@ -366,10 +382,14 @@ class RequestScope:
         return _limits_of(await self.limits_payload(account_id))
 
     async def quotas(
-        self, provider: ProviderId | None = None, min_utilization: float | None = None
+        self,
+        provider: ProviderId | None = None,
+        min_utilization: float | None = None,
+        ids: Collection[str] | None = None,
     ) -> list[Quota]:
-        """Every account's quotas, fetched concurrently, by utilization, highest first."""
-        accounts = self.accounts(provider)
+        """Every account's quotas (of those whose id is among ``ids``, where given), fetched
+        concurrently, by utilization, highest first."""
+        accounts = self.accounts(provider, ids)
         results = await asyncio.gather(*(self.limits(a.id) for a in accounts))
         return _quotas_of(results, min_utilization)
 
@@ -495,69 +515,107 @@ class RequestScope:
             return []
         return await self._history(history.quota_samples(quota_id, start, end))
 
-    async def _samples(self, quota_id: str, start: datetime, end: datetime) -> list[QuotaSample]:
-        """:meth:`quota_history` for a forecast: the forecasts asked for in the same turn of
-        the event loop (a dashboard's every quota, the alert list) are read together, in jobs
-        of at most :data:`SAMPLE_BATCH` quotas, rather than one job of the store's thread each."""
-        if self.service.history is None:
-            return []
-        loop = asyncio.get_running_loop()
-        wanted: asyncio.Future[list[QuotaSample]] = loop.create_future()
-        if not self._batch:
-            loop.call_soon(self._read_batch)
-        self._batch.append((quota_id, start, end, wanted))
-        return await self._history(wanted)
-
-    def _read_batch(self) -> None:
-        batch, self._batch = self._batch[:SAMPLE_BATCH], self._batch[SAMPLE_BATCH:]
-        if self._batch:
-            asyncio.get_running_loop().call_soon(self._read_batch)
-        history = self.service.history
-        assert history is not None
-
-        async def read() -> None:
-            try:
-                found = await history.quota_samples_of([(q, s, e) for q, s, e, _ in batch])
-            except asyncio.CancelledError:
-                for *_, wanted in batch:
-                    wanted.cancel()
-                raise
-            except Exception as exc:  # every waiter meets the store's failure
-                for *_, wanted in batch:
-                    if not wanted.done():
-                        wanted.set_exception(exc)
-                return
-            for (*_, wanted), samples in zip(batch, found, strict=True):
-                if not wanted.done():
-                    wanted.set_result(samples)
-
-        task = asyncio.ensure_future(read())
-        self._reads.add(task)
-        task.add_done_callback(self._reads.discard)
+    def forecast_soon(self, quota: Quota) -> Soon[Forecast | None]:
+        """:meth:`forecast`, at once when this request worked it out already (as
+        :meth:`forecasts_soon` does for every quota of a list before its fields are read)."""
+        known = self._forecasts.get(quota.id)
+        if known is None:
+            return self.forecast(quota)
+        return _outcome(known)
 
     async def forecast(self, quota: Quota) -> Forecast | None:
         """The quota's projection over its current window, from its stored samples (of this
         window and the previous one: see :func:`gateway.forecast.forecast`), kept for the rest
         of the request like its other reads (a quota's ``forecast`` field and the ``alerts``
         list both ask for it)."""
-        return await self._once(("forecast", quota.id), lambda: self._forecast(quota))
+        pending = self.forecasts_soon([quota])
+        if pending is not None:
+            await pending
+        return self._worked_out(quota)
 
-    async def _forecast(self, quota: Quota) -> Forecast | None:
-        now = self.service.clock()
-        window = window_of(quota, now)
-        if window is None:
+    def forecasts_soon(self, quotas: Iterable[Quota]) -> Coroutine[Any, Any, None] | None:
+        """Work out the forecast of each of ``quotas`` this request has not yet: ``None`` when
+        every one is known already, else a coroutine that ends once they are (never raising:
+        a failure of the history store is kept for each quota's forecast to raise).
+
+        Every quota asked for in the same turn of the event loop (a dashboard's every
+        account, the alert list) is worked out together: one moment for all of them, their
+        samples read in jobs of at most :data:`SAMPLE_BATCH` quotas of the store's thread,
+        and every forecast made in one pass, without a task or a future per quota."""
+        wanted = [q for q in quotas if q.id not in self._forecasts]
+        if not wanted:
             return None
-        before = previous_window(quota.window, window[0])
-        samples = await self._samples(quota.id, before[0] if before else window[0], now)
-        points = [(s.at, s.used) for s in samples if s.used is not None]
-        return forecast(quota, points, now)
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._start_forecasts)
+        batch = self._pending
+        self._batch.update((q.id, q) for q in wanted)
+        return _ended([batch])
 
-    async def alerts(self, threshold: float) -> list[QuotaAlert]:
-        """Quotas used past ``threshold``, and quotas projected to run out before their reset."""
-        quotas = await self.quotas()
-        forecasts = await asyncio.gather(*(self.forecast(q) for q in quotas))
+    def _worked_out(self, quota: Quota) -> Forecast | None:
+        """The forecast of ``quota`` once its batch has ended; a batch cancelled before it
+        got to the quota (the request went away) leaves it cancelled."""
+        known = self._forecasts.get(quota.id)
+        if known is None:
+            raise asyncio.CancelledError
+        return _outcome(known)
+
+    def _start_forecasts(self) -> None:
+        batch, done = list(self._batch.values()), self._pending
+        self._batch, self._pending = {}, None
+        assert done is not None
+        task = asyncio.ensure_future(self._work_out(batch))
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
+        def settle(_: object) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        task.add_done_callback(settle)
+
+    async def _work_out(self, quotas: list[Quota]) -> None:
+        """Every forecast of ``quotas`` into :attr:`_forecasts` (or the store's failure)."""
+        now = self.service.clock()
+        reads: list[tuple[Quota, datetime]] = []
+        for quota in quotas:
+            window = window_of(quota, now)
+            if window is None:
+                self._forecasts[quota.id] = (None, None)
+                continue
+            before = previous_window(quota.window, window[0])
+            reads.append((quota, before[0] if before else window[0]))
+        history = self.service.history
+        chunks = [reads[i : i + SAMPLE_BATCH] for i in range(0, len(reads), SAMPLE_BATCH)]
+        try:
+            if history is None:
+                found: list[list[QuotaSample]] = [[] for _ in reads]
+            else:
+                jobs = [
+                    self._history(history.quota_samples_of([(q.id, s, now) for q, s in chunk]))
+                    for chunk in chunks
+                ]
+                found = [samples for job in await asyncio.gather(*jobs) for samples in job]
+        except Exception as exc:  # every forecast of the batch meets the store's failure
+            for quota, _ in reads:
+                self._forecasts[quota.id] = (None, exc)
+            return
+        for (quota, _), samples in zip(reads, found, strict=True):
+            points = [(s.at, s.used) for s in samples if s.used is not None]
+            self._forecasts[quota.id] = (forecast(quota, points, now), None)
+
+    async def alerts(
+        self, threshold: float, ids: Collection[str] | None = None
+    ) -> list[QuotaAlert]:
+        """Quotas used past ``threshold``, and quotas projected to run out before their reset
+        (of the accounts whose id is among ``ids``, where given)."""
+        quotas = await self.quotas(ids=ids)
+        pending = self.forecasts_soon(quotas)
+        if pending is not None:
+            await pending
         alerts = []
-        for quota, projection in zip(quotas, forecasts, strict=True):
+        for quota in quotas:
+            projection = self._worked_out(quota)
             if quota.utilization is not None and quota.utilization >= threshold:
                 alerts.append(QuotaAlert(quota, AlertKind.OVER_THRESHOLD, projection))
             elif projection is not None and projection.runs_out_earliest is not None:
@@ -858,6 +916,13 @@ def _soon(read: asyncio.Future[T]) -> Soon[T]:
 async def _awaited(read: asyncio.Future[T]) -> T:
     result: T = await asyncio.shield(read)
     return result
+
+
+def _outcome(known: tuple[Forecast | None, Exception | None]) -> Forecast | None:
+    value, failure = known
+    if failure is not None:
+        raise failure.with_traceback(None)  # raised for many fields: no traceback grows
+    return value
 
 
 async def _ended(reads: list[asyncio.Future[Any]]) -> None:

@@ -202,6 +202,23 @@ def test_the_overview_costs_about_300_per_account() -> None:
     assert 250 <= (costs[300] - costs[1]) / 299 <= 350
 
 
+def test_over_1000_accounts_the_overview_is_asked_for_in_pages_under_the_default_limit() -> None:
+    """Whole, the Overview of 1,000 accounts is over the default limit; the page then asks
+    for AccountIds (under it) and pages of ids, halving from half of them (dashboard.js
+    ``loadOverview``): a page of 250 is under it, and so is every operation the page sends."""
+    sizes = Sizes((("reputeapi", 1000),), NOW.date())
+
+    def cost(operation: str, variables: dict[str, object]) -> int:
+        found = operation_cost(schema._schema, parse(QUERIES), operation, variables, sizes)
+        assert found is not None
+        return found.total
+
+    assert cost("Overview", {}) > DEFAULT_MAX_QUERY_COST
+    assert cost("AccountIds", {}) < DEFAULT_MAX_QUERY_COST
+    pages = {size: cost("Overview", {"ids": [f"a{i}" for i in range(size)]}) for size in (500, 250)}
+    assert pages[500] > DEFAULT_MAX_QUERY_COST >= pages[250], pages
+
+
 async def test_the_costliest_offered_period_is_answered(emulators, make_gateway) -> None:
     """The real gateway agrees: the longest day series the page offers gets an answer."""
     gateway = make_gateway(

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.app import build_service, create_app
 from gateway.domain import Quota, QuotaUnit, QuotaWindow, day_start
-from gateway.forecast import forecast
+from gateway.forecast import forecast, previous_window, window_of
 from gateway.history import HistoryStore
 from gateway.servers import ServerThread
 from gateway.snapshot import run_snapshot
@@ -475,3 +475,64 @@ async def test_a_read_after_a_queued_write_waits_for_it_though_no_file_exists_ye
     await writing
     assert [r.account_id for r in await reading] == ["a"]
     await store.close()
+
+
+async def test_the_dashboards_forecasts_worked_out_together_equal_each_quotas_own(
+    emulators, store_path
+) -> None:
+    """The Overview works out every quota's forecast in one batch (one moment, the samples
+    read together, one pass): each equals :func:`gateway.forecast.forecast` over that quota's
+    own stored samples, read here straight from SQLite; the alerts' forecasts are the same."""
+    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    for hours in (50, 30, 20, 6, 3, 1):
+        await snapshot(settings, lambda hours=hours: NOW - timedelta(hours=hours))
+    document = (Path(__file__).parents[1] / "gateway/static/dashboard/queries.graphql").read_text()
+    async with httpx.AsyncClient(verify=TLS) as http:
+        app = create_app(settings, http_client=http, clock=lambda: NOW)
+        gateway = Gateway(app)
+        answer = await gateway.client.post(
+            "/graphql", json={"query": document, "operationName": "Overview"}
+        )
+        await gateway.client.aclose()
+        quotas = await app.state.service.request().quotas()
+        await app.state.service.history.close()
+    body = answer.json()
+    assert "errors" not in body, body
+    data = body["data"]
+    expected = {}
+    with sqlite3.connect(store_path) as db:
+        for quota in quotas:
+            window = window_of(quota, NOW)
+            if window is None:
+                expected[quota.id] = None
+                continue
+            before = previous_window(quota.window, window[0])
+            rows = db.execute(
+                "SELECT sampled_at, used FROM quota_samples WHERE quota_id = ?"
+                " AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
+                [quota.id, (before[0] if before else window[0]).isoformat(), NOW.isoformat()],
+            ).fetchall()
+            points = [(datetime.fromisoformat(t), u) for t, u in rows if u is not None]
+            expected[quota.id] = forecast(quota, points, NOW)
+
+    def shown(item) -> dict[str, object] | None:
+        if item is None:
+            return None
+        moment = lambda at: None if at is None else at.isoformat().replace("+00:00", "Z")  # noqa: E731
+        return {
+            "usedAtResetLow": item.used_at_reset_low,
+            "usedAtResetHigh": item.used_at_reset_high,
+            "runsOutEarliest": moment(item.runs_out_earliest),
+            "runsOutLatest": moment(item.runs_out_latest),
+        }
+
+    answered = {q["id"]: q["forecast"] for a in data["accounts"] for q in a["quotas"]}
+    assert answered == {quota_id: shown(item) for quota_id, item in expected.items()}
+    assert sum(item is not None for item in expected.values()) >= 5  # real forecasts, not nulls
+    for alert in data["alerts"]:
+        item = expected[alert["quota"]["id"]]
+        wanted = shown(item)
+        assert alert["forecast"] == (
+            None if wanted is None else {k: wanted[k] for k in ("runsOutEarliest", "runsOutLatest")}
+        )
+    assert data["alerts"]

@@ -417,3 +417,23 @@ def test_metrics_need_a_token_and_show_the_tokens_accounts_only(emulators, histo
             "rl-acme",
             "zks-prod",
         }
+
+
+def test_named_ids_never_reach_past_the_tokens_accounts(emulators, history) -> None:
+    """``accounts(ids:)`` and ``alerts(accountIds:)`` (the dashboard's pages) read only what the
+    token may: a hidden id among them is answered as an unknown one, and asks no vendor."""
+    query = """query($ids: [ID!]) {
+      accounts(ids: $ids) { id quotas { id } }
+      alerts(threshold: 0.0001, accountIds: $ids) { quota { accountId } }
+    }"""
+    with served(settings(entries(emulators), history, TOKENS)) as gateway:
+        before = calls(emulators, "reversinglabs", "zkscore")
+        mixed = answer(gateway, SOC, query, {"ids": ["rl-acme", "vt-soc", "zks-prod"]})
+        hidden = answer(gateway, SOC, query, {"ids": ["rl-acme", "zks-prod"]})
+        unknown = answer(gateway, SOC, query, {"ids": ["rl-nope", "zks-nope"]})
+        assert calls(emulators, "reversinglabs", "zkscore") == before
+        everything = answer(gateway, ALL, query, {"ids": ["rl-acme", "vt-soc", "zks-prod"]})
+    assert [a["id"] for a in mixed["data"]["accounts"]] == ["vt-soc"]
+    assert {a["quota"]["accountId"] for a in mixed["data"]["alerts"]} <= {"vt-soc"}
+    assert hidden == unknown == {"data": {"accounts": [], "alerts": []}}
+    assert [a["id"] for a in everything["data"]["accounts"]] == ["vt-soc", "rl-acme", "zks-prod"]

@@ -6,19 +6,20 @@ counts 1, and a list counts its items, each with what is selected under it. List
 from the document (variables, fragments and ``@skip``/``@include`` applied) and the config:
 
 - ``accounts`` lists the accounts the request may read (of its ``provider``; a gateway token
-  reads only its own); ``account(id:)`` is one; so does ``headroom`` (one account with
-  ``accountId``), each with its quotas and rate limits as ``constraints``;
+  reads only its own), at most as many as its ``ids`` name; ``account(id:)`` is one; so does
+  ``headroom`` (one account with ``accountId``), each with its quotas and rate limits as
+  ``constraints``;
 - ``usage(from:, to:, granularity:)`` spans ``days``: the days of the range up to today (from
   2000-01-01 on, the first day the gateway answers). It costs those ``days`` itself (every day
   is rolled up and checked for data whatever is selected), ``missingDays`` up to ``days``
   items, ``series`` one per bucket (``days`` per day, a seventh of them per week, one per
   month, 24 per day per hour, 1,440 per day per minute);
 - lists whose length the document cannot know are estimated by constants: quotas per account
-  (also under the root ``quotas`` and ``alerts``), endpoints per usage and per series point
-  (:data:`ENDPOINTS_PER_USAGE` each: a bucket lists at most the range's endpoints), breakdowns
-  per usage, quota samples per day of ``history``, alert states per quota (the most thresholds
-  plus the predictive rule), deliveries per alert event (the most webhooks), and
-  :data:`OTHER_LIST` for any other list;
+  (also under the root ``quotas``, and ``alerts``: of the accounts its ``accountIds`` name),
+  endpoints per usage and per series point (:data:`ENDPOINTS_PER_USAGE` each: a bucket lists
+  at most the range's endpoints), breakdowns per usage, quota samples per day of ``history``,
+  alert states per quota (the most thresholds plus the predictive rule), deliveries per alert
+  event (the most webhooks), and :data:`OTHER_LIST` for any other list;
 - ``alertEvents`` and ``snapshots`` list up to their ``limit``.
 
 Aliases multiply: each response key is resolved and answered on its own. An operation over
@@ -172,6 +173,14 @@ class Cost:
         return text + " Ask for fewer days, accounts or aliases, or a coarser granularity."
 
 
+def _chosen(readable: int, ids: object) -> int:
+    """Accounts a list answers: the ``readable`` ones, or at most as many as ``ids`` names
+    (each once) where the argument is given."""
+    if isinstance(ids, list | tuple):
+        return min(readable, len({str(i) for i in ids}))
+    return readable
+
+
 @dataclass(frozen=True)
 class _Range:
     """The list sizes a ``usage`` field gives what is selected under it."""
@@ -305,11 +314,12 @@ class _Walk:
         accounts = self.sizes.accounts_of
         match coordinate:
             case ("Query", "accounts"):
-                return accounts(args.get("provider")), "accounts"
+                return _chosen(accounts(args.get("provider")), args.get("ids")), "accounts"
             case ("Query", "quotas"):
                 return accounts(args.get("provider")) * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
             case ("Query", "alerts"):
-                return accounts(None) * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
+                chosen = _chosen(accounts(None), args.get("accountIds"))
+                return chosen * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
             case ("Query", "headroom"):
                 if args.get("accountId") is not None:
                     return 1, "accounts"

@@ -50,9 +50,9 @@ from gateway.graphql.types import (
     scope_of,
 )
 from gateway.history import HistoryUnavailable
+from gateway.service import MAX_ACCOUNT_IDS, Soon, then
 from gateway.service import AlertKind as AlertKindData
 from gateway.service import QuotaAlert as QuotaAlertData
-from gateway.service import Soon, then
 from gateway.trusted_documents import TrustedDocuments
 
 MAX_TOKENS = 2_000
@@ -67,7 +67,8 @@ def _provider(value: Provider | None) -> domain.ProviderId | None:
 @strawberry.type(description="Usage, quotas and rate limits of every configured vendor account.")
 class Query:
     @strawberry.field(
-        description="Every configured account, optionally of one provider.",
+        description="Every configured account, optionally of one provider, or only those of "
+        "some ids (a page of them: the query's cost counts only those).",
         graphql_type=list[Account],
     )
     def accounts(
@@ -76,8 +77,16 @@ class Query:
         provider: Annotated[
             Provider | None, strawberry.argument(description="Only this provider's accounts.")
         ] = None,
+        ids: Annotated[
+            list[strawberry.ID] | None,
+            strawberry.argument(
+                description=f"Only the accounts of these ids, in config order (at most "
+                f"{MAX_ACCOUNT_IDS:,}; an id of no account is left out)."
+            ),
+        ] = None,
     ) -> Soon[list[Account]]:
-        return _listed(info, scope_of(info).accounts(_provider(provider)))
+        wanted = _ids(ids, "ids")
+        return _listed(info, scope_of(info).accounts(_provider(provider), wanted))
 
     @strawberry.field(
         description="One account by its config id; null when there is none.",
@@ -125,12 +134,19 @@ class Query:
         threshold: Annotated[
             float, strawberry.argument(description="Share of a limit that raises an alert.")
         ] = 0.8,
+        account_ids: Annotated[
+            list[strawberry.ID] | None,
+            strawberry.argument(
+                description=f"Only the quotas of the accounts of these ids (at most "
+                f"{MAX_ACCOUNT_IDS:,}; an id of no account is left out)."
+            ),
+        ] = None,
     ) -> list[QuotaAlert] | None:
         if not 0 < threshold <= 10:
             raise InputError(
                 f"threshold must be a fraction such as 0.8, not {threshold}", argument="threshold"
             )
-        found = await scope_of(info).alerts(threshold)
+        found = await scope_of(info).alerts(threshold, _ids(account_ids, "accountIds"))
         return [
             QuotaAlert(
                 kind=AlertKind[a.kind.name],
@@ -218,6 +234,19 @@ class Query:
             limit,
         )
         return [AlertEvent.from_domain(e) for e in found]
+
+
+def _ids(ids: list[strawberry.ID] | None, argument: str) -> set[str] | None:
+    """An argument listing account ids, checked against :data:`MAX_ACCOUNT_IDS`."""
+    if ids is None:
+        return None
+    if len(ids) > MAX_ACCOUNT_IDS:
+        raise InputError(
+            f"{argument} names {len(ids):,} accounts; at most {MAX_ACCOUNT_IDS:,} are allowed "
+            f"(ask for the rest in another request)",
+            argument=argument,
+        )
+    return {str(i) for i in ids}
 
 
 def _listed(info: strawberry.Info, accounts: list[domain.Account]) -> Soon[list[Account]]:

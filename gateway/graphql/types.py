@@ -14,12 +14,14 @@ import calendar
 import enum
 import json
 import re
+from collections.abc import Coroutine
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, NewType, TypeVar, cast
+from types import CoroutineType
+from typing import TYPE_CHECKING, Annotated, Any, NewType, TypeVar, cast
 
 import strawberry
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError, InlineFragmentNode
 from graphql.pyutils import inspect
 from strawberry.litestar import BaseContext
 
@@ -461,11 +463,11 @@ class Quota:
         description="Where the quota will stand at its reset and when it would run out, from "
         "its sampled use; null early in a window (before 10% of it), for fixed terms with too "
         "few samples, where there is no window, and (with an error naming the file and the "
-        "cause) when the history store cannot be used."
+        "cause) when the history store cannot be used.",
+        graphql_type=QuotaForecast | None,
     )
-    async def forecast(self, info: strawberry.Info) -> QuotaForecast | None:
-        projection = await scope_of(info).forecast(self._domain)
-        return None if projection is None else QuotaForecast.from_domain(projection)
+    def forecast(self, info: strawberry.Info) -> Soon[QuotaForecast | None]:
+        return then(scope_of(info).forecast_soon(self._domain), _forecast_of)
 
     @strawberry.field(
         description="Each alert rule's current state on this quota: every threshold and the "
@@ -819,10 +821,17 @@ class Account:
         graphql_type=list[Quota],
     )
     def quotas(self, info: strawberry.Info) -> Soon[list[Quota]]:
-        return then(
-            scope_of(info).limits_soon(self.id),
-            lambda limits: [Quota.from_domain(q) for q in limits.quotas],
+        scope = scope_of(info)
+        listed = then(
+            scope.limits_soon(self.id), lambda limits: [Quota.from_domain(q) for q in limits.quotas]
         )
+        if not _asks_forecast(info):
+            return listed
+        if type(listed) is CoroutineType:
+            return _with_forecasts(scope, listed)
+        quotas = cast("list[Quota]", listed)
+        pending = scope.forecasts_soon(q._domain for q in quotas)
+        return quotas if pending is None else _after(pending, quotas)
 
     @strawberry.field(
         description="The account's own alert rules' states (the unreadable rule), OK where it "
@@ -1135,3 +1144,42 @@ class AlertState:
             fired_at=item.fired_at,
             resolved_at=item.resolved_at,
         )
+
+
+def _forecast_of(projection: Forecast | None) -> QuotaForecast | None:
+    return None if projection is None else QuotaForecast.from_domain(projection)
+
+
+def _asks_forecast(info: strawberry.Info) -> bool:
+    """Whether a ``quotas`` field selects its quotas' ``forecast`` (through fragments; a
+    forecast skipped by ``@skip``/``@include`` counts too: worked out, it is only unused)."""
+    raw = info._raw_info
+    nodes: list[Any] = [node.selection_set for node in raw.field_nodes]
+    while nodes:
+        selections = nodes.pop()
+        for selection in selections.selections if selections is not None else ():
+            if isinstance(selection, FieldNode):
+                if selection.name.value == "forecast":
+                    return True
+            elif isinstance(selection, InlineFragmentNode):
+                nodes.append(selection.selection_set)
+            else:
+                fragment = raw.fragments.get(selection.name.value)
+                if fragment is not None:
+                    nodes.append(fragment.selection_set)
+    return False
+
+
+async def _with_forecasts(
+    scope: RequestScope, listed: Coroutine[Any, Any, list[Quota]]
+) -> list[Quota]:
+    quotas = await listed
+    pending = scope.forecasts_soon(q._domain for q in quotas)
+    if pending is not None:
+        await pending
+    return quotas
+
+
+async def _after(pending: Coroutine[Any, Any, None], quotas: list[Quota]) -> list[Quota]:
+    await pending
+    return quotas

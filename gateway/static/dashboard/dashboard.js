@@ -751,6 +751,65 @@ async function loadAllUsage() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The overview, in pages of accounts where the gateway's cost limit asks for it
+
+function tooCostly(answer) {
+  return answer.data === null && answer.errors.some((e) => e.extensions?.code === "QUERY_TOO_COSTLY");
+}
+
+/** The service's order of alerts: highest utilization first, then by account and name. */
+function alertOrder(a, b) {
+  const ua = a.quota.utilization;
+  const ub = b.quota.utilization;
+  if ((ua === null) !== (ub === null)) return ua === null ? 1 : -1;
+  if (ua !== ub) return ub - ua;
+  if (a.quota.accountId !== b.quota.accountId) return a.quota.accountId < b.quota.accountId ? -1 : 1;
+  return a.quota.name < b.quota.name ? -1 : a.quota.name > b.quota.name ? 1 : 0;
+}
+
+/**
+ * Every account's overview as one answer `{data, errors}`. One request where the gateway's
+ * cost limit allows it; else the account ids first, then pages of them (halved until a page
+ * is accepted), their accounts, alerts and errors put together as one answer would hold them
+ * (each error's account index counted over all pages).
+ */
+async function loadOverview() {
+  const whole = await run("Overview");
+  if (!tooCostly(whole)) return whole;
+  const listed = await run("AccountIds");
+  if (!listed.data) return tooCostly(listed) ? whole : listed;
+  const ids = listed.data.accounts.map((account) => account.id);
+  const accounts = [];
+  let alerts = [];
+  const errors = [...listed.errors];
+  const seen = new Set();
+  let size = Math.ceil(ids.length / 2);
+  while (accounts.length < ids.length) {
+    const chunk = ids.slice(accounts.length, accounts.length + size);
+    const answer = await run("Overview", { ids: chunk });
+    if (tooCostly(answer)) {
+      if (size === 1) return answer;
+      size = Math.ceil(size / 2);
+      continue;
+    }
+    if (!answer.data) return answer;
+    const offset = accounts.length;
+    for (const error of answer.errors) {
+      if (Array.isArray(error.path) && error.path[0] === "accounts" && typeof error.path[1] === "number") {
+        errors.push({ ...error, path: ["accounts", error.path[1] + offset, ...error.path.slice(2)] });
+      } else if (!seen.has(JSON.stringify([error.message, error.path]))) {
+        seen.add(JSON.stringify([error.message, error.path])); // each page's alerts meet it
+        errors.push(error);
+      }
+    }
+    accounts.push(...answer.data.accounts);
+    alerts = alerts === null || answer.data.alerts === null ? null : alerts.concat(answer.data.alerts);
+    if (answer.data.accounts.length < chunk.length) break; // ids gone since: never loop on them
+  }
+  return { data: { accounts, alerts: alerts === null ? null : alerts.sort(alertOrder) }, errors };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The whole page
 
 async function loadEverything() {
@@ -760,7 +819,7 @@ async function loadEverything() {
   try {
     let answer;
     try {
-      answer = await run("Overview");
+      answer = await loadOverview();
     } catch (error) {
       if (error instanceof Unauthenticated) {
         askForToken(error.message);
