@@ -21,18 +21,17 @@
 8. The forecast backtest (:mod:`benchmarks.backtest`): over the demo's past, how often the
    forecast's range, made again at 25, 50 and 75 % of each past quota window from the samples
    up to then, held what the quota came to at its reset, and the median relative error.
-
-10. Many accounts: 1,000 accounts against the emulators (each in a process of its own) through
-   ``usage-gateway serve``: a cold read of every account's quotas, the dashboard's overview
-   warm, the gateway's memory; 10,000 accounts: start-up, and one account's query next to the
-   same with 10 accounts. Only when asked for (``python -m benchmarks.bench 10``).
-
-``python -m benchmarks.bench 5 6`` runs only the sections named.
 9. Queries that must execute, over warm data: the dashboard query with the whole-answer cache
    off, and the same with a fresh alias in every request (a document no parse, validation, cost
    or answer cache has seen), next to the bare Litestar endpoint, in alternating rounds; and in
    this process, the time to answer each next to graphql-core alone executing the same answer
    from plain dicts (the floor of any executor built on graphql-core).
+10. Many accounts: 1,000 accounts against the emulators (each in a process of its own) through
+   ``usage-gateway serve``: a cold read of every account's quotas, the dashboard's overview
+   warm, the gateway's memory; 10,000 accounts: start-up, and one account's query next to the
+   same with 10 accounts.
+
+``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
 
 from __future__ import annotations
@@ -1132,7 +1131,7 @@ def _percent(share: float | None) -> str:
 
 def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    run = set(sections or "123456789")
+    run = set(sections) if sections else {str(n) for n in range(1, 11)}
     if "1" in run:
         asked, upstream, resources = asyncio.run(coalescing())
         print(
@@ -1262,7 +1261,7 @@ def main(sections: list[str]) -> None:
             f" executing the same answer from plain dicts {local['floor']:.2f} ms, parsing and"
             f" validating a fresh alias too {local['floor_new']:.2f} ms (the floor)"
         )
-    if "10" in sections:
+    if "10" in run:
         fleet = asyncio.run(many_accounts())
         fresh, of = fleet["fresh"]
         rss = fleet["rss"]
