@@ -449,6 +449,8 @@ class HistoryStore:
         self._files = (str(self.path), f"{self.path}-wal")
         self.writes = 0
         """Writes (and closes) this store made, counted as each one ends."""
+        self.read_jobs = 0
+        """Reads handed to the store's thread (jobs, not rows), counted as each is handed."""
         self._queued = 0
         """Jobs handed to the store's thread that have not ended yet."""
 
@@ -499,6 +501,7 @@ class HistoryStore:
                 return nothing
             return self._guarded(work)
 
+        self.read_jobs += 1
         return await self._submit(read)
 
     def _guarded(self, work: Callable[[Database], T]) -> T:

@@ -19,6 +19,7 @@ from gateway.domain import Quota, QuotaUnit, QuotaWindow, day_start
 from gateway.forecast import forecast, previous_window, window_of
 from gateway.history import HistoryStore
 from gateway.servers import ServerThread
+from gateway.service import SAMPLE_BATCH
 from gateway.snapshot import run_snapshot
 from providers.reversinglabs.emulator import ReversingLabsEmulator
 from providers.virustotal.emulator import VirusTotalEmulator
@@ -536,3 +537,39 @@ async def test_the_dashboards_forecasts_worked_out_together_equal_each_quotas_ow
             None if wanted is None else {k: wanted[k] for k in ("runsOutEarliest", "runsOutLatest")}
         )
     assert data["alerts"]
+
+
+async def test_forecasts_asked_together_are_read_in_jobs_of_at_most_sample_batch_quotas(
+    emulators, store_path
+) -> None:
+    """The samples of quotas whose forecasts are asked for in one turn of the loop are read
+    together, SAMPLE_BATCH quotas per job of the store's thread at most: 2 x SAMPLE_BATCH + 1
+    quotas are 3 jobs, and a quota asked for again is not read again."""
+    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    await snapshot(settings, lambda: NOW - timedelta(hours=1))  # the file exists
+    quotas = [
+        Quota(
+            f"q{n}",
+            "a",
+            "requests",
+            QuotaWindow.DAY,
+            QuotaUnit.REQUESTS,
+            100,
+            n % 100,
+            resets_at=day_start(NOW.date() + timedelta(days=1)),
+        )
+        for n in range(2 * SAMPLE_BATCH + 1)
+    ]
+    async with httpx.AsyncClient(verify=TLS) as http:
+        service = build_service(settings, http, clock=lambda: NOW)
+        try:
+            scope = service.request()
+            before = service.history.read_jobs
+            pending = scope.forecasts_soon(quotas)
+            assert pending is not None
+            await pending
+            assert service.history.read_jobs - before == 3
+            assert scope.forecasts_soon(quotas[:10]) is None  # known: nothing read again
+        finally:
+            await service.upstream.close()
+            await service.history.close()
