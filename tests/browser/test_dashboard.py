@@ -205,18 +205,24 @@ class Operations:
         self.most_in_flight = self.in_flight = 0
 
 
+def open_at_a_still_moment(page, base: str, query: str, operations: Operations) -> dict:
+    """Open the dashboard while ``query``'s answer stands still (use moves as the emulators'
+    day goes on; up to three tries): the answer, equal before and after the page loaded."""
+    for _attempt in range(3):
+        operations.clear()
+        before = graphql(base, query)
+        open_dashboard(page, base)
+        after = graphql(base, query)
+        if before == after:
+            return after
+    raise AssertionError(f"{query} kept moving while the page loaded")
+
+
 def test_every_demo_account_and_quota_is_shown_as_the_api_gives_it(
     page, page_log, demo_gateway, screenshot
 ) -> None:
     operations = Operations(page)
-    for _attempt in range(3):  # quotas move as the emulators' day goes on: compare a still moment
-        operations.clear()
-        before = graphql(demo_gateway, QUOTAS)
-        open_dashboard(page, demo_gateway)
-        after = graphql(demo_gateway, QUOTAS)
-        if before == after:
-            break
-    assert before == after, "the quotas kept moving while the page loaded"
+    after = open_at_a_still_moment(page, demo_gateway, QUOTAS, operations)
     accounts = after["data"]["accounts"]
 
     shown = page.locator("article.account").evaluate_all(

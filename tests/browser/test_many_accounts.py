@@ -18,8 +18,7 @@ from tests.browser.test_dashboard import (
     QUERIES,
     Operations,
     gateway_serving,
-    graphql,
-    open_dashboard,
+    open_at_a_still_moment,
 )
 from tests.conftest import settings_for
 
@@ -60,14 +59,7 @@ def test_every_account_of_a_many_account_gateway_is_shown(page, fleet_urls, tmp_
     operations = Operations(page)
     alerts = "{ alerts { quota { id } } }"
     with gateway_serving(settings) as base:
-        for _attempt in range(3):  # use moves as the emulators' day goes on: a still moment
-            operations.clear()
-            before = graphql(base, alerts)
-            open_dashboard(page, base)
-            after = graphql(base, alerts)
-            if before == after:
-                break
-    assert before == after, "the alerts kept moving while the page loaded"
+        after = open_at_a_still_moment(page, base, alerts, operations)
     # The pages' alerts put together are the whole list, in the API's order.
     listed = page.locator("#alerts li[data-quota-id]").evaluate_all(
         "items => items.map(i => i.dataset.quotaId)"
