@@ -47,7 +47,9 @@ def overview_cost(entries: list[dict[str, str]], ids: list[str] | None) -> int:
     return found.total
 
 
-def test_every_account_of_a_many_account_gateway_is_shown(page, fleet_urls, tmp_path) -> None:
+def test_every_account_of_a_many_account_gateway_is_shown(
+    page, fleet_urls, tmp_path, screenshot
+) -> None:
     urls, emulators = fleet_urls
     entries = fleet.accounts(COUNT, urls)
     whole = overview_cost(entries, None)
@@ -81,3 +83,4 @@ def test_every_account_of_a_many_account_gateway_is_shown(page, fleet_urls, tmp_
     assert operations.sent[:3] == ["Overview", "AccountIds", "Overview"]
     assert overviews >= 4  # refused whole, then at least three pages
     assert page.locator("#banners [role=alert]").count() == 0  # no refusal is left showing
+    screenshot("paged")
