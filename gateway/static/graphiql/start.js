@@ -48,6 +48,46 @@
     });
   }
 
+  // GraphiQL's own shouldPersistHeaders keeps headers out of its tabs, but its history still
+  // writes each run's headers to localStorage (graphiql:queries). Every write GraphiQL makes
+  // goes through this storage, which drops any "headers" member of a JSON value and never
+  // keeps the Headers editor's text, so a token typed in there stays in the page.
+  var NAMESPACE = "graphiql:";
+  function withoutHeaders(key, value) {
+    if (key === NAMESPACE + "headers") return "";
+    var parsed;
+    try {
+      parsed = JSON.parse(value);
+    } catch (error) {
+      return value;
+    }
+    if (parsed === null || typeof parsed !== "object") return value;
+    return JSON.stringify(parsed, function (name, member) {
+      return name === "headers" ? null : member;
+    });
+  }
+  var headerlessStorage = {
+    getItem: function (key) {
+      return localStorage.getItem(key);
+    },
+    setItem: function (key, value) {
+      localStorage.setItem(key, withoutHeaders(key, String(value)));
+    },
+    removeItem: function (key) {
+      localStorage.removeItem(key);
+    },
+    get length() {
+      return Object.keys(localStorage).filter(function (key) {
+        return key.indexOf(NAMESPACE) === 0;
+      }).length;
+    },
+    clear: function () {
+      Object.keys(localStorage).forEach(function (key) {
+        if (key.indexOf(NAMESPACE) === 0) localStorage.removeItem(key);
+      });
+    },
+  };
+
   function start() {
     started = true;
     var examples = JSON.parse(document.getElementById("graphiql-examples").textContent);
@@ -65,6 +105,7 @@
         // Headers (say, Authorization: Bearer ...) stay in the page, never in the browser's storage.
         isHeadersEditorEnabled: true,
         shouldPersistHeaders: false,
+        storage: headerlessStorage,
         inputValueDeprecation: true,
       })
     );
