@@ -34,6 +34,7 @@ from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
+from gateway.history_pg import PostgresHistoryStore, redact
 from gateway.metrics import Metrics, VendorCalls, metrics_route
 from gateway.response_cache import AnswerStore, ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
@@ -208,7 +209,7 @@ def build_service(
         redis_cooldown=store.redis_cooldown,
     )
     upstream = Upstream(cache, clock)
-    history = HistoryStore(settings.history_path)
+    history = history_store(settings)
     return GatewayService(
         accounts,
         clock=clock,
@@ -217,6 +218,21 @@ def build_service(
         max_query_cost=settings.max_query_cost,
         alerts=settings.alerts,
     )
+
+
+def history_store(settings: Settings) -> HistoryStore:
+    """The configured history store: PostgreSQL at ``history_url``, or the SQLite file at
+    ``history_path``."""
+    if settings.history_url is not None:
+        return PostgresHistoryStore(settings.history_url)
+    return HistoryStore(settings.history_path)
+
+
+def history_where(settings: Settings) -> str:
+    """The configured history store as messages name it (a URL without its password)."""
+    if settings.history_url is not None:
+        return redact(settings.history_url)
+    return settings.history_path
 
 
 async def snapshot_once(settings: Settings) -> tuple[list[AccountOutcome], AlertRun | None]:

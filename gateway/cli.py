@@ -20,7 +20,13 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from gateway.access import NAME, digest, new_token, pattern_problem, toml_block
-from gateway.app import create_app, export_once, install_redaction, snapshot_once
+from gateway.app import (
+    create_app,
+    export_once,
+    history_where,
+    install_redaction,
+    snapshot_once,
+)
 from gateway.demo import demo_settings, fill_history
 from gateway.domain import ProviderId, SourceState, utc_now
 from gateway.errors import ConfigError, InputError
@@ -134,7 +140,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         names = ", ".join(t.name for t in settings.tokens)
         print(f"tokens: {names} (every route but /healthz and /static/ needs one)", flush=True)
     if args.snapshot_every:
-        print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
+        print(
+            f"snapshots every {args.snapshot_every:g} s into {history_where(settings)}", flush=True
+        )
     if settings.switches.dashboard:
         print(f"Dashboard: {gateway.url}/", flush=True)
     # The last line says where the graph is: GraphiQL's page, or the endpoint alone.

@@ -82,6 +82,8 @@ class _Entry:
     checks: tuple[Check, ...]
     start: Message
     body: bytes
+    refreshes: tuple[Callable[[], Awaitable[None]], ...] = ()
+    """Awaited before the checks, to bring versions that other processes change up to date."""
 
     def holds(self, now: datetime) -> bool:
         return now < self.deadline and all(v(key) == version for v, key, version in self.checks)
@@ -157,7 +159,8 @@ class AnswerStore:
         headers = sum(len(k) + len(v) for k, v in answer.start.get("headers", []))
         size = len(key) + len(answer.body) + headers + len(checks) * CHECK_BYTES
         size += sum(len(str(key)) for _, key, _ in checks)
-        self.entries.set(key, _Entry(deadline, checks, answer.start, answer.body), size)
+        entry = _Entry(deadline, checks, answer.start, answer.body, tuple(reads.refreshes))
+        self.entries.set(key, entry, size)
         self.stats.kept += 1
 
 
@@ -290,6 +293,8 @@ class ResponseCache:
         ).hexdigest()
         entry = store.entries.get(key)
         if entry is not None:
+            for refresh in entry.refreshes:
+                await refresh()
             if entry.holds(self.clock()):
                 store.stats.hits += 1
                 await _send_answer(send, entry)
