@@ -38,7 +38,7 @@ from gateway.history_pg import PostgresHistoryStore, redact
 from gateway.metrics import Metrics, VendorCalls, metrics_route
 from gateway.response_cache import AnswerStore, ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
-from gateway.settings import Settings, Switches
+from gateway.settings import Settings, Switches, parse_settings
 from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import Upstream
@@ -226,6 +226,13 @@ def history_store(settings: Settings) -> HistoryStore:
     if settings.history_url is not None:
         return PostgresHistoryStore(settings.history_url)
     return HistoryStore(settings.history_path)
+
+
+def history_at(url: str, argument: str) -> HistoryStore:
+    """The history store at ``url`` (``sqlite:///path`` or ``postgresql://…``, as
+    ``history_url`` takes them); :class:`ConfigError` naming ``argument`` when it is neither."""
+    settings = parse_settings({"gateway": {"history_url": url}}, source=argument, env={})
+    return history_store(settings)
 
 
 def history_where(settings: Settings) -> str:

@@ -56,7 +56,6 @@ SETTLE_SECONDS = 0.05
 the next write (file systems keep a coarse clock: a few milliseconds per tick)."""
 
 
-
 @dataclass(frozen=True)
 class DayRecord:
     """One account's usage on one day, with its per-endpoint split where the vendor gives it."""
@@ -317,6 +316,8 @@ class HistoryStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.where = str(path)
+        """The store as messages name it."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         self._db: Conn | None = None
         self.days_read = 0
@@ -486,6 +487,10 @@ class HistoryStore:
             _stored_days(db, "", today, today, splits=True)
 
         await self._read(work, None)
+
+    async def move_identity(self, table: str) -> None:
+        """After rows were copied in with their ids: let new rows of ``table`` take ids past
+        them (SQLite does so by itself)."""
 
     async def close(self) -> None:
         def close(db: Conn) -> None:
@@ -839,9 +844,7 @@ class HistoryStore:
         return await self._read(work, [RunSummary(a, {}) for a in account_ids])
 
 
-def _quota_samples(
-    db: Conn, quota_id: str, start: datetime, end: datetime
-) -> list[QuotaSample]:
+def _quota_samples(db: Conn, quota_id: str, start: datetime, end: datetime) -> list[QuotaSample]:
     return [
         QuotaSample(datetime.fromisoformat(at), used, limit)
         for at, used, limit in db.execute(

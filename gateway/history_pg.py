@@ -72,11 +72,11 @@ class PgConn:
         self.conn = conn
         self._sql: dict[str, str] = {}
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
         translated = self._sql.get(sql)
         if translated is None:
             translated = self._sql[sql] = _translate(sql)
-        return self.conn.execute(translated, parameters)  # type: ignore[arg-type]  # our SQL, not user text
+        return self.conn.execute(translated, parameters)
 
 
 def redact(url: str) -> str:
@@ -312,6 +312,15 @@ class PostgresHistoryStore(HistoryStore):
             result = work(db)
         self._server_version = max(self._known(), int(writes))
         return result
+
+    async def move_identity(self, table: str) -> None:
+        def work(db: Conn) -> None:
+            db.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                f" COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+            )
+
+        await self.transaction(work)
 
     @staticmethod
     def _close(db: Conn) -> None:

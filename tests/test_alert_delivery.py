@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,9 +25,9 @@ from gateway.alerts.delivery import (
     Deliverer,
 )
 from gateway.alerts.engine import Alerting, AlertRun
-from gateway.app import history_store
 from gateway.alerts.formats import OPEN_END
 from gateway.alerts.store import MAX_REJECTED_RUNS
+from gateway.app import history_store
 from gateway.domain import Quota, QuotaUnit, QuotaWindow
 from gateway.forecast import forecast
 from gateway.servers import ServerThread

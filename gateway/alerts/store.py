@@ -383,7 +383,7 @@ class AlertStore:
                 " AND state = 'pending' AND rejected_runs >= ?",
                 [row, webhook, MAX_REJECTED_RUNS],
             )
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
         return await self.history.transaction(work)
 
