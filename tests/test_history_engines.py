@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from gateway.history_copy import copy_history
 from gateway.history_pg import PostgresHistoryStore
 from gateway.history_sql import MIGRATIONS, TABLES
 from tests.conftest import NOW, TLS, Gateway, account_entry, settings_for
+from tests.e2e.test_demo import cli, read_until
+from tests.e2e.test_snapshot_cli import REPUTE_DAYS, vendors  # noqa: F401  (a fixture)
 from tests.history_backends import Backend, new_database, sqlite_backend
 from tests.receiver import Receiver, serving
 from tests.test_alert_graphql import EVENTS, settings_with_alerts
@@ -445,3 +448,35 @@ async def test_copy_in_process_moves_every_batch(tmp_path, postgres_server) -> N
 @pytest.fixture
 def history_pg(postgres_server) -> Backend:
     return Backend("postgresql", {"history_url": new_database(postgres_server)})
+
+
+# -- snapshot and serve, as processes, on PostgreSQL ---------------------------------------------
+
+
+def test_snapshot_then_serve_on_postgresql(tmp_path, vendors, history_pg) -> None:  # noqa: F811
+    """``snapshot`` (cron) stores into PostgreSQL, twice as one store (upserts); ``serve`` on the
+    same database answers from it."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[gateway]\nhistory_url = "{history_pg.gateway["history_url"]}"\n\n'
+        f'[[accounts]]\nid = "repute"\nprovider = "reputeapi"\n'
+        f'base_url = "{vendors["reputeapi"]}"\napi_key = "ra_live_basic_demo"\n',
+        encoding="utf-8",
+    )
+    for _ in (1, 2):
+        done = subprocess.run(
+            [*COMMAND, "snapshot", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [f"repute: stored {REPUTE_DAYS} days (0 changed)"]
+    assert history_pg.rows("usage_days") == REPUTE_DAYS
+    assert history_pg.rows("snapshot_runs", "outcome = 'ok'") == 2
+    with cli("serve", "--config", str(config), "--port", "0") as gateway:
+        url = read_until(gateway, r"^GraphiQL: ")[-1].split(" ", 1)[1]
+        answer = httpx.post(url, json={"query": RUNS}, timeout=30).json()
+        gateway.send_signal(signal.SIGINT)
+        assert gateway.wait(20) == 0
+    assert answer == {"data": {"snapshots": [{"accountId": "repute", "outcome": "OK"}] * 2}}
