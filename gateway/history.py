@@ -37,6 +37,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -488,6 +489,11 @@ class HistoryStore:
 
         await self._read(work, None)
 
+    def _batched(self, db: Conn) -> AbstractContextManager[object]:
+        """Statements whose results are not read go out without waiting for each (nothing
+        to do for SQLite, in the same process)."""
+        return nullcontext()
+
     async def move_identity(self, table: str) -> None:
         """After rows were copied in with their ids: let new rows of ``table`` take ids past
         them (SQLite does so by itself)."""
@@ -563,6 +569,10 @@ class HistoryStore:
         """One account's snapshot, and its run marked ``ok``, in one transaction."""
 
         def work(db: Conn) -> Stored:
+            with self._batched(db):
+                return stored(db)
+
+        def stored(db: Conn) -> Stored:
             changed = self._store_days(db, run_id, account_id, days, sampled_at)
             for quota in quotas:
                 db.execute(

@@ -31,6 +31,7 @@ import asyncio
 import re
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -312,6 +313,11 @@ class PostgresHistoryStore(HistoryStore):
             result = work(db)
         self._server_version = max(self._known(), int(writes))
         return result
+
+    def _batched(self, db: Conn) -> AbstractContextManager[object]:
+        """psycopg's pipeline mode: a snapshot's upserts are sent without a round trip each."""
+        assert isinstance(db, PgConn)
+        return db.conn.pipeline()
 
     async def move_identity(self, table: str) -> None:
         def work(db: Conn) -> None:

