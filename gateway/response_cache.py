@@ -33,6 +33,11 @@ Kept answers are bounded by entries and by bytes (``max_entries``, ``max_bytes``
 recently used out first); those past their moment are dropped at most every
 :data:`PURGE_EVERY` seconds, and those whose data changed when next asked for.
 
+A history store on PostgreSQL, which other gateways write too, asks for its version to be read
+again (:func:`gateway.answer_reads.refresh`): a kept answer that read it awaits that read (one
+small query, shared by the requests that arrive while it waits) before its versions are
+compared, so another gateway's write makes it execute again.
+
 With a Redis ``cache_url``, versions are local to the process: another gateway's refresh is not
 seen as a change here, but an answer still shows exactly the ``fetchedAt`` of the data it was
 built from and never outlives that data's TTL.

@@ -5,12 +5,14 @@ and ``history copy`` from one to the other."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from datetime import date, timedelta
@@ -174,6 +176,46 @@ async def test_an_answer_never_outlives_another_gateways_write(history_pg) -> No
     finally:
         await here.close()
         await there.close()
+
+
+async def test_requests_waiting_for_the_version_share_one_read(history_pg) -> None:
+    """Refreshes asked while a read of the version has not started share it; one asked after
+    it started gets a read of its own (the one under way may predate a write it must see)."""
+    store = history_pg.store()
+    try:
+        await store.warm()
+        free = threading.Event()
+        held = store._version_pool.submit(free.wait, 30)  # its thread busy: no read starts
+        try:
+            waiting = [store.refresh_version() for _ in range(50)]
+        finally:
+            free.set()
+        held.result(timeout=30)
+        assert len({id(f) for f in waiting}) == 1
+        await asyncio.gather(*waiting)
+        assert store.version_reads == 1
+        await store.refresh_version()
+        assert store.version_reads == 2
+    finally:
+        await store.close()
+
+
+async def test_a_lost_connection_is_one_failed_call_then_made_again(history_pg) -> None:
+    store = history_pg.store()
+    try:
+        await store.start_run("acct", NOW)
+        with psycopg.connect(history_pg.gateway["history_url"], autocommit=True) as admin:
+            (ended,) = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'usage-gateway'"
+            ).fetchone()
+        assert ended == 1  # the store's connection (the version's is not open yet)
+        with pytest.raises(HistoryUnavailable) as lost:
+            await store.runs()
+        assert [r.account_id for r in await store.runs()] == ["acct"]
+    finally:
+        await store.close()
+    assert lost.value.reason == "the server shut down the connection"
 
 
 RUNS = "{ snapshots(limit: 10) { accountId outcome } }"
