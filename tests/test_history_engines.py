@@ -200,6 +200,16 @@ async def test_requests_waiting_for_the_version_share_one_read(history_pg) -> No
         await store.close()
 
 
+async def test_gateways_starting_together_on_a_new_database_migrate_it_once(history_pg) -> None:
+    stores = [history_pg.store() for _ in range(8)]
+    try:
+        runs = await asyncio.gather(*(store.start_run("acct", NOW) for store in stores))
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    assert sorted(runs) == list(range(1, 9))
+    assert history_pg.fetch("SELECT schema_version FROM history_meta") == [(len(MIGRATIONS),)]
+
+
 async def test_a_lost_connection_is_one_failed_call_then_made_again(history_pg) -> None:
     store = history_pg.store()
     try:
