@@ -1,6 +1,7 @@
-"""The SQLite history store: what vendors forget, kept (sqlite-utils, one owned thread).
+"""The history store: what vendors forget, kept (SQLite by default, one owned thread; the same
+store on PostgreSQL is :mod:`gateway.history_pg`, and the SQL both run :mod:`gateway.history_sql`).
 
-Tables (migrations are numbered; ``PRAGMA user_version`` says which have run):
+Tables (migrations are numbered; on SQLite ``PRAGMA user_version`` says which have run):
 
 * ``snapshot_runs``: one row per account per snapshot run (started, finished, outcome, error);
 * ``usage_days``: per account and day, the day's totals; a row means the day is known;
