@@ -257,6 +257,19 @@ def _stored_days(db: Conn, account_id: str, start: date, end: date, splits: bool
     return StoredDays(days, totals)
 
 
+UPSERT_ROWS = 256
+"""Rows one upsert statement writes at most (9 values each at most: far under SQLite's and
+PostgreSQL's limits on a statement's parameters)."""
+
+
+def _upsert(db: Conn, head: str, row: str, tail: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``head VALUES row, row, … tail`` over ``rows``, :data:`UPSERT_ROWS` at a time: one
+    statement (and, on PostgreSQL, one server round) for many rows."""
+    for start in range(0, len(rows), UPSERT_ROWS):
+        chunk = rows[start : start + UPSERT_ROWS]
+        db.execute(f"{head} {', '.join([row] * len(chunk))}{tail}", [v for r in chunk for v in r])
+
+
 def _rollback(db: Database) -> None:
     """Roll back the open transaction, if SQLite has not already (it does on a full disk and
     some I/O errors): a ROLLBACK without one would hide the real error behind its own."""
@@ -624,67 +637,70 @@ class HistoryStore:
             ).fetchall()
         }
         changes: list[tuple[str, str, int | None, int]] = []
-        for record in days:
+        absent: dict[str, tuple[object, ...]] = {}
+        day_rows: dict[str, tuple[object, ...]] = {}
+        endpoint_rows: dict[tuple[str, str, int], tuple[object, ...]] = {}
+        for record in days:  # later rows of one key win, as one upsert after another would
             day = record.day.isoformat()
             if record.absent:
-                db.execute(
-                    "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
-                    " failed_requests, split, run_id, updated_at)"
-                    " VALUES (?, ?, 0, 0, NULL, NULL, 1, ?, ?)"
-                    " ON CONFLICT (account_id, day) DO NOTHING",
-                    [account_id, day, run_id, _iso(now)],
-                )
+                absent[day] = (account_id, day, run_id, _iso(now))
                 continue
             before = old_days.get(day)
             if before is not None and before[0] != record.requests:
                 changes.append((day, "requests", before[0], record.requests))
-            db.execute(
-                "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
-                " failed_requests, split, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (account_id, day) DO UPDATE SET requests = excluded.requests,"
-                " quota_requests = excluded.quota_requests, bytes = excluded.bytes,"
-                " failed_requests = excluded.failed_requests, split = excluded.split,"
-                " run_id = excluded.run_id, updated_at = excluded.updated_at"
-                " WHERE usage_days.requests IS DISTINCT FROM excluded.requests"
-                " OR usage_days.quota_requests IS DISTINCT FROM excluded.quota_requests"
-                " OR usage_days.bytes IS DISTINCT FROM excluded.bytes"
-                " OR usage_days.failed_requests IS DISTINCT FROM excluded.failed_requests"
-                " OR usage_days.split IS DISTINCT FROM excluded.split",
-                [
-                    account_id,
-                    day,
-                    record.requests,
-                    record.quota_requests,
-                    record.bytes,
-                    record.failed_requests,
-                    int(record.endpoints is not None),
-                    run_id,
-                    _iso(now),
-                ],
+            day_rows[day] = (
+                account_id,
+                day,
+                record.requests,
+                record.quota_requests,
+                record.bytes,
+                record.failed_requests,
+                int(record.endpoints is not None),
+                run_id,
+                _iso(now),
             )
             for item in record.endpoints or ():
                 key = (day, item.endpoint, int(item.consumes_quota))
                 previous = old_endpoints.get(key)
                 if previous is not None and previous != item.requests:
                     changes.append((day, f"endpoint {item.endpoint}", previous, item.requests))
-                db.execute(
-                    "INSERT INTO usage_endpoints (account_id, day, endpoint, consumes_quota,"
-                    " requests, bytes, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (account_id, day, endpoint, consumes_quota) DO UPDATE"
-                    " SET requests = excluded.requests, bytes = excluded.bytes,"
-                    " run_id = excluded.run_id"
-                    " WHERE usage_endpoints.requests IS DISTINCT FROM excluded.requests"
-                    " OR usage_endpoints.bytes IS DISTINCT FROM excluded.bytes",
-                    (
-                        account_id,
-                        day,
-                        item.endpoint,
-                        int(item.consumes_quota),
-                        item.requests,
-                        item.bytes,
-                        run_id,
-                    ),
-                )
+                endpoint_rows[key] = (account_id, *key, item.requests, item.bytes, run_id)
+        _upsert(
+            db,
+            "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
+            " failed_requests, split, run_id, updated_at) VALUES",
+            "(?, ?, 0, 0, NULL, NULL, 1, ?, ?)",
+            " ON CONFLICT (account_id, day) DO NOTHING",
+            list(absent.values()),
+        )
+        _upsert(
+            db,
+            "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
+            " failed_requests, split, run_id, updated_at) VALUES",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " ON CONFLICT (account_id, day) DO UPDATE SET requests = excluded.requests,"
+            " quota_requests = excluded.quota_requests, bytes = excluded.bytes,"
+            " failed_requests = excluded.failed_requests, split = excluded.split,"
+            " run_id = excluded.run_id, updated_at = excluded.updated_at"
+            " WHERE usage_days.requests IS DISTINCT FROM excluded.requests"
+            " OR usage_days.quota_requests IS DISTINCT FROM excluded.quota_requests"
+            " OR usage_days.bytes IS DISTINCT FROM excluded.bytes"
+            " OR usage_days.failed_requests IS DISTINCT FROM excluded.failed_requests"
+            " OR usage_days.split IS DISTINCT FROM excluded.split",
+            list(day_rows.values()),
+        )
+        _upsert(
+            db,
+            "INSERT INTO usage_endpoints (account_id, day, endpoint, consumes_quota,"
+            " requests, bytes, run_id) VALUES",
+            "(?, ?, ?, ?, ?, ?, ?)",
+            " ON CONFLICT (account_id, day, endpoint, consumes_quota) DO UPDATE"
+            " SET requests = excluded.requests, bytes = excluded.bytes,"
+            " run_id = excluded.run_id"
+            " WHERE usage_endpoints.requests IS DISTINCT FROM excluded.requests"
+            " OR usage_endpoints.bytes IS DISTINCT FROM excluded.bytes",
+            list(endpoint_rows.values()),
+        )
         for day, what, old, new in changes:
             db.execute(
                 "INSERT INTO usage_changes (account_id, day, what, old_value, new_value, run_id,"

@@ -220,12 +220,21 @@ class PostgresHistoryStore(HistoryStore):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
+        conn = psycopg.connect(
             self.url,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
             application_name="usage-gateway",
         )
+        try:
+            # As SQLite's synchronous = NORMAL in WAL mode: a commit does not wait for its
+            # write-ahead log to reach the disk; a server crash may lose the last moments of
+            # writes (a snapshot run does them again), never leave them half done.
+            conn.execute("SET synchronous_commit = off")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _guarded(self, work: Callable[[Conn], T]) -> T:
         try:
