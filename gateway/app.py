@@ -38,6 +38,7 @@ from gateway.metrics import Metrics, VendorCalls, metrics_route
 from gateway.response_cache import AnswerStore, ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
 from gateway.settings import Settings, Switches
+from gateway.shared_flights import SharedFlights
 from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import Upstream
@@ -207,7 +208,8 @@ def build_service(
         redis_timeout=store.redis_timeout,
         redis_cooldown=store.redis_cooldown,
     )
-    upstream = Upstream(cache, clock)
+    shared = None if cache.redis is None else SharedFlights(cache, settings.upstream_timeout)
+    upstream = Upstream(cache, clock, shared=shared)
     history = HistoryStore(settings.history_path)
     return GatewayService(
         accounts,

@@ -209,6 +209,11 @@ class CacheStats:
     """Redis operations not tried because Redis kept failing (during its cooldown)."""
 
 
+class RedisUnusable(Exception):
+    """Redis is not configured, skipped during its cooldown, or an operation on it failed:
+    the caller goes on without it."""
+
+
 class RedisHealth:
     """A circuit breaker around Redis that also owns the outage's log lines.
 
@@ -234,6 +239,11 @@ class RedisHealth:
         self.open_until: float | None = None
         self.probing = False
         self.down_since: float | None = None
+
+    @property
+    def up(self) -> bool:
+        """False from an outage's first failure until an operation succeeds again."""
+        return self.down_since is None
 
     def allows(self) -> bool:
         """Whether an operation may go to Redis now (one probe at a time once cooled down)."""
@@ -268,7 +278,7 @@ class RedisHealth:
             reason = f"no answer within {self.timeout:g} s" if _is_timeout(exc) else str(exc)
             log.warning(
                 "cache: Redis at %s failed (%s: %s); answering from this process's memory and "
-                "trying Redis again every %g s until it answers",
+                "its own vendor calls, and trying Redis again every %g s until it answers",
                 self.where,
                 type(exc).__name__,
                 reason or "no detail",
@@ -403,6 +413,39 @@ class Cache:
         self.stats.redis_failures += 1
         self.health.failure(exc)
 
+    async def redis_op(self, operation: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+        """``operation`` on this cache's Redis, within its timeout and under its health (a
+        failure counts toward the cooldown, like a read's); :class:`RedisUnusable` when there
+        is no Redis, it is skipped during its cooldown, or the operation failed."""
+        if self.redis is None or self.health is None or not self._allowed():
+            raise RedisUnusable
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await operation(self.redis)
+        except Exception as exc:
+            self._failed(exc)
+            raise RedisUnusable from exc
+        except BaseException:
+            self.health.abandon()
+            raise
+        self.health.success()
+        return result
+
+    def redis_failed(self, exc: BaseException) -> None:
+        """A Redis operation made outside :meth:`redis_op` failed (a subscription's read)."""
+        if self.health is not None:
+            self._failed(exc)
+
+    def decoded(self, key: str, data: bytes) -> tuple[Cached[Any] | None, int]:
+        """The entry ``data`` holds for ``key`` and its size; ``None`` (logged, counted as
+        unreadable) when it is not one this gateway writes."""
+        try:
+            return decode_entry(resource_of(key), data), len(data)
+        except Unreadable as exc:
+            self.stats.unreadable += 1
+            log.info("cache: ignoring the Redis entry %s: %s", key, exc)
+            return None, 0
+
     async def _redis_get(self, key: str) -> tuple[Cached[Any] | None, int]:
         """Redis's entry under ``key`` (``None`` when absent, unreadable, or Redis failed or was
         skipped) and its encoded size."""
@@ -420,12 +463,7 @@ class Cache:
         self.health.success()
         if not isinstance(data, bytes):
             return None, 0
-        try:
-            return decode_entry(resource_of(key), data), len(data)
-        except Unreadable as exc:
-            self.stats.unreadable += 1
-            log.info("cache: ignoring the Redis entry %s: %s", key, exc)
-            return None, 0
+        return self.decoded(key, data)
 
 
 class Singleflight:
