@@ -244,6 +244,10 @@ class SharedFlights:
                 if status is not None:
                     self.stats.joined_failure += 1
                     raise SharedFailure(status)
+                if holder is None and failed is not None:  # not a failure this gateway wrote
+                    with contextlib.suppress(RedisUnusable):
+                        await self.cache.redis_op(lambda r: r.delete(done_key(key)))
+                    continue
                 if holder == token.encode():
                     if waited:
                         self.stats.took_over += 1

@@ -197,7 +197,7 @@ async def test_a_failure_is_shared_not_called_again(
         if status == 429:
             return
         repute.set_fault(None)
-        time.sleep(OUTCOME_TTL + 0.2)  # the shared failure is gone
+        await asyncio.sleep(OUTCOME_TTL + 0.2)  # the shared failure is gone
         (again,) = await round_robin(bases[1:2], QUOTAS, count=1)
         (account,) = again["data"]["accounts"]
         assert account["source"]["state"] == "FRESH", account

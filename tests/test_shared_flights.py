@@ -1,0 +1,193 @@
+"""The lease protocol of :class:`gateway.shared_flights.SharedFlights` on a real redis-server.
+
+Each "gateway" here is a :class:`~gateway.cache.Cache` and a ``SharedFlights`` of its own (its
+own memory and connections) on one Redis; what a lease holder does is the ``lead`` it is given
+(count the call, store an answer), so each test says exactly how long a call takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+
+from gateway.cache import Cache, Cached, cache_key
+from gateway.domain import FailureCause, Limits, SourceState, SourceStatus, utc_now
+from gateway.errors import SharedFailure, UpstreamError, VendorFailed
+from gateway.shared_flights import (
+    LEASE_MARGIN,
+    SharedFlights,
+    decode_failure,
+    done_key,
+    encode_failure,
+    lease_key,
+)
+
+KEY = cache_key("f" * 20, "limits", "")
+
+
+def describe(exc: UpstreamError) -> SourceStatus:
+    return SourceStatus(exc.state, None, exc.message, exc.retry_at, cause=exc.cause)
+
+
+@pytest.fixture
+async def gateways(redis_url: str) -> AsyncIterator[Callable[..., SharedFlights]]:
+    """Build gateways (a cache and its shared flights) on the test's Redis; closed after."""
+    built: list[SharedFlights] = []
+
+    def build(call_timeout: float = 1.0, **options: Any) -> SharedFlights:
+        flights = SharedFlights(Cache(redis_url), call_timeout, **options)
+        built.append(flights)
+        return flights
+
+    yield build
+    for flights in built:
+        await flights.close()
+        await flights.cache.close()
+
+
+def leader(
+    flights: SharedFlights, plan: str, seconds: float, calls: list[str]
+) -> Callable[[], Awaitable[Cached[Any]]]:
+    """A lead that takes ``seconds``, then stores ``Limits(plan=plan)`` in the shared cache."""
+
+    async def lead() -> Cached[Any]:
+        calls.append(plan)
+        await asyncio.sleep(seconds)
+        entry = Cached(Limits(plan=plan), utc_now())
+        await flights.cache.set(KEY, entry, 60)
+        return entry
+
+    return lead
+
+
+async def test_a_call_outliving_its_lease_keeps_it(gateways, redis_url) -> None:
+    """The holder's call takes longer than a lease (renewed while it runs): the other gateway
+    waits for its answer instead of taking the lease over and calling."""
+    first, second = gateways(1.0), gateways(1.0)
+    assert first.lease == 1.0 + LEASE_MARGIN
+    calls: list[str] = []
+    since = utc_now() - timedelta(seconds=60)
+    holder = asyncio.ensure_future(
+        first.run(KEY, since, leader(first, "first", first.lease * 1.3, calls), describe, "V")
+    )
+    await until(lambda: calls == ["first"])
+    joined = await second.run(KEY, since, leader(second, "second", 0, calls), describe, "V")
+    assert joined.value == Limits(plan="first")
+    assert (await holder).value == Limits(plan="first")
+    assert calls == ["first"]
+    assert (first.stats.called, second.stats.joined, second.stats.took_over) == (1, 1, 0)
+    assert not redis.Redis.from_url(redis_url).exists(lease_key(KEY))  # given back
+
+
+async def test_a_holder_that_fails_shares_its_failure(gateways) -> None:
+    """The holder's call fails: the waiting gateway raises that failure, without a call."""
+    first, second = gateways(), gateways()
+    calls: list[str] = []
+    since = utc_now() - timedelta(seconds=60)
+
+    async def failing() -> Cached[Any]:
+        calls.append("first")
+        await asyncio.sleep(0.3)
+        raise VendorFailed("Vendor", status=503)
+
+    holder = asyncio.ensure_future(first.run(KEY, since, failing, describe, "Vendor"))
+    await until(lambda: calls == ["first"])
+    with pytest.raises(SharedFailure) as shared:
+        await second.run(KEY, since, leader(second, "second", 0, calls), describe, "Vendor")
+    with pytest.raises(VendorFailed):
+        await holder
+    assert shared.value.shared.cause is FailureCause.VENDOR_ERROR
+    assert shared.value.shared.http_status is None  # as ``describe`` told it
+    assert shared.value.message == "Vendor failed (HTTP 503)"
+    assert calls == ["first"]
+    assert second.stats.joined_failure == 1
+
+
+async def test_a_wait_ends_at_its_bound(gateways, redis_url) -> None:
+    """A lease another gateway keeps renewing (here: one with a long expiry) is waited for
+    ``max_wait`` seconds at most, then the read fails as a timeout, without a call."""
+    flights = gateways(0.2)
+    redis.Redis.from_url(redis_url).set(lease_key(KEY), b"someone-else", px=60_000)
+    calls: list[str] = []
+    since = utc_now() - timedelta(seconds=60)
+    with pytest.raises(SharedFailure) as ended:
+        await flights.run(KEY, since, leader(flights, "mine", 0, calls), describe, "Vendor")
+    assert ended.value.shared.state is SourceState.UNAVAILABLE
+    assert ended.value.shared.cause is FailureCause.TIMEOUT
+    assert f"within {flights.max_wait:g} s" in ended.value.message
+    assert calls == []
+    assert flights.stats.timed_out == 1
+
+
+async def test_waits_per_process_are_bounded(gateways, redis_url) -> None:
+    """A gateway already waiting for ``max_waiting`` keys reads the next one alone."""
+    flights = gateways(max_waiting=1)
+    other = cache_key("f" * 20, "limits", "other")
+    client = redis.Redis.from_url(redis_url)
+    for key in (KEY, other):
+        client.set(lease_key(key), b"someone-else", px=60_000)
+    since = utc_now() - timedelta(seconds=60)
+    calls: list[str] = []
+    waiting = asyncio.ensure_future(
+        flights.run(KEY, since, leader(flights, "first", 0, calls), describe, "V")
+    )
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    entry = await flights.run(other, since, leader(flights, "alone", 0, calls), describe, "V")
+    assert entry.value == Limits(plan="alone")
+    assert calls == ["alone"]
+    assert flights.stats.alone == 1
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+async def test_a_redis_that_is_not_there_means_calling_alone(closed_port_url) -> None:
+    """No Redis answers: the read is made here at once, as without Redis."""
+    cache = Cache(closed_port_url.replace("http://", "redis://"))
+    flights = SharedFlights(cache, 1.0)
+    calls: list[str] = []
+    since = utc_now() - timedelta(seconds=60)
+    try:
+        entry = await flights.run(KEY, since, leader(flights, "alone", 0, calls), describe, "V")
+    finally:
+        await flights.close()
+        await cache.close()
+    assert entry.value == Limits(plan="alone") and calls == ["alone"]
+    assert flights.stats.alone == 1 and cache.stats.redis_failures >= 1
+    assert cache.health is not None and not cache.health.up
+
+
+async def test_a_stored_failure_that_is_not_ours_is_ignored(gateways, redis_url) -> None:
+    """Whatever else sits under ``done:<key>`` is no failure: the gateway calls."""
+    flights = gateways()
+    redis.Redis.from_url(redis_url).set(done_key(KEY), b'{"v": 1, "status": "nope"}', px=60_000)
+    calls: list[str] = []
+    since = utc_now() - timedelta(seconds=60)
+    entry = await flights.run(KEY, since, leader(flights, "mine", 0, calls), describe, "V")
+    assert entry.value == Limits(plan="mine") and calls == ["mine"]
+
+
+def test_a_shared_failure_reads_back_as_written() -> None:
+    status = SourceStatus(
+        SourceState.RATE_LIMITED,
+        None,
+        "Vendor is rate limiting (HTTP 429)",
+        utc_now().replace(microsecond=0),
+        cause=FailureCause.RATE_LIMITED,
+        vendor="Vendor",
+        http_status=429,
+    )
+    assert decode_failure(encode_failure(status)) == status
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        assert loop.time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
