@@ -28,7 +28,7 @@ from gateway.app import create_app
 from gateway.domain import utc_now
 from gateway.servers import ServerThread
 from gateway.settings import parse_settings
-from gateway.shared_flights import OUTCOME_TTL
+from gateway.shared_flights import CHANNEL, OUTCOME_TTL, OUTCOMES
 from providers.base import RETRIES
 from providers.emulation import Emulator, Fault
 from tests.conftest import SEED, RedisServer
@@ -85,12 +85,16 @@ def replicas(
         yield found
 
 
-async def round_robin(urls: list[str], query: str, count: int = REQUESTS) -> list[dict[str, Any]]:
-    """``count`` concurrent POSTs of ``query``, the i-th to ``urls[i % len(urls)]``."""
-    async with httpx.AsyncClient(timeout=60) as client:
+async def round_robin(
+    urls: list[str], query: str, count: int = REQUESTS, timeout: float = 60
+) -> list[dict[str, Any]]:
+    """``count`` concurrent POSTs of ``query``, the i-th to ``urls[i % len(urls)]``. Each
+    document differs by a comment, so no request shares another's execution (the answer
+    cache): each one reads through its gateway's data cache."""
+    async with httpx.AsyncClient(timeout=timeout) as client:
         answers = await asyncio.gather(
             *(
-                client.post(urls[i % len(urls)] + "/graphql", json={"query": query})
+                client.post(urls[i % len(urls)] + "/graphql", json={"query": f"# {i}\n{query}"})
                 for i in range(count)
             )
         )
@@ -160,6 +164,11 @@ async def test_three_replicas_call_each_vendor_resource_once(
         assert shared_reads(bases, "called") == len(entries)  # one read per account's quotas
         assert shared_reads(bases, "joined") >= 1
         assert shared_reads(bases, "alone") == 0
+        # one shared read per process and account (its singleflight in front), not per request
+        assert sum(shared_reads(bases, outcome) for outcome in OUTCOMES) == 3 * len(entries)
+        watch = redis_server.client()
+        assert watch.pubsub_numsub(CHANNEL) == [(CHANNEL.encode(), 3)]  # one per process
+        watch.close()
         assert served(found) == alone  # the scrapes read the cached quotas
 
 
@@ -262,7 +271,9 @@ async def test_replicas_ride_out_a_redis_outage_and_share_again_after(
             redis_server.kill()
         else:
             redis_server.pause()
-        answers = await round_robin(bases, QUOTAS, count=20)
+        # each Redis operation gives up after redis_timeout (0.2 s), and after 3 failures Redis
+        # is left alone for its cooldown: no request waits for the outage to end
+        answers = await round_robin(bases, QUOTAS, count=20, timeout=UPSTREAM_TIMEOUT * 3)
         for answer in answers:
             (account,) = answer["data"]["accounts"]
             assert account["source"]["state"] == "FRESH", account
