@@ -86,12 +86,12 @@ def replicas(
 
 
 async def round_robin(
-    urls: list[str], query: str, count: int = REQUESTS, timeout: float = 60
+    urls: list[str], query: str, count: int = REQUESTS, patience: float = 60
 ) -> list[dict[str, Any]]:
     """``count`` concurrent POSTs of ``query``, the i-th to ``urls[i % len(urls)]``. Each
     document differs by a comment, so no request shares another's execution (the answer
     cache): each one reads through its gateway's data cache."""
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    async with httpx.AsyncClient(timeout=patience) as client:
         answers = await asyncio.gather(
             *(
                 client.post(urls[i % len(urls)] + "/graphql", json={"query": f"# {i}\n{query}"})
@@ -273,7 +273,7 @@ async def test_replicas_ride_out_a_redis_outage_and_share_again_after(
             redis_server.pause()
         # each Redis operation gives up after redis_timeout (0.2 s), and after 3 failures Redis
         # is left alone for its cooldown: no request waits for the outage to end
-        answers = await round_robin(bases, QUOTAS, count=20, timeout=UPSTREAM_TIMEOUT * 3)
+        answers = await round_robin(bases, QUOTAS, count=20, patience=UPSTREAM_TIMEOUT * 3)
         for answer in answers:
             (account,) = answer["data"]["accounts"]
             assert account["source"]["state"] == "FRESH", account
