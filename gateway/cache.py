@@ -314,6 +314,9 @@ class Cache:
         self.stats = CacheStats()
         self.redis: redis.asyncio.Redis | None = None
         self.health: RedisHealth | None = None
+        self._reads = Singleflight()
+        """Concurrent reads of one key share one Redis read (a burst of cold requests costs
+        Redis one read per key, not one per request, and never empties the pool)."""
         self.timeout = redis_timeout
         if parts.scheme == "memory":
             return
@@ -335,15 +338,16 @@ class Cache:
         """The entry under ``key``, or ``None``.
 
         A memory entry fetched after ``fresh_since`` (any, when it is ``None``) is answered
-        at once; otherwise Redis is asked too and the more recently fetched wins (another
-        gateway may have refreshed it). A Redis that fails, is skipped or holds an unreadable
+        at once; otherwise Redis is asked too (one read per key at a time, whose answer every
+        concurrent caller shares) and the more recently fetched wins (another gateway may
+        have refreshed it). A Redis that fails, is skipped or holds an unreadable
         entry leaves the memory entry, if any.
         """
         found = self.peek(key, fresh_since)
         if found is not None:
             return found
         local = self.memory.get(key)
-        shared, size = await self._redis_get(key)
+        shared, size = await self._reads.run(key, lambda: self._redis_get(key))
         if shared is not None and (local is None or shared.fetched_at > local.fetched_at):
             self.stats.redis_hits += 1
             self.memory.set(key, shared, size)

@@ -16,7 +16,8 @@ call. With ``cache_url = "redis://..."`` that process's one call (per key) first
    ``lease`` seconds later. A failed call is shared as its status (state, cause, message,
    ``retryAt``) under ``done:<key>`` for :data:`OUTCOME_TTL` seconds: the replicas waiting for
    it, and those arriving just after, show it instead of asking the vendor again.
-3. **Wait.** A process that finds the lease held waits for the holder's word, on one pub/sub
+3. **Wait.** A process that finds the lease held marks the key as waited for (``waited:<key>``:
+   a read nobody waits for publishes nothing) and waits for the holder's word, on one pub/sub
    subscription per process (channel :data:`CHANNEL`, messages are keys), and also claims again
    when the lease is due to expire and at least every :data:`POLL_MAX` seconds (a word lost while
    the subscription reconnects costs only that). When the lease expired (its holder died), one
@@ -79,15 +80,16 @@ local holder = redis.call('GET', lease)
 local left = 0
 if holder then
   left = redis.call('PTTL', lease)
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
 elseif not failed then
   redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
   holder = ARGV[1]
 end
 return {holder, left, value, failed}
 """
-"""KEYS: lease, entry, done; ARGV: token, lease ms. Returns the holder (``false`` when a recent
-failure stops the claim), the lease's milliseconds left (0 when just taken), the shared entry and
-the recent failure."""
+"""KEYS: lease, entry, done, waited; ARGV: token, lease ms. Returns the holder (``false`` when a
+recent failure stops the claim), the lease's milliseconds left (0 when just taken), the shared
+entry and the recent failure. Finding the lease held marks the key as waited for."""
 
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -106,11 +108,14 @@ end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+if redis.call('DEL', KEYS[3]) == 1 then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
 return 1
 """
-"""KEYS: lease, done; ARGV: token, failure ('' after a success), failure ms, channel, key.
-Records the outcome, gives the lease back if ``token`` still holds it, and says so."""
+"""KEYS: lease, done, waited; ARGV: token, failure ('' after a success), failure ms, channel,
+key. Records the outcome, gives the lease back if ``token`` still holds it, and says so when
+someone waited for the key (a read nobody waited for costs the subscribers nothing)."""
 
 
 def lease_key(key: str) -> str:
@@ -119,6 +124,10 @@ def lease_key(key: str) -> str:
 
 def done_key(key: str) -> str:
     return f"done:{key}"
+
+
+def waited_key(key: str) -> str:
+    return f"waited:{key}"
 
 
 async def _subscribe(pubsub: PubSub, _: object) -> None:
@@ -226,7 +235,7 @@ class SharedFlights:
                 try:
                     holder, left, value, failed = await self.cache.redis_op(
                         lambda r: self._claim(
-                            keys=[lease_key(key), key, done_key(key)],
+                            keys=[lease_key(key), key, done_key(key), waited_key(key)],
                             args=[token, round(self.lease * 1000)],
                             client=r,
                         )
@@ -351,7 +360,7 @@ class SharedFlights:
         with contextlib.suppress(RedisUnusable):  # else the lease expires by itself
             await self.cache.redis_op(
                 lambda r: self._release(
-                    keys=[lease_key(key), done_key(key)],
+                    keys=[lease_key(key), done_key(key), waited_key(key)],
                     args=[token, failure, ms, CHANNEL, key],
                     client=r,
                 )

@@ -4,6 +4,7 @@ and bytes, and a Redis that is down or hung costing a few timeouts and one warni
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -316,6 +317,27 @@ async def test_memory_answers_first_and_redis_when_memory_is_not_fresh_enough(
         await theirs.set(key, older, 60)  # an older answer in Redis never replaces a newer one
         assert await ours.get(key, fresh_since=NOW + timedelta(2)) == newer
     finally:
+        await ours.close()
+        await theirs.close()
+
+
+async def test_concurrent_reads_of_a_key_share_one_redis_read(redis_server) -> None:
+    """A burst of 100 reads of one key that memory cannot answer asks Redis once, and every
+    reader gets its entry (a burst of cold requests neither empties the connection pool nor
+    times out into a Redis "outage")."""
+    ours, theirs = Cache(redis_server.url), Cache(redis_server.url)
+    key = cache_key("fp", "limits")
+    entry = Cached(Limits(plan="shared"), NOW)
+    watch = redis_server.client()
+    try:
+        await theirs.set(key, entry, 60)
+        watch.config_resetstat()
+        found = await asyncio.gather(*(ours.get(key) for _ in range(100)))
+        assert found == [entry] * 100
+        assert watch.info("commandstats")["cmdstat_get"]["calls"] == 1
+        assert ours.stats.redis_failures == 0
+    finally:
+        watch.close()
         await ours.close()
         await theirs.close()
 

@@ -19,6 +19,7 @@ from gateway.cache import Cache, Cached, cache_key
 from gateway.domain import FailureCause, Limits, SourceState, SourceStatus, utc_now
 from gateway.errors import SharedFailure, UpstreamError, VendorFailed
 from gateway.shared_flights import (
+    CHANNEL,
     LEASE_MARGIN,
     SharedFlights,
     decode_failure,
@@ -191,3 +192,35 @@ async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
     while not condition():
         assert loop.time() < deadline, "condition never held"
         await asyncio.sleep(0.01)
+
+
+async def test_only_a_read_someone_waited_for_is_published(gateways, redis_url) -> None:
+    """A read nobody waited for publishes nothing (the subscribers are not woken); one that
+    another gateway waited for is published once."""
+    first, second = gateways(), gateways()
+    listener = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(CHANNEL)
+    calls: list[str] = []
+    since = utc_now() - timedelta(seconds=60)
+    await first.run(KEY, since, leader(first, "alone", 0, calls), describe, "V")
+    other = cache_key("f" * 20, "limits", "other")
+
+    async def slow() -> Cached[Any]:
+        calls.append("slow")
+        await asyncio.sleep(0.3)
+        entry = Cached(Limits(plan="slow"), utc_now())
+        await first.cache.set(other, entry, 60)
+        return entry
+
+    holder = asyncio.ensure_future(first.run(other, since, slow, describe, "V"))
+    await until(lambda: "slow" in calls)
+    joined = await second.run(other, since, leader(second, "no", 0, calls), describe, "V")
+    await holder
+    assert joined.value == Limits(plan="slow") and calls == ["alone", "slow"]
+    published = []
+    for _ in range(5):  # the subscription's confirmation reads as None: read a few times
+        message = listener.get_message(timeout=0.1)
+        if message is not None:
+            published.append(message["data"])
+    assert published == [other.encode()]
+    listener.close()
