@@ -12,6 +12,8 @@ explicit key; freshness is decided by the caller from ``fetched_at``, so one ent
   short timeout; after :data:`REDIS_FAILURES` failures in a row Redis is skipped for a cooldown,
   then one operation probes it again. A Redis that is down or hung costs one warning line per
   outage (and one info line when it is back), and the gateway keeps answering from memory.
+  Other Redis work (the leases of :mod:`gateway.shared_flights`) goes through
+  :meth:`Cache.redis_op`, under the same timeout and health.
 """
 
 from __future__ import annotations
