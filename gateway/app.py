@@ -356,6 +356,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         scheduler = asyncio.create_task(snapshots(snapshot_every)) if snapshot_every else None
+        if service.upstream.shared is not None:
+            await service.upstream.shared.start()
         if service.history is not None:
             try:
                 await service.history.warm()

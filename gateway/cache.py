@@ -33,6 +33,7 @@ import msgspec
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 from gateway.domain import Limits, UsageReport
 from gateway.lru import BoundedLRU
@@ -331,6 +332,9 @@ class Cache:
             socket_timeout=redis_timeout,
             socket_connect_timeout=redis_timeout,
             retry=Retry(NoBackoff(), 0),  # a failed operation is a miss; the breaker retries
+            # without it, redis-py skips its check that a pooled connection is still open ("auto"
+            # counts as on), so after Redis restarts an idle connection fails the first operation
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
         self.redis = redis.asyncio.Redis(connection_pool=pool)
         where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"  # never the password

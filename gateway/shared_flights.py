@@ -45,6 +45,7 @@ from functools import partial
 from typing import Any
 
 import msgspec
+import redis.asyncio
 from redis.asyncio.client import PubSub
 
 from gateway.cache import KEY_VERSION, Cache, Cached, RedisUnusable, Unreadable
@@ -128,6 +129,10 @@ def done_key(key: str) -> str:
 
 def waited_key(key: str) -> str:
     return f"waited:{key}"
+
+
+async def _ping(client: redis.asyncio.Redis) -> None:
+    await client.ping()
 
 
 async def _subscribe(pubsub: PubSub, _: object) -> None:
@@ -253,11 +258,10 @@ class SharedFlights:
                 if status is not None:
                     self.stats.joined_failure += 1
                     raise SharedFailure(status)
-                if holder is None and failed is not None:  # not a failure this gateway wrote
-                    with contextlib.suppress(RedisUnusable):
+                if holder is None and failed is not None:  # not a failure this gateway wrote:
+                    with contextlib.suppress(RedisUnusable):  # cleared, then claimed again
                         await self.cache.redis_op(lambda r: r.delete(done_key(key)))
-                    continue
-                if holder == token.encode():
+                elif holder == token.encode():
                     if waited:
                         self.stats.took_over += 1
                     else:
@@ -268,7 +272,7 @@ class SharedFlights:
                 if now >= deadline:
                     self.stats.timed_out += 1
                     raise SharedFailure(self._timed_out(vendor))
-                waited = True
+                waited = waited or holder is not None
                 expires = max(int(left), 0) / 1000 + 0.005
                 try:
                     async with asyncio.timeout(min(deadline - now, pause, expires)):
@@ -279,6 +283,18 @@ class SharedFlights:
         finally:
             if self._waiting.get(key) is woken:
                 del self._waiting[key]
+
+    async def start(self) -> None:
+        """Open the subscription and load the scripts before the first read needs them (a
+        burst of cold reads then pays no script loading); a Redis that does not answer now is
+        tried again as usual, by the reads."""
+        self._listen()
+        with contextlib.suppress(RedisUnusable):
+            await self.cache.redis_op(self._load)
+
+    async def _load(self, client: redis.asyncio.Redis) -> None:
+        for script in (self._claim, self._renew, self._release):
+            await client.script_load(script.script)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -373,7 +389,9 @@ class SharedFlights:
 
     async def _subscription(self) -> None:
         """Wake the waiter of each key published, over one connection; after a failure, start
-        again once Redis may be used (its health decides, as for every other operation)."""
+        again once Redis may be used (its health decides, as for every other operation).
+        While Redis is down, probe it once a tick (within its cooldown), so the process finds
+        it back by itself even when no read needs it."""
         assert self.cache.redis is not None
         while True:
             pubsub = self.cache.redis.pubsub()
@@ -389,6 +407,10 @@ class SharedFlights:
                         woken = self._waiting.get(text)
                         if woken is not None:
                             woken.set()
+                    health = self.cache.health
+                    if health is not None and not health.up:  # no read may come to probe it
+                        with contextlib.suppress(RedisUnusable):
+                            await self.cache.redis_op(_ping)
             except RedisUnusable:
                 pass
             except Exception as exc:

@@ -8,25 +8,33 @@ own memory and connections) on one Redis; what a lease holder does is the ``lead
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from hashlib import sha1
 from typing import Any
 
 import pytest
 import redis
 
+from gateway.app import create_app
 from gateway.cache import Cache, Cached, cache_key
 from gateway.domain import FailureCause, Limits, SourceState, SourceStatus, utc_now
 from gateway.errors import SharedFailure, UpstreamError, VendorFailed
+from gateway.servers import ServerThread
 from gateway.shared_flights import (
     CHANNEL,
+    CLAIM,
     LEASE_MARGIN,
+    RELEASE,
+    RENEW,
     SharedFlights,
     decode_failure,
     done_key,
     encode_failure,
     lease_key,
 )
+from tests.conftest import account_entry, settings_for
 
 KEY = cache_key("f" * 20, "limits", "")
 
@@ -224,3 +232,23 @@ async def test_only_a_read_someone_waited_for_is_published(gateways, redis_url) 
             published.append(message["data"])
     assert published == [other.encode()]
     listener.close()
+
+
+def test_a_gateway_on_redis_is_ready_to_share_before_its_first_request(
+    redis_url, emulators
+) -> None:
+    """Once started, a gateway on Redis has its scripts loaded and its one subscription open,
+    before any request (a first burst of cold reads pays neither)."""
+    settings = settings_for(
+        account_entry("reputeapi", emulators["reputeapi"].url), cache_url=redis_url
+    )
+    watch = redis.Redis.from_url(redis_url)
+    with ServerThread(create_app(settings)):
+        flights = [CLAIM, RENEW, RELEASE]
+        assert watch.script_exists(*(sha1(s.encode()).hexdigest() for s in flights)) == [True] * 3
+        deadline = time.monotonic() + 10
+        while watch.pubsub_numsub(CHANNEL) != [(CHANNEL.encode(), 1)]:
+            assert time.monotonic() < deadline, "no subscription"
+            time.sleep(0.02)
+    assert emulators["reputeapi"].emulator.total_calls() == 0
+    watch.close()

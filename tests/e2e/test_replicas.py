@@ -50,7 +50,9 @@ def vendors() -> Iterator[tuple[dict[str, Emulator], dict[str, str], datetime]]:
         yield found, dict(zip(found, servers.urls, strict=True)), now
 
 
-def config_text(redis_url: str, entries: list[dict[str, str]], history: Path) -> str:
+def config_text(
+    redis_url: str, entries: list[dict[str, str]], history: Path, redis_timeout: float
+) -> str:
     lines = [
         "[gateway]",
         f'cache_url = "{redis_url}"',
@@ -58,7 +60,7 @@ def config_text(redis_url: str, entries: list[dict[str, str]], history: Path) ->
         f"upstream_timeout = {UPSTREAM_TIMEOUT}",
         "",
         "[cache]",
-        f"redis_timeout = 0.2\nredis_cooldown = {COOLDOWN}",
+        f"redis_timeout = {redis_timeout}\nredis_cooldown = {COOLDOWN}",
     ]
     for entry in entries:
         lines += ["", "[[accounts]]", *(f'{k} = "{v}"' for k, v in entry.items())]
@@ -67,15 +69,22 @@ def config_text(redis_url: str, entries: list[dict[str, str]], history: Path) ->
 
 @contextmanager
 def replicas(
-    tmp_path: Path, redis_url: str, entries: list[dict[str, str]], count: int
+    tmp_path: Path,
+    redis_url: str,
+    entries: list[dict[str, str]],
+    count: int,
+    redis_timeout: float = 1.0,
 ) -> Iterator[list[tuple[Any, str]]]:
-    """``count`` gateway processes on one config: (process, base URL) each."""
+    """``count`` gateway processes on one config: (process, base URL) each. ``redis_timeout``
+    is long by default: on this busy machine a burst of 100 requests can hold a process's
+    event loop past the default 0.25 s, which its Redis timeout counts as an outage."""
     with ExitStack() as stack:
         started = []
         for index in range(count):
             config = tmp_path / f"gateway-{index}.toml"
             history = tmp_path / f"history-{index}.sqlite"
-            config.write_text(config_text(redis_url, entries, history), encoding="utf-8")
+            text = config_text(redis_url, entries, history, redis_timeout)
+            config.write_text(text, encoding="utf-8")
             serve = ("serve", "--config", str(config), "--port", "0", "--log-level", "info")
             started.append(stack.enter_context(cli(*serve)))
         found = []
@@ -265,7 +274,7 @@ async def test_replicas_ride_out_a_redis_outage_and_share_again_after(
     entries = [e for e in accounts(4, urls) if e["provider"] == "reputeapi"]
     repute = found["reputeapi"]
     repute.set_fault(Fault(delay_ms=300))
-    with replicas(tmp_path, redis_server.url, entries, 2) as running:
+    with replicas(tmp_path, redis_server.url, entries, 2, redis_timeout=0.2) as running:
         bases = [base for _, base in running]
         if outage == "killed":
             redis_server.kill()
