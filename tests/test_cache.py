@@ -345,6 +345,23 @@ async def test_concurrent_reads_of_a_key_share_one_redis_read(redis_server) -> N
 # -- a sick Redis ------------------------------------------------------------------------------
 
 
+async def test_an_idle_connection_to_a_restarted_redis_is_not_used(redis_server) -> None:
+    """Redis restarts while the cache's connection sits idle in its pool: the next operation
+    opens a new one instead of failing on the dead one (no outage, no warning)."""
+    cache = Cache(redis_server.url)
+    key = cache_key("fp", "limits")
+    try:
+        await cache.set(key, limits_entry("before"), 60)
+        redis_server.kill()
+        redis_server.start()  # empty, on the same port
+        await asyncio.sleep(0.2)  # the event loop sees the old connection closed, as when idle
+        await cache.set(key, limits_entry("after"), 60)
+        assert cache.stats.redis_failures == 0
+    finally:
+        await cache.close()
+    assert redis_server.client().get(key) is not None  # it reached the new server
+
+
 class Clock:
     """A monotonic clock the test moves by hand."""
 
