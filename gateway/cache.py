@@ -12,6 +12,8 @@ explicit key; freshness is decided by the caller from ``fetched_at``, so one ent
   short timeout; after :data:`REDIS_FAILURES` failures in a row Redis is skipped for a cooldown,
   then one operation probes it again. A Redis that is down or hung costs one warning line per
   outage (and one info line when it is back), and the gateway keeps answering from memory.
+  Other Redis work (the leases of :mod:`gateway.shared_flights`) goes through
+  :meth:`Cache.redis_op`, under the same timeout and health.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import msgspec
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 from gateway.domain import Limits, UsageReport
 from gateway.lru import BoundedLRU
@@ -209,6 +212,11 @@ class CacheStats:
     """Redis operations not tried because Redis kept failing (during its cooldown)."""
 
 
+class RedisUnusable(Exception):
+    """Redis is not configured, skipped during its cooldown, or an operation on it failed:
+    the caller goes on without it."""
+
+
 class RedisHealth:
     """A circuit breaker around Redis that also owns the outage's log lines.
 
@@ -234,6 +242,11 @@ class RedisHealth:
         self.open_until: float | None = None
         self.probing = False
         self.down_since: float | None = None
+
+    @property
+    def up(self) -> bool:
+        """False from an outage's first failure until an operation succeeds again."""
+        return self.down_since is None
 
     def allows(self) -> bool:
         """Whether an operation may go to Redis now (one probe at a time once cooled down)."""
@@ -268,7 +281,7 @@ class RedisHealth:
             reason = f"no answer within {self.timeout:g} s" if _is_timeout(exc) else str(exc)
             log.warning(
                 "cache: Redis at %s failed (%s: %s); answering from this process's memory and "
-                "trying Redis again every %g s until it answers",
+                "its own vendor calls, and trying Redis again every %g s until it answers",
                 self.where,
                 type(exc).__name__,
                 reason or "no detail",
@@ -304,6 +317,9 @@ class Cache:
         self.stats = CacheStats()
         self.redis: redis.asyncio.Redis | None = None
         self.health: RedisHealth | None = None
+        self._reads = Singleflight()
+        """Concurrent reads of one key share one Redis read (a burst of cold requests costs
+        Redis one read per key, not one per request, and never empties the pool)."""
         self.timeout = redis_timeout
         if parts.scheme == "memory":
             return
@@ -316,6 +332,9 @@ class Cache:
             socket_timeout=redis_timeout,
             socket_connect_timeout=redis_timeout,
             retry=Retry(NoBackoff(), 0),  # a failed operation is a miss; the breaker retries
+            # without it, redis-py skips its check that a pooled connection is still open ("auto"
+            # counts as on), so after Redis restarts an idle connection fails the first operation
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
         self.redis = redis.asyncio.Redis(connection_pool=pool)
         where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"  # never the password
@@ -325,15 +344,16 @@ class Cache:
         """The entry under ``key``, or ``None``.
 
         A memory entry fetched after ``fresh_since`` (any, when it is ``None``) is answered
-        at once; otherwise Redis is asked too and the more recently fetched wins (another
-        gateway may have refreshed it). A Redis that fails, is skipped or holds an unreadable
+        at once; otherwise Redis is asked too (one read per key at a time, whose answer every
+        concurrent caller shares) and the more recently fetched wins (another gateway may
+        have refreshed it). A Redis that fails, is skipped or holds an unreadable
         entry leaves the memory entry, if any.
         """
         found = self.peek(key, fresh_since)
         if found is not None:
             return found
         local = self.memory.get(key)
-        shared, size = await self._redis_get(key)
+        shared, size = await self._reads.run(key, lambda: self._redis_get(key))
         if shared is not None and (local is None or shared.fetched_at > local.fetched_at):
             self.stats.redis_hits += 1
             self.memory.set(key, shared, size)
@@ -403,6 +423,39 @@ class Cache:
         self.stats.redis_failures += 1
         self.health.failure(exc)
 
+    async def redis_op(self, operation: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+        """``operation`` on this cache's Redis, within its timeout and under its health (a
+        failure counts toward the cooldown, like a read's); :class:`RedisUnusable` when there
+        is no Redis, it is skipped during its cooldown, or the operation failed."""
+        if self.redis is None or self.health is None or not self._allowed():
+            raise RedisUnusable
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await operation(self.redis)
+        except Exception as exc:
+            self._failed(exc)
+            raise RedisUnusable from exc
+        except BaseException:
+            self.health.abandon()
+            raise
+        self.health.success()
+        return result
+
+    def redis_failed(self, exc: BaseException) -> None:
+        """A Redis operation made outside :meth:`redis_op` failed (a subscription's read)."""
+        if self.health is not None:
+            self._failed(exc)
+
+    def decoded(self, key: str, data: bytes) -> tuple[Cached[Any] | None, int]:
+        """The entry ``data`` holds for ``key`` and its size; ``None`` (logged, counted as
+        unreadable) when it is not one this gateway writes."""
+        try:
+            return decode_entry(resource_of(key), data), len(data)
+        except Unreadable as exc:
+            self.stats.unreadable += 1
+            log.info("cache: ignoring the Redis entry %s: %s", key, exc)
+            return None, 0
+
     async def _redis_get(self, key: str) -> tuple[Cached[Any] | None, int]:
         """Redis's entry under ``key`` (``None`` when absent, unreadable, or Redis failed or was
         skipped) and its encoded size."""
@@ -420,12 +473,7 @@ class Cache:
         self.health.success()
         if not isinstance(data, bytes):
             return None, 0
-        try:
-            return decode_entry(resource_of(key), data), len(data)
-        except Unreadable as exc:
-            self.stats.unreadable += 1
-            log.info("cache: ignoring the Redis entry %s: %s", key, exc)
-            return None, 0
+        return self.decoded(key, data)
 
 
 class Singleflight:

@@ -16,6 +16,8 @@
         │                                                         -> UNAVAILABLE, CIRCUIT_OPEN
         ├── NoFreeSlot            the deadline passed while the call waited for a slot among
         │                         the gateway's own calls in flight -> UNAVAILABLE, TIMEOUT
+        ├── SharedFailure         another gateway's call of the same read failed (its status,
+        │                         shared through Redis), or the wait for it ended -> its state
         └── Unavailable           the vendor itself is unwell: only these feed a circuit breaker
             ├── ConnectionFailed  refused, reset, broken off      -> UNAVAILABLE, CONNECTION
             ├── TimedOut          no answer within the deadline   -> UNAVAILABLE, TIMEOUT
@@ -35,7 +37,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from gateway.domain import FailureCause, SourceState
+from gateway.domain import FailureCause, SourceState, SourceStatus
 
 _MAX_VENDOR_TEXT = 200
 
@@ -254,6 +256,21 @@ class NoFreeSlot(UpstreamError):
             f"had {self.per_host} calls in flight to its host (or {self.total} in all) "
             "all that time"
         )
+
+
+class SharedFailure(UpstreamError):
+    """Another gateway sharing this one's Redis made the call this read waited for, and it
+    failed: ``shared`` is the status it shared (state, cause, message, retry time), shown as
+    it is. Also a wait for that call that ended without an answer (``TIMEOUT``). This gateway
+    did not call the vendor, so no circuit of its own counts it."""
+
+    def __init__(self, shared: SourceStatus) -> None:
+        self.shared = shared
+        vendor = shared.vendor or "the vendor"
+        super().__init__(vendor, status=shared.http_status, retry_at=shared.retry_at)
+
+    def summary(self) -> str:
+        return self.shared.message or f"{self.vendor} gave no usable answer"
 
 
 class Unavailable(UpstreamError):

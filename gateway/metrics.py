@@ -9,7 +9,10 @@ scrape, as ``prometheus_client`` intends for an exporter that proxies another sy
   builds the text from what it read, without waiting on anything (:func:`reading_families`);
 - :class:`VendorCalls`: every vendor call, counted by provider and outcome as it ends, and its
   duration (told by the providers, :data:`providers.base.CallObserver`);
-- :class:`CacheCollector`: the data cache's hits and misses (:class:`gateway.cache.CacheStats`);
+- :class:`CacheCollector`: the data cache's hits and misses (:class:`gateway.cache.CacheStats`),
+  and whether its Redis answers;
+- :class:`FlightCollector`: with Redis, how vendor reads went with the other gateways
+  (:class:`gateway.shared_flights.FlightStats`);
 - :class:`AnswerCollector`: the answer cache's hits, executions and kept answers
   (:class:`gateway.response_cache.AnswerStats`).
 
@@ -58,6 +61,7 @@ from gateway.forecast import Forecast
 from gateway.history import HistoryStore, HistoryUnavailable, RunSummary
 from gateway.response_cache import AnswerStore
 from gateway.service import GatewayService, RequestScope
+from gateway.shared_flights import SharedFlights
 from providers.base import CallObserver
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -201,7 +205,42 @@ class CacheCollector:
             ),
             entries,
             size,
+            *self._redis(),
         ]
+
+    def _redis(self) -> list[Metric]:
+        health = self.cache.health
+        if health is None:  # no Redis configured: nothing to say about it
+            return []
+        up = GaugeMetricFamily(
+            "usage_gateway_redis_up",
+            "1 while the shared Redis answers, 0 from an operation's failure until one succeeds"
+            " again (meanwhile this process answers from its memory and its own vendor calls).",
+        )
+        up.add_metric([], 1 if health.up else 0)
+        return [up]
+
+
+class FlightCollector:
+    """How this process's vendor reads went with the other gateways on the same Redis
+    (:class:`~gateway.shared_flights.FlightStats`)."""
+
+    def __init__(self, flights: SharedFlights) -> None:
+        self.flights = flights
+
+    def collect(self) -> Iterable[Metric]:
+        reads = CounterMetricFamily(
+            "usage_gateway_shared_reads",
+            "Vendor reads this process needed (cache misses, refreshes), by how they went with "
+            "the other gateways sharing Redis: called (held the key's lease and called), "
+            "took_over (the same, after its holder's lease expired), joined / joined_failure "
+            "(another gateway's answer or failure used, no call), alone (Redis unusable: "
+            "called without a lease), timed_out (waited past the bound, no answer).",
+            labels=["outcome"],
+        )
+        for outcome, count in self.flights.stats.counts().items():
+            reads.add_metric([outcome], count)
+        return [reads]
 
 
 class ProcessCollector:
@@ -481,6 +520,8 @@ class Metrics:
             ProcessCollector(service.history),
         ):
             self.registry.register(collector)
+        if service.upstream.shared is not None:
+            self.registry.register(FlightCollector(service.upstream.shared))
         if answers is not None:
             self.registry.register(AnswerCollector(answers))
 

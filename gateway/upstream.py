@@ -8,7 +8,9 @@ parameters) it answers, in this order:
    RATE_LIMITED / AUTH_FAILED when the last refresh was refused that way), while one refresh
    runs in the background (stale-while-revalidate, stale-if-error);
 3. otherwise a call to the vendor, shared by every concurrent caller of the same key
-   (singleflight), unless the account's circuit is open.
+   (singleflight), unless the account's circuit is open; with Redis, shared by every gateway
+   process too (:class:`gateway.shared_flights.SharedFlights`: the process holding the key's
+   lease calls, the others wait for its answer or its failure).
 
 Only successful answers are cached. Expected failures come back as a status, never raised,
 built from the error's fields (state, cause, vendor, HTTP status, retry time). Only a vendor that
@@ -40,8 +42,9 @@ from typing import Any
 from gateway import answer_reads
 from gateway.cache import Cache, Cached, Singleflight, cache_key
 from gateway.domain import FailureCause, SourceState, SourceStatus
-from gateway.errors import CircuitOpen, Unavailable, UpstreamError
+from gateway.errors import CircuitOpen, SharedFailure, Unavailable, UpstreamError
 from gateway.lru import BoundedLRU
+from gateway.shared_flights import SharedFlights
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +142,13 @@ class Upstream:
         *,
         last_errors: int = LAST_ERRORS,
         versions: int = VERSIONS,
+        shared: SharedFlights | None = None,
     ) -> None:
         self.cache = cache
         self.clock = clock
         self.flights = Singleflight()
+        self.shared = shared
+        """With Redis: the leases that make one call per key across gateway processes."""
         self.breakers: dict[str, Breaker] = {}
         self.last_error: BoundedLRU[SourceStatus] = BoundedLRU(last_errors, last_errors)
         """The last failure per key, for at most ``last_errors`` keys (each counts as 1)."""
@@ -239,7 +245,7 @@ class Upstream:
         breaker = self.breakers.setdefault(account, Breaker())
         try:
             breaker.check(self.clock(), vendor)
-            value = await call()
+            entry = await self._read(key, vendor, call, ttl, max_stale)
         except UpstreamError as exc:
             if isinstance(exc, Unavailable):  # connection, timeout, 5xx: the vendor is unwell
                 breaker.failure(self.clock())
@@ -255,10 +261,29 @@ class Upstream:
             breaker.probing = False
             raise
         breaker.success()
-        entry = Cached(value, self.clock())
         self.last_error.pop(key)
-        await self.cache.set(key, entry, ttl + max_stale)
         return entry, self.versions.bump(key)  # after the entry is there to be read
+
+    async def _read(
+        self,
+        key: str,
+        vendor: str,
+        call: Callable[[], Awaitable[Any]],
+        ttl: float,
+        max_stale: float,
+    ) -> Cached[Any]:
+        """The vendor's answer, stored in the cache: called here, or, with Redis, by whichever
+        gateway holds the key's lease (another's failure raises :class:`SharedFailure`)."""
+
+        async def lead() -> Cached[Any]:
+            entry = Cached(await call(), self.clock())
+            await self.cache.set(key, entry, ttl + max_stale)
+            return entry
+
+        if self.shared is None or ttl + max_stale <= 0:  # nothing stored: nothing to share
+            return await lead()
+        fresh_since = self.clock() - timedelta(seconds=ttl)
+        return await self.shared.run(key, fresh_since, lead, _status_of, vendor)
 
     def _refresh(
         self,
@@ -306,10 +331,14 @@ class Upstream:
         for task in list(self.background):
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.close()
         await self.cache.close()
 
 
 def _status_of(exc: UpstreamError) -> SourceStatus:
+    if isinstance(exc, SharedFailure):
+        return exc.shared
     return SourceStatus(
         exc.state,
         None,

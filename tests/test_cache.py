@@ -4,6 +4,7 @@ and bytes, and a Redis that is down or hung costing a few timeouts and one warni
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -320,7 +321,45 @@ async def test_memory_answers_first_and_redis_when_memory_is_not_fresh_enough(
         await theirs.close()
 
 
+async def test_concurrent_reads_of_a_key_share_one_redis_read(redis_server) -> None:
+    """A burst of 100 reads of one key that memory cannot answer asks Redis once, and every
+    reader gets its entry (a burst of cold requests neither empties the connection pool nor
+    times out into a Redis "outage")."""
+    ours, theirs = Cache(redis_server.url), Cache(redis_server.url)
+    key = cache_key("fp", "limits")
+    entry = Cached(Limits(plan="shared"), NOW)
+    watch = redis_server.client()
+    try:
+        await theirs.set(key, entry, 60)
+        watch.config_resetstat()
+        found = await asyncio.gather(*(ours.get(key) for _ in range(100)))
+        assert found == [entry] * 100
+        assert watch.info("commandstats")["cmdstat_get"]["calls"] == 1
+        assert ours.stats.redis_failures == 0
+    finally:
+        watch.close()
+        await ours.close()
+        await theirs.close()
+
+
 # -- a sick Redis ------------------------------------------------------------------------------
+
+
+async def test_an_idle_connection_to_a_restarted_redis_is_not_used(redis_server) -> None:
+    """Redis restarts while the cache's connection sits idle in its pool: the next operation
+    opens a new one instead of failing on the dead one (no outage, no warning)."""
+    cache = Cache(redis_server.url)
+    key = cache_key("fp", "limits")
+    try:
+        await cache.set(key, limits_entry("before"), 60)
+        redis_server.kill()
+        redis_server.start()  # empty, on the same port
+        await asyncio.sleep(0.2)  # the event loop sees the old connection closed, as when idle
+        await cache.set(key, limits_entry("after"), 60)
+        assert cache.stats.redis_failures == 0
+    finally:
+        await cache.close()
+    assert redis_server.client().get(key) is not None  # it reached the new server
 
 
 class Clock:
