@@ -158,6 +158,55 @@ class OutboundLimiter:
         self.calls = max(1, calls)
 
 
+SHARED_FLIGHT_MARGIN = 1.0
+"""Seconds added to a call's deadline as the latest its request may still reach the vendor
+after the shared window admitted it (a request written just before the deadline cut it)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The answer of a rate window shared with other gateway processes (:class:`SharedOutbound`)
+    to "may one more call go now?": ``ticket`` when it may (the call settles it once answered),
+    else ``wait`` seconds before a slot may free, or ``held_until`` when the vendor asked for no
+    call before that moment."""
+
+    ticket: str | None = None
+    wait: float = 0.0
+    held_until: datetime | None = None
+
+
+class SharedOutbound(ABC):
+    """One vendor credential's rate window and holds, shared by every gateway process that
+    calls the vendor with it (the gateway provides one when it has a shared store; a provider
+    without one paces and holds alone).
+
+    The window is exact across processes in two phases. :meth:`turn` admits a call only while
+    fewer than ``calls`` admitted calls may have reached the vendor in the last ``period``
+    seconds, and records the admitted call as reaching it as late as ``flight`` seconds from
+    now (its deadline: it cannot arrive later); :meth:`settle` lowers that to the moment its
+    answer was in (it arrived before). An admitted call leaves the window only ``period``
+    seconds after the latest moment it may have arrived, so whatever the delays between the
+    store, the processes and the vendor, no ``period`` of the vendor's own clock sees more than
+    ``calls`` of them.
+
+    Every method answers ``None`` (or nothing) when the shared store cannot be used now: the
+    provider then falls back to its own window and holds.
+    """
+
+    @abstractmethod
+    async def turn(self, calls: int, period: float, flight: float) -> Turn | None:
+        """Whether one more call may go now (``calls`` 0: only whether a hold is on)."""
+
+    @abstractmethod
+    async def settle(self, ticket: str) -> None:
+        """The call admitted with ``ticket`` has its answer (or gave up): it reached the
+        vendor, if at all, before now."""
+
+    @abstractmethod
+    async def hold(self, until: datetime) -> None:
+        """The vendor asked for no call before ``until``: no process calls it before then."""
+
+
 DEFAULT_CALLS = 64
 """Vendor calls in flight at once, over every host, unless configured (``max_vendor_calls``)."""
 DEFAULT_CALLS_PER_HOST = 16
@@ -465,8 +514,12 @@ class BaseProvider(ABC):
         max_answer: int = MAX_ANSWER,
         observe: CallObserver | None = None,
         gate: CallGate | None = None,
+        shared: SharedOutbound | None = None,
     ) -> None:
         self.account = account
+        self.shared = shared
+        """The credential's rate window and holds shared with other gateway processes
+        (``None``: this client paces and holds alone)."""
         self.gate = gate or CallGate()
         """Bounds the vendor calls in flight at once; the gateway shares one among all its
         clients (a client built alone gets its own, with the default bounds)."""
@@ -484,6 +537,8 @@ class BaseProvider(ABC):
         """Whose slots of the gate a call takes: the vendor's host (and port)."""
         self.held_until: datetime | None = None
         """No call before this moment: the vendor said so (429) or its window is spent."""
+        self._shared_hold: datetime | None = None
+        """The last hold this process and the others (``shared``) agreed on."""
         self.limiter = (
             OutboundLimiter(*self.outbound_rate, clock=monotonic) if self.outbound_rate else None
         )
@@ -662,19 +717,24 @@ class BaseProvider(ABC):
         self._check_held()
         waiting = Waiting()
         try:
-            async with asyncio.timeout(self.deadline):
-                response = await self._send(path, params, waiting)
-        except TimeoutError as exc:
-            if waiting.now:  # the gateway's own queue, not the vendor, took the time
-                gate = self.gate
-                raise NoFreeSlot(
-                    self.display_name,
-                    deadline=self.deadline,
-                    per_host=gate.per_host,
-                    total=gate.total,
-                ) from exc
-            raise TimedOut(self.display_name, deadline=self.deadline) from exc
-        self._check_status(response)
+            try:
+                async with asyncio.timeout(self.deadline):
+                    response = await self._send(path, params, waiting)
+            except TimeoutError as exc:
+                if waiting.now:  # the gateway's own queue, not the vendor, took the time
+                    gate = self.gate
+                    raise NoFreeSlot(
+                        self.display_name,
+                        deadline=self.deadline,
+                        per_host=gate.per_host,
+                        total=gate.total,
+                    ) from exc
+                raise TimedOut(self.display_name, deadline=self.deadline) from exc
+            self._check_status(response)
+        except UpstreamError:
+            await self._share_hold()
+            raise
+        await self._share_hold()
         content = response.content
         try:
             if len(content) > THREAD_PARSE:
@@ -691,19 +751,27 @@ class BaseProvider(ABC):
         if self.held_until is not None and self.clock() < self.held_until:
             raise RateLimited(self.display_name, retry_at=self.held_until)
 
+    async def _share_hold(self) -> None:
+        """Tell the other gateway processes of a hold this one heard from the vendor."""
+        until = self.held_until
+        if self.shared is not None and until is not None and until != self._shared_hold:
+            self._shared_hold = until
+            await self.shared.hold(until)
+
     async def _send(
         self, path: str, params: Mapping[str, str] | None, waiting: Waiting
     ) -> httpx.Response:
         """The request, retried on connection failures and 5xx (inside the caller's deadline).
 
-        Each attempt first reserves its moment under the vendor's rate and waits for it, then
-        takes a slot of the gate (:class:`CallGate`) and, holding it, records its real send
-        under the rate (:meth:`OutboundLimiter.send`): a wait for a slot never lets real sends
-        crowd a rate window.
+        Each attempt first takes its turn under the vendor's rate (:meth:`_pace`), then a slot
+        of the gate (:class:`CallGate`). Paced alone, it reserves its moment and waits for it,
+        and, holding the gate's slot, records its real send (:meth:`OutboundLimiter.send`): a
+        wait for a slot never lets real sends crowd a rate window. Paced with other processes
+        (:class:`SharedOutbound`), it settles its turn once the answer is in.
         """
         vendor = self.display_name
         for attempt in range(RETRIES + 1):
-            limiter = await self._pace()
+            ticket, limiter = await self._pace()
             last = attempt == RETRIES
             try:
                 async with self.gate.slot(self.host, waiting):
@@ -718,28 +786,43 @@ class BaseProvider(ABC):
                         timeout=self.deadline,
                     ) as streamed:
                         response = await self._read(streamed)
-            except httpx.TimeoutException as exc:
-                raise TimedOut(vendor, deadline=self.deadline) from exc
-            except httpx.ConnectError as exc:
+            except (httpx.HTTPError, UpstreamError) as exc:
+                await self._settle(ticket)
+                if isinstance(exc, UpstreamError):
+                    raise
+                if isinstance(exc, httpx.TimeoutException):
+                    raise TimedOut(vendor, deadline=self.deadline) from exc
                 if last:
-                    raise ConnectionFailed(vendor) from exc
-            except httpx.HTTPError as exc:
-                if last:
-                    raise ConnectionFailed(vendor, broke_off=True) from exc
+                    broke_off = not isinstance(exc, httpx.ConnectError)
+                    raise ConnectionFailed(vendor, broke_off=broke_off) from exc
             else:
+                await self._settle(ticket)
                 if response.status_code < 500 or last:
                     return response
                 self._note_rate_window(response.headers, response.status_code)
             await asyncio.sleep(BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _pace(self) -> OutboundLimiter | None:
-        """Reserve a slot under the vendor's rate and wait for it, or refuse at once when the
-        slot is more than ``MAX_PACING_WAIT`` away (``retry_at``: that slot). Returns the
-        limiter whose :meth:`~OutboundLimiter.send` the caller calls as it really sends."""
+    async def _settle(self, ticket: str | None) -> None:
+        if ticket is not None and self.shared is not None:
+            await self.shared.settle(ticket)
+
+    async def _pace(self) -> tuple[str | None, OutboundLimiter | None]:
+        """Take this attempt's turn under the vendor's rate: ``(ticket, None)`` when the window
+        shared with other processes admitted it (the caller settles the ticket), ``(None,
+        limiter)`` when this process paces alone (the caller calls
+        :meth:`~OutboundLimiter.send` as it really sends), ``(None, None)`` when nothing paces.
+
+        Alone: reserve a slot and wait for it, or refuse at once when the slot is more than
+        ``MAX_PACING_WAIT`` away (``retry_at``: that slot). Shared: see :meth:`_shared_turn`.
+        """
+        if self.shared is not None:
+            decided, ticket = await self._shared_turn(self.shared)
+            if decided:
+                return ticket, None
         limiter = self.limiter
         if limiter is None:
-            return None
+            return None, None
         wait = limiter.reserve(MAX_PACING_WAIT)
         if wait is None:
             raise RateLimited(
@@ -749,7 +832,37 @@ class BaseProvider(ABC):
             )
         if wait > 0:
             await asyncio.sleep(wait)
-        return limiter
+        return None, limiter
+
+    async def _shared_turn(self, shared: SharedOutbound) -> tuple[bool, str | None]:
+        """Ask the shared window for a turn until it gives one: ``(True, ticket)``, with no
+        ticket when this vendor has no rate to keep (only the shared hold was checked);
+        ``(False, None)`` when the shared store cannot be used (the caller paces alone).
+
+        A vendor's hold raises ``RateLimited`` (``retry_at``: its end). A full window is asked
+        again when its oldest call may have left it, as long as the waits add up to at most
+        ``MAX_PACING_WAIT``; otherwise ``RateLimited`` (``retry_at``: when a slot may free).
+        """
+        limiter = self.limiter
+        calls, period = (limiter.calls, limiter.period) if limiter is not None else (0, 0.0)
+        waited = 0.0
+        while True:
+            turn = await shared.turn(calls, period, self.deadline + SHARED_FLIGHT_MARGIN)
+            if turn is None:
+                return False, None
+            if turn.held_until is not None:
+                self.held_until = self._shared_hold = turn.held_until
+                raise RateLimited(self.display_name, retry_at=turn.held_until)
+            if turn.ticket is not None or limiter is None:
+                return True, turn.ticket
+            if waited + turn.wait > MAX_PACING_WAIT:
+                raise RateLimited(
+                    self.display_name,
+                    retry_at=self.clock() + timedelta(seconds=turn.wait),
+                    pacing=(limiter.calls, limiter.period),
+                )
+            await asyncio.sleep(turn.wait)
+            waited += turn.wait
 
     async def _read(self, streamed: httpx.Response) -> httpx.Response:
         """The answer with its body read, at most ``max_answer`` bytes once decompressed.
