@@ -650,10 +650,12 @@ class BaseProvider(ABC):
             text = text.replace(form, "********")
         return text
 
-    def _note_rate_window(self, headers: httpx.Headers, status: int) -> None:
+    def _note_rate_window(
+        self, headers: httpx.Headers, status: int, now: datetime | None = None
+    ) -> None:
         """Follow the vendor's limit, and hold calls while its window is spent (429 or
         ``X-RateLimit-Remaining: 0``)."""
-        now = self.clock()
+        now = self.clock() if now is None else now
         announced = headers.get("x-ratelimit-limit", "")
         if self.rate_header_period and announced.isdigit() and int(announced) > 0:
             if self.limiter is None:
@@ -905,12 +907,13 @@ class BaseProvider(ABC):
         """Follow the vendor's rate headers; raise the error a non-200 answer means."""
         vendor = self.display_name
         status = response.status_code
-        self._note_rate_window(response.headers, status)
+        now = self.clock()
+        self._note_rate_window(response.headers, status, now)
         if status != 200:
             raw = self.error_message(response)
             detail = None if raw is None else vendor_text(self.redact(raw))
             if status == 429:
-                when = retry_after(response.headers, self.clock())
+                when = retry_after(response.headers, now)  # the moment held_until has
                 raise RateLimited(vendor, status=status, detail=detail, retry_at=when)
             if status >= 500:
                 raise VendorFailed(vendor, status=status, detail=detail)
