@@ -31,6 +31,11 @@
    warm, the gateway's memory; 10,000 accounts: start-up, and one account's query next to the
    same with 10 accounts.
 
+11. One vendor budget across replicas: twice ReputeAPI's limit (30 calls a minute) of distinct
+   reads at once, spread over 3 ``usage-gateway serve`` processes, with a shared Redis and with
+   ``memory://``: the most requests the vendor received in any minute (by its own clock), and
+   how many it answered 429.
+
 ``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
 
@@ -1125,13 +1130,88 @@ async def forecast_backtest() -> str:
     )
 
 
+REPLICAS = 3
+REPLICA_READ = """query ($day: Date!) { account(id: "repute") {
+  usage(from: $day, to: $day) { requests } source { state } } }"""
+
+
+def most_in_a_window(times: list[float], period: float) -> int:
+    """The most moments in any window of ``period`` seconds (half-open: (t - period, t])."""
+    ordered = sorted(times)
+    return max(
+        (sum(1 for u in ordered[: i + 1] if u > t - period) for i, t in enumerate(ordered)),
+        default=0,
+    )
+
+
+async def replica_budget() -> dict[str, dict[str, int]]:
+    """For a shared Redis and for ``memory://``: a fresh ReputeAPI emulator process and
+    ``REPLICAS`` gateway processes; twice the vendor's per-minute limit of reads of distinct
+    days, all at once, round robin over the gateways. What the vendor saw (its arrival log)."""
+    found: dict[str, dict[str, int]] = {}
+    limit = 30  # ReputeAPI's /v1/usage: 30 calls a minute (shared/upstream/reputeapi.md)
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_port = free_port()
+        with redis_server(redis_port, tmp):
+            for cache_url in (f"redis://127.0.0.1:{redis_port}/0", "memory://"):
+                vendor_port = free_port()
+                vendor = process(
+                    str(BIN / "usage-gateway"), "emulator", "reputeapi",
+                    "--port", str(vendor_port), ready="emulator",
+                )  # fmt: skip
+                with vendor, contextlib.ExitStack() as stack:
+                    urls = []
+                    for n in range(REPLICAS):
+                        config = Path(tmp) / f"replica-{n}.toml"
+                        config.write_text(
+                            f'[gateway]\ncache_url = "{cache_url}"\n'
+                            f'history_path = "{Path(tmp) / f"history-{n}-{vendor_port}.sqlite"}"\n'
+                            '[[accounts]]\nid = "repute"\nprovider = "reputeapi"\n'
+                            f'base_url = "http://127.0.0.1:{vendor_port}"\n'
+                            'api_key = "ra_live_premium_demo"\n',
+                            encoding="utf-8",
+                        )
+                        port = free_port()
+                        serve = (str(BIN / "usage-gateway"), "serve", "--config", str(config))
+                        flags = ("--port", str(port), "--log-level", "error")
+                        stack.enter_context(process(*serve, *flags, ready="GraphiQL"))
+                        urls.append(f"http://127.0.0.1:{port}/graphql")
+                    today = datetime.now(UTC).date()
+                    wanted = [str(today - timedelta(days=2 + n)) for n in range(2 * limit)]
+                    async with httpx.AsyncClient(timeout=60) as client:
+                        answers = await asyncio.gather(
+                            *(
+                                client.post(
+                                    urls[n % REPLICAS],
+                                    json={"query": REPLICA_READ, "variables": {"day": day}},
+                                )
+                                for n, day in enumerate(wanted)
+                            )
+                        )
+                        log = (
+                            await client.get(f"http://127.0.0.1:{vendor_port}/_emulator/calls")
+                        ).json()["arrivals"]
+                states = [a.json()["data"]["account"]["source"]["state"] for a in answers]
+                times = [t for t, path, _ in log if path == "/v1/usage"]
+                found["redis" if cache_url.startswith("redis") else "memory"] = {
+                    "limit": limit,
+                    "demand": len(wanted),
+                    "received": len(times),
+                    "most": most_in_a_window(times, 60.0),
+                    "refused_429": sum(1 for _, _, status in log if status == 429),
+                    "fresh": states.count("FRESH"),
+                    "held": states.count("RATE_LIMITED"),
+                }
+    return found
+
+
 def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share:.1%}"
 
 
 def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    run = set(sections) if sections else {str(n) for n in range(1, 11)}
+    run = set(sections) if sections else {str(n) for n in range(1, 12)}
     if "1" in run:
         asked, upstream, resources = asyncio.run(coalescing())
         print(
@@ -1285,6 +1365,18 @@ def main(sections: list[str]) -> None:
             f" {fleet['start_in_process']:.2f} s from reading the config to started, in"
             f" process (goal <= 5 s); one account's query {big:.0f} req/s next to {ten:.0f}"
             f" req/s with 10 accounts -> ratio {big / ten:.2f} (goal ~1.0)"
+        )
+    if "11" in run:
+        budget = asyncio.run(replica_budget())
+        shared, alone = budget["redis"], budget["memory"]
+        print(
+            f"11. one budget     {shared['demand']} distinct reads at once over {REPLICAS}"
+            f" gateway processes, ReputeAPI allowing {shared['limit']} a minute: with a shared"
+            f" Redis the vendor received at most {shared['most']} in any minute"
+            f" ({shared['refused_429']} answered 429; {shared['fresh']} answers FRESH,"
+            f" {shared['held']} RATE_LIMITED without a call); with memory:// {alone['most']}"
+            f" ({alone['refused_429']} answered 429) -> {shared['most'] / shared['limit']:.2f}"
+            f" vs {alone['most'] / alone['limit']:.2f} of the limit (goal: <= 1.00)"
         )
 
 
