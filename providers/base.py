@@ -681,7 +681,8 @@ class BaseProvider(ABC):
         The whole call, retries included, has one deadline. Connection failures and 5xx answers
         are retried (``RETRIES`` times, jittered exponential backoff) while the deadline allows;
         nothing else is. Calls are paced below the vendor's documented rate, and none is made
-        while the vendor's rate window is spent.
+        while the vendor's rate window is spent; with ``shared``, the window and the holds are
+        those of every gateway process using the credential.
 
         The deadline is also each request's httpx timeout, so an injected client's own
         (shorter) timeout never cuts a call the configuration allows.

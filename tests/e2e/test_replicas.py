@@ -113,7 +113,7 @@ def moment(text: str) -> float:
 def test_replicas_keep_one_rate_window_per_vendor_credential(tmp_path, redis_url, shared):
     """Twice the vendor's limit of distinct reads, spread over three processes at once: with a
     shared Redis the vendor receives exactly its limit in the window and answers no 429; each
-    process pacing alone lets through all of them."""
+    process pacing alone lets through more than the limit."""
     demand = 2 * USAGE_ENDPOINT_LIMIT
     with vendor() as vendor_url:
         with gateways(tmp_path, redis_url if shared else "memory://", vendor_url) as urls:
@@ -129,7 +129,7 @@ def test_replicas_keep_one_rate_window_per_vendor_credential(tmp_path, redis_url
         assert states.count("FRESH") <= USAGE_ENDPOINT_LIMIT
         assert states.count("RATE_LIMITED") == demand - states.count("FRESH")  # held back here
     else:
-        assert most_in_a_window(times, PERIOD) == len(seen) > demand > USAGE_ENDPOINT_LIMIT
+        assert most_in_a_window(times, PERIOD) > USAGE_ENDPOINT_LIMIT
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["redis", "memory"])
