@@ -25,7 +25,7 @@ import pytest
 from gateway.domain import utc_now
 from gateway.upstream import BREAKER_THRESHOLD
 from providers.base import RETRIES
-from providers.reputeapi.client import USAGE_ENDPOINT_LIMIT
+from providers.reputeapi.emulator import USAGE_LIMIT_PER_MINUTE as USAGE_ENDPOINT_LIMIT
 from tests.e2e.test_demo import cli, read_until
 
 REPLICAS = 3
