@@ -148,6 +148,7 @@ def test_a_retry_after_heard_by_one_replica_holds_every_replica(tmp_path, redis_
             fresh = iter(days(200, skip=1))
             while not any(a["source"]["state"] == "FRESH" for a in answers[-2:]):
                 answers += asyncio.run(round_robin(urls[1:], SOURCE, [next(fresh), next(fresh)]))
+                time.sleep(0.1)  # some 20 rounds during the hold (200 days last 100 rounds)
         seen = arrivals(vendor_url)
     (limited_at, status), *later = seen
     assert status == 429
