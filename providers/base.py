@@ -87,14 +87,22 @@ class OutboundLimiter:
     A caller first *reserves* a slot (:meth:`reserve`): the earliest moment at which one more
     call keeps every window of ``period`` seconds at ``calls`` or fewer, counting the slots
     already handed out, and recorded at once, so concurrent callers never share one free slot.
-    A slot too far away is refused without being reserved. The caller then waits for its slot
-    and :meth:`send` records the moment it really sends, waiting a little longer if an earlier
-    caller woke late: the real send times, not only the plan, stay within the limit.
+    A slot too far away is refused without being reserved. The caller then waits for its slot,
+    and :meth:`send` lets it go once the calls that may have reached the vendor in the last
+    ``period`` seconds are fewer than ``calls``, waiting longer if need be; :meth:`settle` says
+    its answer is in.
+
+    What counts is when calls *arrive*, as the vendor counts them, and a request sent may
+    arrive later than another sent after it (a new connection's handshake, a slow network).
+    So a call counts from its send until its answer is in (it arrived by then), and leaves
+    the window ``period`` seconds after that: whatever the delays, no ``period`` of the
+    vendor's clock sees more than ``calls`` of them. (Counting send moments alone let a vendor
+    see 5 to 7 calls in a window of 4, on loopback, when the first calls opened connections.)
 
     Why not a leaky bucket (aiolimiter)? A bucket of ``calls`` per ``period`` starts full and
     drains continuously, so it admits ``calls`` at once and one more as soon as ``period /
     calls`` has drained: ``calls + 1`` in one window, which a vendor counting a sliding window
-    (ReputeAPI: 30 per minute) answers with a 429. Keeping the window's own send times is exact,
+    (ReputeAPI: 30 per minute) answers with a 429. Keeping the window's own moments is exact,
     and its size is bounded by ``calls``.
     """
 
@@ -106,8 +114,12 @@ class OutboundLimiter:
         self.clock = clock
         self.slots: deque[float] = deque()
         """Slots handed out (some in the future), in order."""
-        self.sent: deque[float] = deque()
-        """When calls were really sent, in order."""
+        self.in_flight = 0
+        """Calls sent whose answers are not in yet."""
+        self.answered: deque[float] = deque()
+        """When the answers of calls sent came in (or they gave up), in order."""
+        self._settled: asyncio.Event | None = None
+        """Set at the next :meth:`settle` (for senders waiting on calls in flight)."""
 
     def _free_at(self, times: deque[float], now: float) -> float:
         """The earliest moment from ``now`` at which one more entry of ``times`` fits."""
@@ -116,6 +128,19 @@ class OutboundLimiter:
         if len(times) < self.calls:
             return max(now, times[-1]) if times else now
         return max(now, times[-1], times[-self.calls] + self.period)
+
+    def _free_to_send(self, now: float) -> float | None:
+        """The earliest moment from ``now`` at which one more call may be sent, or ``None``
+        while the calls in flight alone fill the window (one must settle first)."""
+        answered = self.answered
+        while answered and answered[0] <= now - self.period:
+            answered.popleft()
+        excess = self.in_flight + len(answered) - self.calls + 1
+        if excess <= 0:
+            return now
+        if excess > len(answered):
+            return None
+        return max(now, answered[excess - 1] + self.period)
 
     def next_slot(self) -> float:
         """Seconds until the next slot not yet handed out (0: now)."""
@@ -133,25 +158,41 @@ class OutboundLimiter:
         return slot - now
 
     async def send(self) -> float:
-        """Wait until a call really fits the window, record it as sent now, and return when."""
-        now = self.clock()
-        free = self._free_at(self.sent, now)
-        while free > now:  # an earlier caller sent late: its window ends later than planned
-            await asyncio.sleep(free - now)
+        """Wait until one more call fits the window, count it as in flight, and return when.
+        The caller calls :meth:`settle` once its answer is in (or it gave up)."""
+        while True:
             now = self.clock()
-            free = self._free_at(self.sent, now)
-        self.sent.append(now)
-        return now
+            free = self._free_to_send(now)
+            if free is None:
+                if self._settled is None:
+                    self._settled = asyncio.Event()
+                await self._settled.wait()
+            elif free > now:
+                await asyncio.sleep(free - now)
+            else:
+                self.in_flight += 1
+                return now
+
+    def settle(self) -> None:
+        """A call sent has its answer (or gave up): it reached the vendor, if at all, by now."""
+        self.in_flight -= 1
+        self.answered.append(self.clock())
+        settled, self._settled = self._settled, None
+        if settled is not None:
+            settled.set()
 
     async def acquire(self, max_wait: float) -> float | None:
-        """Reserve a slot, wait for it and take it: the moment the call may go (by ``clock``),
-        or ``None`` (nothing reserved) when the next slot is more than ``max_wait`` away."""
+        """Reserve a slot, wait for it and send at once, for a call answered as it is sent:
+        the moment the call may go (by ``clock``), or ``None`` (nothing reserved) when the next
+        slot is more than ``max_wait`` away."""
         wait = self.reserve(max_wait)
         if wait is None:
             return None
         if wait > 0:
             await asyncio.sleep(wait)
-        return await self.send()
+        moment = await self.send()
+        self.settle()
+        return moment
 
     def resize(self, calls: int) -> None:
         """The vendor told us its limit (e.g. ``X-RateLimit-Limit``)."""
@@ -768,18 +809,20 @@ class BaseProvider(ABC):
 
         Each attempt first takes its turn under the vendor's rate (:meth:`_pace`), then a slot
         of the gate (:class:`CallGate`). Paced alone, it reserves its moment and waits for it,
-        and, holding the gate's slot, records its real send (:meth:`OutboundLimiter.send`): a
-        wait for a slot never lets real sends crowd a rate window. Paced with other processes
-        (:class:`SharedOutbound`), it settles its turn once the answer is in.
+        and, holding the gate's slot, sends when the window allows (:meth:`OutboundLimiter.send`):
+        a wait for a slot never lets real sends crowd a rate window. Either way (alone, or with
+        other processes: :class:`SharedOutbound`) it settles its turn once the answer is in.
         """
         vendor = self.display_name
         for attempt in range(RETRIES + 1):
             ticket, limiter = await self._pace()
             last = attempt == RETRIES
+            sent = False
             try:
                 async with self.gate.slot(self.host, waiting):
                     if limiter is not None:
                         await limiter.send()
+                        sent = True
                     async with self.http.stream(
                         "GET",
                         self.base_url + path,
@@ -803,6 +846,9 @@ class BaseProvider(ABC):
                 if response.status_code < 500 or last:
                     return response
                 self._note_rate_window(response.headers, response.status_code)
+            finally:
+                if sent and limiter is not None:
+                    limiter.settle()  # also when cancelled: the answer will never come
             await asyncio.sleep(BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -106,6 +106,24 @@ async def test_three_replicas_never_exceed_the_rate_in_any_window_the_vendor_see
         assert most_in_a_window(sent, PERIOD) > CALLS
 
 
+async def test_alone_the_vendor_sees_no_more_than_the_rate_though_first_calls_connect(
+    emulators,
+) -> None:
+    """One replica alone, 16 calls at once on cold connections: the first calls reach the
+    vendor later than their send (a connection to open first) while later ones on kept-alive
+    connections do not; counted until their answers are in, no 0.5 s of the vendor's clock
+    sees more than 4. (Counting send moments alone, the vendor saw 5 to 7.)"""
+    repute = emulators["reputeapi"]
+    async with httpx.AsyncClient(verify=TLS) as http:
+        provider = FastRepute(account(repute.url), http)
+        burst = await asyncio.gather(
+            *(provider.limits() for _ in range(4 * CALLS)), return_exceptions=True
+        )
+    assert sum(1 for r in burst if isinstance(r, RateLimited)) == CALLS
+    sent = arrivals(repute.emulator)
+    assert len(sent) == 3 * CALLS and most_in_a_window(sent, PERIOD) <= CALLS
+
+
 async def test_a_call_keeps_its_slot_until_its_answer_is_in_and_a_period_after(replicas) -> None:
     """A call admitted but not settled may still reach the vendor: it stays in the window
     (however long ago it was admitted) until it settles, and leaves one period after that."""
@@ -313,6 +331,7 @@ async def test_with_redis_down_each_replica_paces_holds_and_breaks_alone_then_re
             refused = [r for r in burst if isinstance(r, RateLimited)]
             assert [r.pacing for r in refused] == [(CALLS, PERIOD)] * CALLS  # slots > 1 s away
             assert repute.emulator.total_calls() == 3 * CALLS
+            assert most_in_a_window(arrivals(repute.emulator), PERIOD) <= CALLS
             repute.emulator.reset()
             repute.emulator.set_fault(Fault(status=429, retry_after=30, times=1))
             lone = ReputeApiProvider(config, http, shared=SharedWindow(store, "lone"))
