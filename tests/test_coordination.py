@@ -54,6 +54,7 @@ async def replicas(redis_url):
     caches: list[Cache] = []
 
     def make(**options: float) -> Cache:
+        options.setdefault("redis_timeout", 2)  # no replica left alone by a slow moment
         cache = Cache(redis_url, **options)
         caches.append(cache)
         return cache
