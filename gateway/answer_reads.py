@@ -8,7 +8,9 @@ The parts that hold data report each read into it, and nothing else changes for 
   that key had when the payload was read and the moment the payload stops being what a new
   execution would show (its TTL, the earliest quota or rate-limit reset in it, a retry time);
 - :class:`gateway.history.HistoryStore` reads: the history store, with its version (its own
-  writes, and the file's signature for writes by other processes);
+  writes, and the file's signature for writes by other processes); on PostgreSQL the version
+  is the store's write counter as last read, with a :func:`refresh` that reads it again before
+  a kept answer is reused (other gateways write there too);
 - :class:`AnswerClock`, the service's clock: reading the moment itself makes an answer hold
   for that moment only (it is never kept); reading today's date makes it hold until the next
   UTC midnight; :attr:`AnswerClock.read` reads it unreported, for what depends on data only;
@@ -25,7 +27,7 @@ background refreshes once their answer is out) every report goes nowhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -39,10 +41,12 @@ Check = tuple[Callable[[Any], Hashable], Any, Hashable]
 class Reads:
     """What one execution read: each datum's version and the earliest moment any of it ends."""
 
-    __slots__ = ("_checks", "deadline", "errors", "open", "unsettled")
+    __slots__ = ("_checks", "deadline", "errors", "open", "refreshes", "unsettled")
 
     def __init__(self) -> None:
         self._checks: dict[tuple[Callable[[Any], Hashable], Any], Hashable] = {}
+        self.refreshes: dict[Callable[[], Awaitable[None]], None] = {}
+        """What to await before the versions are compared again (each once, in order)."""
         self.deadline: datetime | None = None
         """The earliest moment any datum read stops holding (``None``: none ends by itself)."""
         self.errors = False
@@ -95,6 +99,14 @@ def datum(version_of: Callable[[Any], Hashable], key: Any, version: Hashable) ->
     reads = _current.get()
     if reads is not None:
         reads.datum(version_of, key, version)
+
+
+def refresh(bring_up_to_date: Callable[[], Awaitable[None]]) -> None:
+    """Report that a datum's version is only as new as ``bring_up_to_date`` makes it: a kept
+    answer awaits it before its versions are compared."""
+    reads = _current.get()
+    if reads is not None and reads.open:
+        reads.refreshes.setdefault(bring_up_to_date)
 
 
 def until(moment: datetime | None) -> None:

@@ -35,10 +35,11 @@ from gateway.graphql.requests import graphql_controller
 from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
+from gateway.history_pg import PostgresHistoryStore, redact
 from gateway.metrics import Metrics, VendorCalls, metrics_route
 from gateway.response_cache import AnswerStore, ResponseCache
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
-from gateway.settings import Settings, Switches
+from gateway.settings import Settings, Switches, parse_settings
 from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
 from gateway.upstream import BREAKER_COOLDOWN, BREAKER_MAX_COOLDOWN, BREAKER_THRESHOLD, Upstream
@@ -235,7 +236,7 @@ def build_service(
             clock=clock,
         )
     upstream = Upstream(cache, clock, circuits=circuits)
-    history = HistoryStore(settings.history_path)
+    history = history_store(settings)
     return GatewayService(
         accounts,
         clock=clock,
@@ -244,6 +245,28 @@ def build_service(
         max_query_cost=settings.max_query_cost,
         alerts=settings.alerts,
     )
+
+
+def history_store(settings: Settings) -> HistoryStore:
+    """The configured history store: PostgreSQL at ``history_url``, or the SQLite file at
+    ``history_path``."""
+    if settings.history_url is not None:
+        return PostgresHistoryStore(settings.history_url)
+    return HistoryStore(settings.history_path)
+
+
+def history_at(url: str, argument: str) -> HistoryStore:
+    """The history store at ``url`` (``sqlite:///path`` or ``postgresql://…``, as
+    ``history_url`` takes them); :class:`ConfigError` naming ``argument`` when it is neither."""
+    settings = parse_settings({"gateway": {"history_url": url}}, source=argument, env={})
+    return history_store(settings)
+
+
+def history_where(settings: Settings) -> str:
+    """The configured history store as messages name it (a URL without its password)."""
+    if settings.history_url is not None:
+        return redact(settings.history_url)
+    return settings.history_path
 
 
 async def snapshot_once(settings: Settings) -> tuple[list[AccountOutcome], AlertRun | None]:

@@ -18,9 +18,17 @@ import tempfile
 import time
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 from gateway.access import NAME, digest, new_token, pattern_problem, toml_block
-from gateway.app import create_app, export_once, install_redaction, snapshot_once
+from gateway.app import (
+    create_app,
+    export_once,
+    history_at,
+    history_where,
+    install_redaction,
+    snapshot_once,
+)
 from gateway.demo import demo_settings, fill_history
 from gateway.domain import ProviderId, SourceState, utc_now
 from gateway.errors import ConfigError, InputError
@@ -28,6 +36,7 @@ from gateway.export import render
 from gateway.export_request import ExportRefused, parse_export
 from gateway.graphql.schema import document_problem
 from gateway.history import HistoryUnavailable
+from gateway.history_copy import Copied, copy_history
 from gateway.servers import Served, ServerLimits, bind, serve_all
 from gateway.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
 from gateway.trusted_documents import DASHBOARD_DOCUMENT, manifest_json
@@ -134,7 +143,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         names = ", ".join(t.name for t in settings.tokens)
         print(f"tokens: {names} (every route but /healthz and /static/ needs one)", flush=True)
     if args.snapshot_every:
-        print(f"snapshots every {args.snapshot_every:g} s into {settings.history_path}", flush=True)
+        print(
+            f"snapshots every {args.snapshot_every:g} s into {history_where(settings)}", flush=True
+        )
     if settings.switches.dashboard:
         print(f"Dashboard: {gateway.url}/", flush=True)
     # The last line says where the graph is: GraphiQL's page, or the endpoint alone.
@@ -165,6 +176,63 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if alerts is not None:
         print(alerts.summary())
     return 0 if all(o.ok for o in outcomes) else 1
+
+
+def cmd_history_copy(args: argparse.Namespace) -> int:
+    """``history copy --from URL --to URL``: exit 0 copied, 2 bad arguments, 3 a store that
+    cannot be used (one line says which and why)."""
+    configure_logging(args.log_level, _url_passwords(args.source, args.target))
+    stores = []
+    for option, url in (("--from", args.source), ("--to", args.target)):
+        scheme = url.partition("://")[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            print(
+                f"usage-gateway history copy: {option}: expected sqlite:///path or"
+                f" postgresql://user@host/db, not a {scheme[:20]!r} URL",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            stores.append(history_at(url, option))
+        except ConfigError as exc:
+            print(f"usage-gateway history copy: {option}: {exc.message}", file=sys.stderr)
+            return 2
+    source, target = stores
+    if source.where == target.where and type(source) is type(target):
+        print("usage-gateway history copy: --from and --to are the same store", file=sys.stderr)
+        return 2
+    print(f"copying {source.where} -> {target.where}", flush=True)
+
+    def said(done: Copied) -> None:
+        print(f"{done.table}: {done.rows} rows", flush=True)
+
+    async def run() -> list[Copied]:
+        try:
+            return await copy_history(source, target, progress=said)
+        finally:
+            await source.close()
+            await target.close()
+
+    try:
+        copied = asyncio.run(run())
+    except HistoryUnavailable as exc:
+        print(f"usage-gateway: {exc}", file=sys.stderr)
+        return 3
+    print(f"copied {sum(c.rows for c in copied)} rows in {len(copied)} tables", flush=True)
+    return 0
+
+
+def _url_passwords(*urls: str) -> frozenset[str]:
+    """Passwords in ``urls``, so logs redact them."""
+    found = set()
+    for url in urls:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            found.add(password)
+    return frozenset(found)
 
 
 FAILED = (SourceState.RATE_LIMITED, SourceState.AUTH_FAILED, SourceState.UNAVAILABLE)
@@ -479,6 +547,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="error", choices=["debug", "info", "warning", "error"]
     )
     export.set_defaults(func=cmd_export)
+
+    history = commands.add_parser("history", help="work on history stores")
+    history_commands = history.add_subparsers(
+        dest="history_command", required=True, metavar="COMMAND"
+    )
+    copying = history_commands.add_parser(
+        "copy",
+        help="copy every table of one history store into another (SQLite -> PostgreSQL)",
+        description="Copy every table of the history store at FROM into the one at TO "
+        "(sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db): "
+        "snapshot runs, days, endpoints, changes, quota and rate-limit samples, alert states, "
+        "events and deliveries, in batches. TO is migrated first; copying again gives the same "
+        "store. Exit codes: 0 copied, 2 bad arguments, 3 a store that cannot be used (missing, "
+        "unreachable, refusing the credentials, or written by a newer usage-gateway).",
+    )
+    copying.add_argument("--from", dest="source", required=True, metavar="URL")
+    copying.add_argument("--to", dest="target", required=True, metavar="URL")
+    copying.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    copying.set_defaults(func=cmd_history_copy)
 
     token = commands.add_parser("token", help="make gateway tokens for the config")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")

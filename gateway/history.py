@@ -1,6 +1,7 @@
-"""The SQLite history store: what vendors forget, kept (sqlite-utils, one owned thread).
+"""The history store: what vendors forget, kept (SQLite by default, one owned thread; the same
+store on PostgreSQL is :mod:`gateway.history_pg`, and the SQL both run :mod:`gateway.history_sql`).
 
-Tables (migrations are numbered; ``PRAGMA user_version`` says which have run):
+Tables (migrations are numbered; on SQLite ``PRAGMA user_version`` says which have run):
 
 * ``snapshot_runs``: one row per account per snapshot run (started, finished, outcome, error);
 * ``usage_days``: per account and day, the day's totals; a row means the day is known;
@@ -37,6 +38,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -47,139 +49,13 @@ from sqlite_utils import Database
 from gateway import answer_reads
 from gateway.domain import EndpointUsage, Quota, RateLimit
 from gateway.errors import GatewayError
+from gateway.history_sql import MIGRATIONS, Conn
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
 SETTLE_SECONDS = 0.05
 """How old a file's modification time must be before its signature is trusted to change with
 the next write (file systems keep a coarse clock: a few milliseconds per tick)."""
-
-MIGRATIONS: tuple[Callable[[Database], None], ...]
-
-
-def _migration_1(db: Database) -> None:
-    db.table("snapshot_runs").create(
-        {
-            "id": int,
-            "account_id": str,
-            "started_at": str,
-            "finished_at": str,
-            "outcome": str,
-            "error": str,
-            "days": int,
-            "changed": int,
-            "owner": str,
-        },
-        pk="id",
-        not_null={"account_id", "started_at", "outcome"},
-    )
-    db.table("snapshot_runs").create_index(["account_id", "started_at"])
-    db.table("usage_days").create(
-        {
-            "account_id": str,
-            "day": str,
-            "requests": int,
-            "quota_requests": int,
-            "bytes": int,
-            "failed_requests": int,
-            "run_id": int,
-            "updated_at": str,
-        },
-        pk=("account_id", "day"),
-        not_null={"account_id", "day", "requests", "quota_requests"},
-    )
-    db.table("usage_endpoints").create(
-        {
-            "account_id": str,
-            "day": str,
-            "endpoint": str,
-            "consumes_quota": int,
-            "requests": int,
-            "run_id": int,
-        },
-        pk=("account_id", "day", "endpoint", "consumes_quota"),
-        not_null={"account_id", "day", "endpoint", "consumes_quota", "requests"},
-    )
-    db.table("usage_changes").create(
-        {
-            "id": int,
-            "account_id": str,
-            "day": str,
-            "what": str,
-            "old_value": int,
-            "new_value": int,
-            "run_id": int,
-            "changed_at": str,
-        },
-        pk="id",
-        not_null={"account_id", "day", "what"},
-    )
-    db.table("quota_samples").create(
-        {
-            "account_id": str,
-            "quota_id": str,
-            "sampled_at": str,
-            "used": int,
-            "quota_limit": int,
-            "run_id": int,
-        },
-        pk=("quota_id", "sampled_at"),
-        not_null={"account_id", "quota_id", "sampled_at"},
-    )
-    db.table("rate_limit_samples").create(
-        {
-            "account_id": str,
-            "name": str,
-            "sampled_at": str,
-            "used": int,
-            "quota_limit": int,
-            "run_id": int,
-        },
-        pk=("account_id", "name", "sampled_at"),
-        not_null={"account_id", "name", "sampled_at"},
-    )
-
-
-def _migration_2(db: Database) -> None:
-    """Endpoint bytes, so usage merged from history keeps them (ReversingLabs meters bytes),
-    and whether a day's endpoint split was stored (a day without use has no endpoint rows)."""
-    db.execute("ALTER TABLE usage_endpoints ADD COLUMN bytes INTEGER")
-    db.execute("ALTER TABLE usage_days ADD COLUMN split INTEGER")
-
-
-def _migration_3(db: Database) -> None:
-    """Alerts: each rule's state per quota and window, the events it made (an outbox), their
-    delivery per webhook, and which process delivers to a webhook now."""
-    db.execute(
-        "CREATE TABLE alert_states (id INTEGER PRIMARY KEY, account_id TEXT NOT NULL,"
-        " subject TEXT NOT NULL, rule TEXT NOT NULL, level TEXT NOT NULL,"
-        " window_key TEXT NOT NULL, window_start TEXT, window_end TEXT, state TEXT NOT NULL,"
-        " since TEXT NOT NULL, fired_at TEXT, resolved_at TEXT, facts TEXT NOT NULL,"
-        " UNIQUE (subject, rule, level, window_key))"
-    )
-    db.execute("CREATE INDEX alert_states_account ON alert_states (account_id, state)")
-    db.execute(
-        "CREATE TABLE alert_events (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
-        " account_id TEXT NOT NULL, rule TEXT NOT NULL, event TEXT NOT NULL,"
-        " at TEXT NOT NULL, data TEXT NOT NULL)"
-    )
-    db.execute("CREATE INDEX alert_events_at ON alert_events (at)")
-    db.execute("CREATE INDEX alert_events_account ON alert_events (account_id, at)")
-    db.execute(
-        "CREATE TABLE alert_deliveries (event_id INTEGER NOT NULL REFERENCES alert_events (id),"
-        " webhook TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-        " runs INTEGER NOT NULL DEFAULT 0, rejected_runs INTEGER NOT NULL DEFAULT 0,"
-        " last_status INTEGER, last_error TEXT, delivered_at TEXT,"
-        " PRIMARY KEY (event_id, webhook))"
-    )
-    db.execute("CREATE INDEX alert_deliveries_pending ON alert_deliveries (webhook, state)")
-    db.execute(
-        "CREATE TABLE alert_leases (webhook TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-        " token TEXT NOT NULL, until TEXT NOT NULL)"
-    )
-
-
-MIGRATIONS = (_migration_1, _migration_2, _migration_3)
 
 
 @dataclass(frozen=True)
@@ -297,31 +173,32 @@ def owner_alive(owner: str | None) -> bool:
 
 
 class HistoryUnavailable(GatewayError):
-    """The history file cannot be used: corrupt, read-only, on a full disk, or from a newer
-    gateway. ``str()`` is one line naming the file and the cause."""
+    """The history store cannot be used: a file that is corrupt, read-only, on a full disk;
+    a PostgreSQL server that is down or refuses the credentials; a store from a newer gateway.
+    ``str()`` is one line naming the store (a URL without its password) and the cause."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str) -> None:
         self.path = path
         self.reason = reason
         self.extensions: dict[str, object] = {"code": "HISTORY_UNAVAILABLE"}
         super().__init__(f"history store {path}: {reason}")
 
 
-def _split_days(db: Database, account_id: str, start: date, end: date) -> frozenset[date]:
+def _split_days(db: Conn, account_id: str, start: date, end: date) -> frozenset[date]:
     """The days from ``start`` to ``end`` whose endpoint split is stored (as
     :meth:`HistoryStore.days` tells them: flagged so, or with endpoint rows)."""
     return frozenset(
         date.fromisoformat(day)
         for (day,) in db.execute(
             "SELECT day FROM usage_days AS d WHERE account_id = ? AND day BETWEEN ? AND ?"
-            " AND (split OR EXISTS (SELECT 1 FROM usage_endpoints AS e"
+            " AND (split = 1 OR EXISTS (SELECT 1 FROM usage_endpoints AS e"
             " WHERE e.account_id = d.account_id AND e.day = d.day))",
             [account_id, start.isoformat(), end.isoformat()],
         ).fetchall()
     )
 
 
-def _day_records(db: Database, account_id: str, start: date, end: date) -> list[DayRecord]:
+def _day_records(db: Conn, account_id: str, start: date, end: date) -> list[DayRecord]:
     """Stored days of ``account_id`` from ``start`` to ``end``, each with its split."""
     args = [account_id, start.isoformat(), end.isoformat()]
     endpoints: dict[str, list[EndpointUsage]] = {}
@@ -350,9 +227,9 @@ def _day_records(db: Database, account_id: str, start: date, end: date) -> list[
     ]
 
 
-def _stored_days(db: Database, account_id: str, start: date, end: date, splits: bool) -> StoredDays:
+def _stored_days(db: Conn, account_id: str, start: date, end: date, splits: bool) -> StoredDays:
     """The stored days from ``start`` to ``end``: each with its split, or (``splits`` false)
-    their totals and the endpoint totals over all of them, summed by SQLite."""
+    their totals and the endpoint totals over all of them, summed by the database."""
     if splits:
         return StoredDays(tuple(_day_records(db, account_id, start, end)))
     args = [account_id, start.isoformat(), end.isoformat()]
@@ -369,15 +246,28 @@ def _stored_days(db: Database, account_id: str, start: date, end: date, splits: 
     totals = tuple(
         EndpointUsage(endpoint, requests, bool(quota), bytes=bytes_)
         for endpoint, quota, requests, bytes_ in db.execute(
-            "SELECT endpoint, consumes_quota, SUM(requests),"
-            " CASE WHEN COUNT(bytes) = 0 OR SUM(bytes IS NULL AND requests > 0) > 0"
-            " THEN NULL ELSE SUM(bytes) END"
+            "SELECT endpoint, consumes_quota, CAST(SUM(requests) AS BIGINT),"
+            " CASE WHEN COUNT(bytes) = 0 OR COUNT(CASE WHEN bytes IS NULL AND requests > 0"
+            " THEN 1 END) > 0 THEN NULL ELSE CAST(SUM(bytes) AS BIGINT) END"
             " FROM usage_endpoints WHERE account_id = ? AND day BETWEEN ? AND ?"
             " GROUP BY endpoint, consumes_quota ORDER BY endpoint, consumes_quota DESC",
             args,
         ).fetchall()
     )
     return StoredDays(days, totals)
+
+
+UPSERT_ROWS = 256
+"""Rows one upsert statement writes at most (9 values each at most: far under SQLite's and
+PostgreSQL's limits on a statement's parameters)."""
+
+
+def _upsert(db: Conn, head: str, row: str, tail: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``head VALUES row, row, … tail`` over ``rows``, :data:`UPSERT_ROWS` at a time: one
+    statement (and, on PostgreSQL, one server round) for many rows."""
+    for start in range(0, len(rows), UPSERT_ROWS):
+        chunk = rows[start : start + UPSERT_ROWS]
+        db.execute(f"{head} {', '.join([row] * len(chunk))}{tail}", [v for r in chunk for v in r])
 
 
 def _rollback(db: Database) -> None:
@@ -441,8 +331,10 @@ class HistoryStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.where = str(path)
+        """The store as messages name it."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
-        self._db: Database | None = None
+        self._db: Conn | None = None
         self.days_read = 0
         """Stored days read for usage answers since the store was made (metrics): counted in
         the store's thread, read anywhere."""
@@ -483,13 +375,13 @@ class HistoryStore:
         future.add_done_callback(ended)
         return future
 
-    async def _run(self, work: Callable[[Database], T]) -> T:
+    async def _run(self, work: Callable[[Conn], T]) -> T:
         try:
             return await self._submit(lambda: self._guarded(work))
         finally:
             self.writes += 1  # once it is over: answers that read the store before no longer hold
 
-    async def _read(self, work: Callable[[Database], T], nothing: T) -> T:
+    async def _read(self, work: Callable[[Conn], T], nothing: T) -> T:
         """``work`` on the store, or ``nothing`` when no snapshot ever made the file (reads
         never create it): at once when the file's signature just read for the answer cache
         says there is none, else checked again in the store's thread."""
@@ -497,14 +389,19 @@ class HistoryStore:
             return nothing
 
         def read() -> T:
-            if self._db is None and not self.path.exists():
+            if not self._exists():
                 return nothing
             return self._guarded(work)
 
         self.read_jobs += 1
         return await self._submit(read)
 
-    def _guarded(self, work: Callable[[Database], T]) -> T:
+    def _exists(self) -> bool:
+        """Whether there is a store to read (reads never create the file); in the store's
+        thread."""
+        return self._db is not None or self.path.exists()
+
+    def _guarded(self, work: Callable[[Conn], T]) -> T:
         """``work`` on the open store; SQLite's refusals become :class:`HistoryUnavailable`."""
         try:
             return work(self._open())
@@ -532,7 +429,7 @@ class HistoryStore:
         }
         return reasons.get(code, f"SQLite refused it: {exc}")
 
-    def _open(self) -> Database:
+    def _open(self) -> Conn:
         if self._db is None:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             try:
@@ -565,15 +462,17 @@ class HistoryStore:
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may
             for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-                migration(db)
+                for statement in migration:
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
             raise
 
-    @staticmethod
-    def _write(db: Database, work: Callable[[Database], T]) -> T:
+    def _write(self, db: Conn, work: Callable[[Conn], T]) -> T:
+        """``work`` in one transaction that holds the write lock from its start."""
+        assert isinstance(db, Database)
         db.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
         try:
             result = work(db)
@@ -583,12 +482,12 @@ class HistoryStore:
             raise
         return result
 
-    async def transaction(self, work: Callable[[Database], T]) -> T:
+    async def transaction(self, work: Callable[[Conn], T]) -> T:
         """``work`` in one write transaction, the write lock taken up front (``BEGIN
         IMMEDIATE``): another process's transaction waits for it, or it for that one."""
         return await self._run(lambda db: self._write(db, work))
 
-    async def read(self, work: Callable[[Database], T], nothing: T) -> T:
+    async def read(self, work: Callable[[Conn], T], nothing: T) -> T:
         """``work`` reading the store, or ``nothing`` when no snapshot ever made the file."""
         return await self._read(work, nothing)
 
@@ -596,7 +495,7 @@ class HistoryStore:
         """Open the file, if a snapshot made it, and prepare the usage reads once (on no
         account), so that the first answer after start-up does not pay for either."""
 
-        def work(db: Database) -> None:
+        def work(db: Conn) -> None:
             today = date.today()
             _split_days(db, "", today, today)
             _stored_days(db, "", today, today, splits=False)
@@ -604,25 +503,39 @@ class HistoryStore:
 
         await self._read(work, None)
 
+    def _batched(self, db: Conn) -> AbstractContextManager[object]:
+        """Statements whose results are not read go out without waiting for each (nothing
+        to do for SQLite, in the same process)."""
+        return nullcontext()
+
+    async def move_identity(self, table: str) -> None:
+        """After rows were copied in with their ids: let new rows of ``table`` take ids past
+        them (SQLite does so by itself)."""
+
     async def close(self) -> None:
-        def close(db: Database) -> None:
-            db.conn.close()
+        def close(db: Conn) -> None:
+            self._close(db)
 
         if self._db is not None:
             await self._run(close)
             self._db = None
         self._pool.shutdown(wait=True)
 
+    @staticmethod
+    def _close(db: Conn) -> None:
+        assert isinstance(db, Database)
+        db.conn.close()
+
     # -- writes ----------------------------------------------------------------------------
 
     async def start_run(self, account_id: str, started_at: datetime) -> int:
-        def work(db: Database) -> int:
-            cursor = db.execute(
+        def work(db: Conn) -> int:
+            (run_id,) = db.execute(
                 "INSERT INTO snapshot_runs (account_id, started_at, outcome, owner)"
-                " VALUES (?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?) RETURNING id",
                 [account_id, _iso(started_at), "running", OWNER],
-            )
-            return int(cursor.lastrowid or 0)
+            ).fetchone()
+            return int(run_id)
 
         return await self._run(lambda db: self._write(db, work))
 
@@ -630,7 +543,7 @@ class HistoryStore:
         """Mark as ``abandoned`` the runs still ``running`` whose process is gone: a process of
         this host that no longer exists, or any run started before the cut-off."""
 
-        def work(db: Database) -> int:
+        def work(db: Conn) -> int:
             running = db.execute(
                 "SELECT id, owner, started_at FROM snapshot_runs WHERE outcome = 'running'"
             ).fetchall()
@@ -649,7 +562,7 @@ class HistoryStore:
         return await self._run(lambda db: self._write(db, work))
 
     async def fail_run(self, run_id: int, finished_at: datetime, error: str) -> None:
-        def work(db: Database) -> None:
+        def work(db: Conn) -> None:
             db.execute(
                 "UPDATE snapshot_runs SET finished_at = ?, outcome = 'failed', error = ? "
                 "WHERE id = ?",
@@ -669,7 +582,11 @@ class HistoryStore:
     ) -> Stored:
         """One account's snapshot, and its run marked ``ok``, in one transaction."""
 
-        def work(db: Database) -> Stored:
+        def work(db: Conn) -> Stored:
+            with self._batched(db):
+                return stored(db)
+
+        def stored(db: Conn) -> Stored:
             changed = self._store_days(db, run_id, account_id, days, sampled_at)
             for quota in quotas:
                 db.execute(
@@ -694,7 +611,7 @@ class HistoryStore:
 
     @staticmethod
     def _store_days(
-        db: Database,
+        db: Conn,
         run_id: int,
         account_id: str,
         days: Sequence[DayRecord],
@@ -720,65 +637,70 @@ class HistoryStore:
             ).fetchall()
         }
         changes: list[tuple[str, str, int | None, int]] = []
-        for record in days:
+        absent: dict[str, tuple[object, ...]] = {}
+        day_rows: dict[str, tuple[object, ...]] = {}
+        endpoint_rows: dict[tuple[str, str, int], tuple[object, ...]] = {}
+        for record in days:  # later rows of one key win, as one upsert after another would
             day = record.day.isoformat()
             if record.absent:
-                db.execute(
-                    "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
-                    " failed_requests, split, run_id, updated_at)"
-                    " VALUES (?, ?, 0, 0, NULL, NULL, 1, ?, ?)"
-                    " ON CONFLICT (account_id, day) DO NOTHING",
-                    [account_id, day, run_id, _iso(now)],
-                )
+                absent[day] = (account_id, day, run_id, _iso(now))
                 continue
             before = old_days.get(day)
             if before is not None and before[0] != record.requests:
                 changes.append((day, "requests", before[0], record.requests))
-            db.execute(
-                "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
-                " failed_requests, split, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (account_id, day) DO UPDATE SET requests = excluded.requests,"
-                " quota_requests = excluded.quota_requests, bytes = excluded.bytes,"
-                " failed_requests = excluded.failed_requests, split = excluded.split,"
-                " run_id = excluded.run_id, updated_at = excluded.updated_at"
-                " WHERE requests IS NOT excluded.requests"
-                " OR quota_requests IS NOT excluded.quota_requests"
-                " OR bytes IS NOT excluded.bytes"
-                " OR failed_requests IS NOT excluded.failed_requests"
-                " OR split IS NOT excluded.split",
-                [
-                    account_id,
-                    day,
-                    record.requests,
-                    record.quota_requests,
-                    record.bytes,
-                    record.failed_requests,
-                    int(record.endpoints is not None),
-                    run_id,
-                    _iso(now),
-                ],
+            day_rows[day] = (
+                account_id,
+                day,
+                record.requests,
+                record.quota_requests,
+                record.bytes,
+                record.failed_requests,
+                int(record.endpoints is not None),
+                run_id,
+                _iso(now),
             )
             for item in record.endpoints or ():
                 key = (day, item.endpoint, int(item.consumes_quota))
                 previous = old_endpoints.get(key)
                 if previous is not None and previous != item.requests:
                     changes.append((day, f"endpoint {item.endpoint}", previous, item.requests))
-                db.execute(
-                    "INSERT INTO usage_endpoints (account_id, day, endpoint, consumes_quota,"
-                    " requests, bytes, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET requests = excluded.requests,"
-                    " bytes = excluded.bytes, run_id = excluded.run_id"
-                    " WHERE requests IS NOT excluded.requests OR bytes IS NOT excluded.bytes",
-                    (
-                        account_id,
-                        day,
-                        item.endpoint,
-                        int(item.consumes_quota),
-                        item.requests,
-                        item.bytes,
-                        run_id,
-                    ),
-                )
+                endpoint_rows[key] = (account_id, *key, item.requests, item.bytes, run_id)
+        _upsert(
+            db,
+            "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
+            " failed_requests, split, run_id, updated_at) VALUES",
+            "(?, ?, 0, 0, NULL, NULL, 1, ?, ?)",
+            " ON CONFLICT (account_id, day) DO NOTHING",
+            list(absent.values()),
+        )
+        _upsert(
+            db,
+            "INSERT INTO usage_days (account_id, day, requests, quota_requests, bytes,"
+            " failed_requests, split, run_id, updated_at) VALUES",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " ON CONFLICT (account_id, day) DO UPDATE SET requests = excluded.requests,"
+            " quota_requests = excluded.quota_requests, bytes = excluded.bytes,"
+            " failed_requests = excluded.failed_requests, split = excluded.split,"
+            " run_id = excluded.run_id, updated_at = excluded.updated_at"
+            " WHERE usage_days.requests IS DISTINCT FROM excluded.requests"
+            " OR usage_days.quota_requests IS DISTINCT FROM excluded.quota_requests"
+            " OR usage_days.bytes IS DISTINCT FROM excluded.bytes"
+            " OR usage_days.failed_requests IS DISTINCT FROM excluded.failed_requests"
+            " OR usage_days.split IS DISTINCT FROM excluded.split",
+            list(day_rows.values()),
+        )
+        _upsert(
+            db,
+            "INSERT INTO usage_endpoints (account_id, day, endpoint, consumes_quota,"
+            " requests, bytes, run_id) VALUES",
+            "(?, ?, ?, ?, ?, ?, ?)",
+            " ON CONFLICT (account_id, day, endpoint, consumes_quota) DO UPDATE"
+            " SET requests = excluded.requests, bytes = excluded.bytes,"
+            " run_id = excluded.run_id"
+            " WHERE usage_endpoints.requests IS DISTINCT FROM excluded.requests"
+            " OR usage_endpoints.bytes IS DISTINCT FROM excluded.bytes",
+            list(endpoint_rows.values()),
+        )
         for day, what, old, new in changes:
             db.execute(
                 "INSERT INTO usage_changes (account_id, day, what, old_value, new_value, run_id,"
@@ -792,7 +714,7 @@ class HistoryStore:
     async def days(self, account_id: str, start: date, end: date) -> list[DayRecord]:
         """Stored days of ``account_id`` from ``start`` to ``end``, with their endpoints."""
 
-        def work(db: Database) -> list[DayRecord]:
+        def work(db: Conn) -> list[DayRecord]:
             found = _day_records(db, account_id, start, end)
             self.days_read += len(found)
             return found
@@ -839,7 +761,7 @@ class HistoryStore:
             loop.call_soon_threadsafe(settle)
 
         def run() -> StoredDays:
-            exists = self._db is not None or self.path.exists()
+            exists = self._exists()
             held: frozenset[date] = frozenset()
             try:
                 if exists and probe is not None:
@@ -872,7 +794,7 @@ class HistoryStore:
         """:meth:`quota_samples` of each ``(quota id, start, end)`` of ``wanted``, in order,
         read in one job of the store's thread."""
 
-        def work(db: Database) -> list[list[QuotaSample]]:
+        def work(db: Conn) -> list[list[QuotaSample]]:
             return [_quota_samples(db, quota, start, end) for quota, start, end in wanted]
 
         return await self._read(work, [[] for _ in wanted])
@@ -882,7 +804,7 @@ class HistoryStore:
     ) -> list[SnapshotRun]:
         """Snapshot runs of ``accounts`` (of every account when ``None``), newest first."""
 
-        def work(db: Database) -> list[SnapshotRun]:
+        def work(db: Conn) -> list[SnapshotRun]:
             where, args = "", list[object]()
             if accounts is not None:
                 where = f"WHERE account_id IN ({', '.join('?' * len(accounts))})"
@@ -913,7 +835,7 @@ class HistoryStore:
         latest finished run and when its latest ``ok`` run finished. Each is an indexed read
         of that account's runs, however many the store holds before ``since``."""
 
-        def work(db: Database) -> list[RunSummary]:
+        def work(db: Conn) -> list[RunSummary]:
             found = []
             for account_id in account_ids:
                 recent = dict(
@@ -949,9 +871,7 @@ class HistoryStore:
         return await self._read(work, [RunSummary(a, {}) for a in account_ids])
 
 
-def _quota_samples(
-    db: Database, quota_id: str, start: datetime, end: datetime
-) -> list[QuotaSample]:
+def _quota_samples(db: Conn, quota_id: str, start: datetime, end: datetime) -> list[QuotaSample]:
     return [
         QuotaSample(datetime.fromisoformat(at), used, limit)
         for at, used, limit in db.execute(

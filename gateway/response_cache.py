@@ -33,6 +33,11 @@ Kept answers are bounded by entries and by bytes (``max_entries``, ``max_bytes``
 recently used out first); those past their moment are dropped at most every
 :data:`PURGE_EVERY` seconds, and those whose data changed when next asked for.
 
+A history store on PostgreSQL, which other gateways write too, asks for its version to be read
+again (:func:`gateway.answer_reads.refresh`): a kept answer that read it awaits that read (one
+small query, shared by the requests that arrive while it waits) before its versions are
+compared, so another gateway's write makes it execute again.
+
 With a Redis ``cache_url``, versions are local to the process: another gateway's refresh is not
 seen as a change here, but an answer still shows exactly the ``fetchedAt`` of the data it was
 built from and never outlives that data's TTL.
@@ -82,6 +87,8 @@ class _Entry:
     checks: tuple[Check, ...]
     start: Message
     body: bytes
+    refreshes: tuple[Callable[[], Awaitable[None]], ...] = ()
+    """Awaited before the checks, to bring versions that other processes change up to date."""
 
     def holds(self, now: datetime) -> bool:
         return now < self.deadline and all(v(key) == version for v, key, version in self.checks)
@@ -157,7 +164,8 @@ class AnswerStore:
         headers = sum(len(k) + len(v) for k, v in answer.start.get("headers", []))
         size = len(key) + len(answer.body) + headers + len(checks) * CHECK_BYTES
         size += sum(len(str(key)) for _, key, _ in checks)
-        self.entries.set(key, _Entry(deadline, checks, answer.start, answer.body), size)
+        entry = _Entry(deadline, checks, answer.start, answer.body, tuple(reads.refreshes))
+        self.entries.set(key, entry, size)
         self.stats.kept += 1
 
 
@@ -290,6 +298,8 @@ class ResponseCache:
         ).hexdigest()
         entry = store.entries.get(key)
         if entry is not None:
+            for refresh in entry.refreshes:
+                await refresh()
             if entry.holds(self.clock()):
                 store.stats.hits += 1
                 await _send_answer(send, entry)

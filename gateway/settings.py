@@ -54,6 +54,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _COMMON_FIELDS = {"id", "provider", "name", "base_url"}
 _GATEWAY_FIELDS = {
     "history_path",
+    "history_url",
     "cache_url",
     "upstream_timeout",
     "max_query_cost",
@@ -160,6 +161,9 @@ class Settings:
 
     accounts: tuple[AccountConfig, ...] = ()
     history_path: str = DEFAULT_HISTORY_PATH
+    history_url: str | None = field(default=None, repr=False)
+    """A PostgreSQL history store (``postgresql://…``, its ``${VAR}`` resolved) in place of
+    the SQLite file at ``history_path``; ``None``: that file."""
     cache_url: str = DEFAULT_CACHE_URL
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     """Seconds one vendor call may take in all."""
@@ -240,6 +244,7 @@ def parse_settings(
     for key in sorted(set(gateway) - _GATEWAY_FIELDS):
         raise ConfigError(source, f"[gateway] has an unknown field {key!r}")
     history_path = _string(gateway, "history_path", source, "[gateway]", DEFAULT_HISTORY_PATH)
+    history_path, history_url = _parse_history_url(gateway, history_path, source, env)
     cache_url = _string(gateway, "cache_url", source, "[gateway]", DEFAULT_CACHE_URL)
     scheme = urlsplit(cache_url).scheme
     if scheme not in ("memory", "redis", "rediss"):
@@ -321,6 +326,7 @@ def parse_settings(
     return Settings(
         accounts=tuple(accounts),
         history_path=history_path,
+        history_url=history_url,
         cache_url=cache_url,
         upstream_timeout=float(timeout),
         max_query_cost=max_cost,
@@ -337,7 +343,9 @@ def parse_settings(
         tokens=tokens,
         alerts=alerts,
         source=source,
-        secret_values=frozenset(secrets | _url_secrets(cache_url)),
+        secret_values=frozenset(
+            secrets | _url_secrets(cache_url) | _url_secrets(history_url or "")
+        ),
     )
 
 
@@ -677,6 +685,61 @@ def _check_base_url(value: object, source: str, account: str) -> str:
             field="base_url",
         )
     return value.rstrip("/")
+
+
+HISTORY_SCHEMES = ("postgresql", "postgres", "sqlite")
+
+
+def _parse_history_url(
+    gateway: Mapping[str, Any], history_path: str, source: str, env: Mapping[str, str]
+) -> tuple[str, str | None]:
+    """``[gateway] history_url``: ``postgresql://…`` (its ``${VAR}`` read from ``env``), or
+    ``sqlite:///path``, the same as ``history_path = "path"``. Setting it together with
+    ``history_path`` is an error naming both. Returns the history path and the PostgreSQL URL
+    (``None`` for SQLite). The URL itself is never quoted in an error: it may hold a password."""
+    if "history_url" not in gateway:
+        return history_path, None
+    if "history_path" in gateway:
+        raise ConfigError(
+            source,
+            "[gateway] sets both 'history_path' and 'history_url': set one (history_url for"
+            " PostgreSQL, history_path for a SQLite file)",
+        )
+    raw = _string(gateway, "history_url", source, "[gateway]", "")
+
+    def lookup(match: re.Match[str]) -> str:
+        if match.group(1) not in env:
+            raise ConfigError(
+                source,
+                f"[gateway] field 'history_url': environment variable {match.group(1)} is not set",
+            )
+        return env[match.group(1)]
+
+    url = _VAR.sub(lookup, raw)
+    if "${" in _VAR.sub("", raw):
+        raise ConfigError(source, "[gateway] field 'history_url' has a malformed ${VAR} reference")
+    scheme = url.partition(":")[0].lower()
+    if scheme not in HISTORY_SCHEMES or not url[len(scheme) :].startswith("://"):
+        raise ConfigError(
+            source,
+            f"[gateway] field 'history_url': scheme {scheme[:20]!r} is not postgresql or sqlite"
+            " (postgresql://user@host/db, sqlite:///path)",
+        )
+    if scheme == "sqlite":
+        return sqlite_path(url, source, "[gateway] field 'history_url'"), None
+    return history_path, url
+
+
+def sqlite_path(url: str, source: str, where: str) -> str:
+    """The file of ``sqlite:///path`` (as SQLAlchemy reads it: ``sqlite:///relative.sqlite``,
+    ``sqlite:////absolute/path.sqlite``)."""
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+    if not path or "?" in path or "#" in path:
+        raise ConfigError(
+            source,
+            f"{where}: a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path",
+        )
+    return path
 
 
 def _url_secrets(url: str) -> set[str]:

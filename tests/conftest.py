@@ -111,7 +111,8 @@ NO_HISTORY = "/nonexistent/usage-gateway-tests/history.sqlite"
 def settings_for(
     *accounts: Mapping[str, Any], cache: Mapping[str, Any] | None = None, **gateway: Any
 ) -> Settings:
-    gateway.setdefault("history_path", NO_HISTORY)
+    if "history_url" not in gateway:
+        gateway.setdefault("history_path", NO_HISTORY)
     data = {"gateway": gateway, "cache": dict(cache or {}), "accounts": list(accounts)}
     return parse_settings(data, env={})
 
@@ -302,3 +303,10 @@ def serve() -> Iterator[Callable[[Settings], str]]:
     yield start
     for server in servers:
         server.stop()
+
+
+from tests.history_backends import (  # noqa: E402, F401  (fixtures)
+    history,
+    postgres_server,
+    sqlite_history,
+)

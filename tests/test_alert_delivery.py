@@ -8,11 +8,9 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,12 +27,13 @@ from gateway.alerts.delivery import (
 from gateway.alerts.engine import Alerting, AlertRun
 from gateway.alerts.formats import OPEN_END
 from gateway.alerts.store import MAX_REJECTED_RUNS
+from gateway.app import history_store
 from gateway.domain import Quota, QuotaUnit, QuotaWindow
 from gateway.forecast import forecast
-from gateway.history import HistoryStore
 from gateway.servers import ServerThread
 from gateway.settings import Settings, parse_settings
 from gateway.snapshot import AccountOutcome
+from tests.history_backends import Backend, backend_of
 from tests.receiver import Receiver, serving
 
 NOW = datetime(2026, 3, 12, 9, 30, tzinfo=UTC)
@@ -57,13 +56,13 @@ def bytes_quota(used: int, limit: int = 5_000_000_000_000, resets: datetime = AP
     )  # fmt: skip
 
 
-def make_settings(tmp_path: Path, webhooks: list[dict[str, Any]], **alerts: Any) -> Settings:
+def make_settings(history: Backend, webhooks: list[dict[str, Any]], **alerts: Any) -> Settings:
     alerts.setdefault("thresholds", [0.8])
     alerts.setdefault("predictive", False)
     alerts.setdefault("unreadable_after", "off")
     return parse_settings(
         {
-            "gateway": {"history_path": str(tmp_path / "history.sqlite")},
+            "gateway": dict(history.gateway),
             "accounts": [
                 {"id": "rl", "provider": "reversinglabs", "username": "u", "password": "p"},
             ],
@@ -82,7 +81,7 @@ class Runs:
     sleeps: list[float] | None = None
 
     async def run(self, *quotas: Quota) -> AlertRun:
-        store = HistoryStore(self.settings.history_path)
+        store = history_store(self.settings)
         sleeps = self.sleeps if self.sleeps is not None else []
 
         async def sleep(seconds: float) -> None:
@@ -106,26 +105,28 @@ class Runs:
 
 
 def deliveries(settings: Settings) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(settings.history_path) as db:
-        return db.execute(
-            "SELECT webhook, state, attempts FROM alert_deliveries ORDER BY event_id, webhook"
-        ).fetchall()
+    return backend_of(settings).fetch(
+        "SELECT webhook, state, attempts FROM alert_deliveries ORDER BY event_id, webhook"
+    )
 
 
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-async def test_each_format_field_by_field_and_the_signature(tmp_path, receiver) -> None:
+async def test_each_format_field_by_field_and_the_signature(sqlite_history, receiver) -> None:
     hooks = [
         {"url": f"{receiver.url}/json", "name": "j", "secret": "${HOOK_SECRET}"},
         {"url": f"{receiver.url}/slack", "name": "s", "format": "slack"},
         {"url": f"{receiver.url}/api/v2/alerts", "name": "a", "format": "alertmanager"},
     ]
     settings = make_settings(
-        tmp_path, hooks, thresholds=[0.8, 1.0], dashboard_url="https://usage.example.com/board/"
+        sqlite_history,
+        hooks,
+        thresholds=[0.8, 1.0],
+        dashboard_url="https://usage.example.com/board/",
     )
-    store = HistoryStore(settings.history_path)
+    store = history_store(settings)
     samples = [(datetime(2026, 3, day, tzinfo=UTC), 400_000_000_000 * day) for day in (4, 8)]
     try:
         for at, used in samples:
@@ -243,9 +244,9 @@ async def test_each_format_field_by_field_and_the_signature(tmp_path, receiver) 
     assert len(receiver.all()) == 12  # four events, three webhooks, each once
 
 
-async def test_a_firing_alert_without_a_reset_stays_open_in_alertmanager(tmp_path, receiver):
+async def test_a_firing_alert_without_a_reset_stays_open_in_alertmanager(sqlite_history, receiver):
     settings = make_settings(
-        tmp_path, [{"url": f"{receiver.url}/api/v2/alerts", "format": "alertmanager"}]
+        sqlite_history, [{"url": f"{receiver.url}/api/v2/alerts", "format": "alertmanager"}]
     )
     term = Quota(
         "rl:term", "rl", "Hunting rules", QuotaWindow.FIXED_TERM, QuotaUnit.REQUESTS, 200, 190
@@ -256,8 +257,8 @@ async def test_a_firing_alert_without_a_reset_stays_open_in_alertmanager(tmp_pat
     assert "generatorURL" not in alert
 
 
-async def test_retries_with_backoff_then_delivered_in_the_same_run(tmp_path, receiver) -> None:
-    settings = make_settings(tmp_path, [{"url": f"{receiver.url}/hook", "name": "ops"}])
+async def test_retries_with_backoff_then_delivered_in_the_same_run(history, receiver) -> None:
+    settings = make_settings(history, [{"url": f"{receiver.url}/hook", "name": "ops"}])
     receiver.fail(TRIES - 1, 503)
     sleeps: list[float] = []
     result = await Runs(settings, sleeps=sleeps).run(bytes_quota(4_500_000_000_000))
@@ -270,11 +271,11 @@ async def test_retries_with_backoff_then_delivered_in_the_same_run(tmp_path, rec
 
 @pytest.mark.parametrize("status", [503, 500, 429, 408])
 async def test_an_event_not_delivered_waits_and_the_next_run_delivers_it_once(
-    tmp_path, receiver, caplog, status
+    history, receiver, caplog, status
 ) -> None:
     caplog.set_level(logging.INFO)
     hook = {"url": f"{receiver.url}{TOKEN_PATH}", "name": "ops", "secret": "${HOOK_SECRET}"}
-    settings = make_settings(tmp_path, [hook], thresholds=[0.8, 0.9])
+    settings = make_settings(history, [hook], thresholds=[0.8, 0.9])
     receiver.fail(TRIES, status)  # every try of the first event fails
     runs = Runs(settings)
     first = await runs.run(bytes_quota(4_600_000_000_000))  # 92 %: two events
@@ -304,10 +305,10 @@ async def test_an_event_not_delivered_waits_and_the_next_run_delivers_it_once(
 
 
 async def test_a_refused_event_is_marked_failed_after_some_runs_and_others_still_go(
-    tmp_path, receiver, caplog
+    history, receiver, caplog
 ) -> None:
     settings = make_settings(
-        tmp_path, [{"url": f"{receiver.url}/hook", "name": "ops"}], cooldown="off"
+        history, [{"url": f"{receiver.url}/hook", "name": "ops"}], cooldown="off"
     )
     runs = Runs(settings)
     receiver.fail(1, 400)
@@ -334,17 +335,16 @@ async def test_a_refused_event_is_marked_failed_after_some_runs_and_others_still
     assert statuses == [404, 200]
 
 
-async def test_a_receiver_that_hangs_is_timed_out_and_tried_again(tmp_path, receiver) -> None:
+async def test_a_receiver_that_hangs_is_timed_out_and_tried_again(sqlite_history, receiver) -> None:
     settings = make_settings(
-        tmp_path, [{"url": f"{receiver.url}/hook", "name": "ops", "timeout": "0.5s"}]
+        sqlite_history, [{"url": f"{receiver.url}/hook", "name": "ops", "timeout": "0.5s"}]
     )
     receiver.hang = 1.5
     receiver.fail(1, None)  # holds the first request for 1.5 s, past the 0.5 s timeout
     await Runs(settings).run(bytes_quota(4_100_000_000_000))
     assert [r.status for r in receiver.all()] == [None, 200]
     assert deliveries(settings) == [("ops", "delivered", 2)]
-    with sqlite3.connect(settings.history_path) as db:
-        assert db.execute("SELECT last_error FROM alert_deliveries").fetchone() == (None,)
+    assert backend_of(settings).fetch("SELECT last_error FROM alert_deliveries") == [(None,)]
 
 
 class Endless:
@@ -366,11 +366,11 @@ class Endless:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def test_only_the_first_bytes_of_an_answer_are_read(tmp_path) -> None:
+async def test_only_the_first_bytes_of_an_answer_are_read(sqlite_history) -> None:
     endless = Endless()
     with ServerThread(endless) as server:
         settings = make_settings(
-            tmp_path, [{"url": f"{server.urls[0]}/hook", "name": "ops", "timeout": "1s"}]
+            sqlite_history, [{"url": f"{server.urls[0]}/hook", "name": "ops", "timeout": "1s"}]
         )
         await Runs(settings).run(bytes_quota(4_100_000_000_000))
     # Reading it all would take 20 s and time out; the first chunk (past the cap) is enough.
@@ -378,8 +378,12 @@ async def test_only_the_first_bytes_of_an_answer_are_read(tmp_path) -> None:
     assert deliveries(settings) == [("ops", "delivered", 1)]
 
 
-async def test_an_unreachable_webhook_keeps_the_event(tmp_path, closed_port_url, caplog) -> None:
-    settings = make_settings(tmp_path, [{"url": f"{closed_port_url}{TOKEN_PATH}", "name": "ops"}])
+async def test_an_unreachable_webhook_keeps_the_event(
+    sqlite_history, closed_port_url, caplog
+) -> None:
+    settings = make_settings(
+        sqlite_history, [{"url": f"{closed_port_url}{TOKEN_PATH}", "name": "ops"}]
+    )
     await Runs(settings).run(bytes_quota(4_100_000_000_000))
     assert deliveries(settings) == [("ops", "pending", TRIES)]
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -387,11 +391,11 @@ async def test_an_unreachable_webhook_keeps_the_event(tmp_path, closed_port_url,
     assert line == f"alert webhook 'ops' ({host}): connection failed; 1 event wait for the next run"
 
 
-async def test_two_evaluations_at_once_make_and_deliver_each_event_once(tmp_path) -> None:
+async def test_two_evaluations_at_once_make_and_deliver_each_event_once(history) -> None:
     slow = Receiver(delay=0.2)  # both runs are delivering while the first answer is awaited
     with serving(slow):
         hooks = [{"url": f"{slow.url}/a", "name": "a"}, {"url": f"{slow.url}/b", "name": "b"}]
-        settings = make_settings(tmp_path, hooks, thresholds=[0.5, 0.8, 0.9])
+        settings = make_settings(history, hooks, thresholds=[0.5, 0.8, 0.9])
         quota = bytes_quota(4_700_000_000_000)
         results = await asyncio.gather(*(Runs(settings).run(quota) for _ in range(4)))
     made = [e.id for r in results for e in r.events]
@@ -403,11 +407,11 @@ async def test_two_evaluations_at_once_make_and_deliver_each_event_once(tmp_path
 
 @pytest.mark.parametrize("extra", [0, 10])
 async def test_a_run_sends_at_most_so_many_events_to_a_webhook(
-    tmp_path, receiver, caplog, extra
+    sqlite_history, receiver, caplog, extra
 ) -> None:
     steps = [round(0.1 * n, 1) for n in range(1, 11)]  # ten thresholds, all reached
     settings = make_settings(
-        tmp_path, [{"url": f"{receiver.url}/hook", "name": "ops"}], thresholds=steps
+        sqlite_history, [{"url": f"{receiver.url}/hook", "name": "ops"}], thresholds=steps
     )
     quotas = [
         Quota(f"rl:q{n:03}", "rl", f"q{n}", QuotaWindow.MONTH, QuotaUnit.REQUESTS, 10, 10,
@@ -432,15 +436,15 @@ async def test_a_run_sends_at_most_so_many_events_to_a_webhook(
     assert ids == [e.id for e in first.events]  # all of them, in order, each once
 
 
-async def test_a_run_stops_delivering_at_its_deadline(tmp_path, receiver) -> None:
+async def test_a_run_stops_delivering_at_its_deadline(sqlite_history, receiver) -> None:
     """The run's time is read from a clock that moves 25 s with every request the receiver
     gets: the fourth event would start past the 60 s, so it and the rest wait."""
     settings = make_settings(
-        tmp_path,
+        sqlite_history,
         [{"url": f"{receiver.url}/hook", "name": "ops"}],
         thresholds=[0.5, 0.6, 0.7, 0.8, 0.9],
     )
-    store = HistoryStore(settings.history_path)
+    store = history_store(settings)
     try:
         async with httpx.AsyncClient() as http:
             assert settings.alerts is not None

@@ -5,27 +5,25 @@ cannot be read (unreadable fires once per outage and resolves when it is read ag
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.alerts.engine import Alerting
-from gateway.app import build_service
+from gateway.app import build_service, history_store
 from gateway.domain import Quota, QuotaUnit, QuotaWindow
 from gateway.forecast import forecast
-from gateway.history import HistoryStore
 from gateway.servers import ServerThread
 from gateway.settings import Settings, parse_settings
 from gateway.snapshot import AccountOutcome, run_snapshot
 from providers.emulation import Fault
 from providers.reputeapi.emulator import DEFAULT_KEYS, ReputeData, ReputeEmulator
 from tests.conftest import SEED, TLS
+from tests.history_backends import Backend, backend_of
 from tests.receiver import Receiver, serving
 
 BASIC = next(k for k in DEFAULT_KEYS if k.key == "ra_live_basic_demo")
@@ -58,12 +56,12 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-def config(tmp_path: Path, url: str, hook: str, **alerts: Any) -> Settings:
+def config(history: Backend, url: str, hook: str, **alerts: Any) -> Settings:
     account = {"id": "repute", "provider": "reputeapi", "base_url": url, "api_key": BASIC.key}
     alerts.setdefault("webhooks", [{"url": f"{hook}/hook", "name": "hook"}])
     return parse_settings(
         {
-            "gateway": {"history_path": str(tmp_path / "history.sqlite")},
+            "gateway": dict(history.gateway),
             "accounts": [account],
             "alerts": alerts,
         },
@@ -94,10 +92,10 @@ def utilization_on(moment: datetime) -> tuple[int, float]:
 
 
 async def test_a_month_of_snapshots_fires_each_step_once_and_the_reset_resolves_them(
-    tmp_path, repute, receiver, clock
+    history, repute, receiver, clock
 ) -> None:
     _, url = repute
-    settings = config(tmp_path, url, receiver.url, thresholds=[0.5, 0.8], predictive=False)
+    settings = config(history, url, receiver.url, thresholds=[0.5, 0.8], predictive=False)
     moments = [datetime(2026, 3, day, 12, tzinfo=UTC) for day in range(1, 32)]
     moments += [datetime(2026, 4, 1, 12, tzinfo=UTC), datetime(2026, 4, 2, 12, tzinfo=UTC)]
     for moment in moments:
@@ -137,7 +135,7 @@ class Quotas:
     async def run(self, *quotas: Quota, ok: bool = True) -> list[tuple[str, float | None, str]]:
         """Evaluate and deliver with a fresh store object (as a new process would), and say
         what was delivered: (event, threshold, reason)."""
-        store = HistoryStore(self.settings.history_path)
+        store = history_store(self.settings)
         before = len(self.receiver.accepted())
         try:
             async with httpx.AsyncClient() as hooks:
@@ -156,9 +154,9 @@ class Quotas:
 
 
 @pytest.fixture
-async def quotas(tmp_path, receiver, clock) -> AsyncIterator[Quotas]:
+async def quotas(history, receiver, clock) -> AsyncIterator[Quotas]:
     settings = config(
-        tmp_path,
+        history,
         "http://127.0.0.1:9",
         receiver.url,
         thresholds=[0.8],
@@ -176,11 +174,10 @@ def monthly(used: int, resets: datetime = datetime(2026, 4, 1, tzinfo=UTC)) -> Q
     )  # fmt: skip
 
 
-def states(path: str) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(
-            "SELECT window_key, level, state FROM alert_states ORDER BY id"
-        ).fetchall()
+def states(settings: Settings) -> list[tuple[str, str, str]]:
+    return backend_of(settings).fetch(
+        "SELECT window_key, level, state FROM alert_states ORDER BY id"
+    )
 
 
 async def test_resolves_when_use_falls_and_never_fires_twice_in_a_window(quotas, clock) -> None:
@@ -190,7 +187,7 @@ async def test_resolves_when_use_falls_and_never_fires_twice_in_a_window(quotas,
     assert await quotas.run(monthly(900)) == []  # still firing: said once
     clock.now += timedelta(minutes=30)
     assert await quotas.run(ok=False) == []  # a failed read: nothing known, nothing resolves
-    assert states(quotas.settings.history_path) == [("2026-03-01T00:00:00+00:00", "0.8", "firing")]
+    assert states(quotas.settings) == [("2026-03-01T00:00:00+00:00", "0.8", "firing")]
     clock.now += timedelta(minutes=30)
     assert await quotas.run(monthly(700)) == [("resolved", 0.8, "cleared")]  # limit raised, say
     for hours in (2, 12, 200):
@@ -202,7 +199,7 @@ async def test_resolves_when_use_falls_and_never_fires_twice_in_a_window(quotas,
     assert await quotas.run(monthly(810, datetime(2026, 5, 1, tzinfo=UTC))) == [
         ("firing", 0.8, None)
     ]
-    assert states(quotas.settings.history_path) == [
+    assert states(quotas.settings) == [
         ("2026-03-01T00:00:00+00:00", "0.8", "resolved"),
         ("2026-04-01T00:00:00+00:00", "0.8", "firing"),
     ]
@@ -229,20 +226,20 @@ async def test_the_cooldown_holds_a_new_window_pending_then_it_fires(quotas, clo
     assert await quotas.run(hourly(85, 10)) == [("firing", 0.8, None)]
     clock.now = datetime(2026, 3, 18, 11, 5, tzinfo=UTC)  # the next hour, used up fast again
     assert await quotas.run(hourly(90, 11)) == [("resolved", 0.8, "window_reset")]
-    assert states(quotas.settings.history_path)[-1][2] == "pending"
+    assert states(quotas.settings)[-1][2] == "pending"
     clock.now = datetime(2026, 3, 18, 11, 55, tzinfo=UTC)
     assert await quotas.run(hourly(95, 11)) == []  # 50 minutes: still cooling down
     clock.now = datetime(2026, 3, 18, 12, 10, tzinfo=UTC)  # a new hour, an hour and 5 min on
     assert await quotas.run(hourly(96, 12)) == [("firing", 0.8, None)]
-    assert [s[2] for s in states(quotas.settings.history_path)] == ["resolved", "firing"]
+    assert [s[2] for s in states(quotas.settings)] == ["resolved", "firing"]
 
 
 async def test_unreadable_fires_once_per_outage_and_resolves_when_read_again(
-    tmp_path, repute, receiver, clock
+    history, repute, receiver, clock
 ) -> None:
     emulator, url = repute
     settings = config(
-        tmp_path, url, receiver.url, thresholds=[], predictive=False, unreadable_after="2h"
+        history, url, receiver.url, thresholds=[], predictive=False, unreadable_after="2h"
     )
     start = datetime(2026, 3, 18, 8, tzinfo=UTC)
 
@@ -279,7 +276,7 @@ async def test_predictive_fires_with_the_projected_range_and_resolves_when_it_cl
     assert settings.alerts is not None
     predictive = parse_settings(
         {
-            "gateway": {"history_path": settings.history_path},
+            "gateway": dict(backend_of(settings).gateway),
             "accounts": [
                 {"id": "repute", "provider": "reputeapi", "api_key": "k", "base_url": "http://h"}
             ],
@@ -292,7 +289,7 @@ async def test_predictive_fires_with_the_projected_range_and_resolves_when_it_cl
         env={},
     )
     quotas.settings = predictive
-    store = HistoryStore(settings.history_path)
+    store = history_store(settings)
     samples = [(datetime(2026, 3, day, tzinfo=UTC), 40 * (day - 1)) for day in (4, 7, 10)]
     try:
         for at, used in samples:  # stored as snapshots store them

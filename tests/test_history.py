@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -29,11 +28,6 @@ TODAY = NOW.date()
 GROUP = "soc-team"
 
 
-def rows(path: Path, table: str, where: str = "1", *args: object) -> int:
-    with sqlite3.connect(path) as db:
-        return int(db.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0])
-
-
 def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
@@ -53,11 +47,6 @@ async def snapshot(settings, clock: Callable[[], datetime]) -> list:
             await service.history.close()
 
 
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    return tmp_path / "history.sqlite"
-
-
 def accounts(emulators) -> list[dict[str, str]]:
     return [
         account_entry("virustotal", emulators["virustotal"].url),
@@ -68,8 +57,8 @@ def accounts(emulators) -> list[dict[str, str]]:
 # -- snapshots ---------------------------------------------------------------------------------
 
 
-async def test_snapshots_store_exact_rows_and_rerun_as_upserts(emulators, store_path) -> None:
-    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+async def test_snapshots_store_exact_rows_and_rerun_as_upserts(emulators, history) -> None:
+    settings = settings_for(*accounts(emulators), **history.gateway)
     vt = emulators["virustotal"].emulator
     vt_days = days(TODAY - timedelta(days=59), TODAY - timedelta(days=1))  # retention, to yesterday
     repute_days = days(TODAY - timedelta(days=35), TODAY - timedelta(days=1))
@@ -80,37 +69,33 @@ async def test_snapshots_store_exact_rows_and_rerun_as_upserts(emulators, store_
             ("vt-soc", True, 59, 0),
             ("repute-premium", True, 35, 0),
         ]
-        assert rows(store_path, "usage_days", "account_id = ?", "vt-soc") == len(vt_days)
-        assert rows(store_path, "usage_days", "account_id = ?", "repute-premium") == 35
-        assert rows(store_path, "usage_endpoints") == endpoint_rows  # ReputeAPI has no day split
-        assert rows(store_path, "quota_samples") == 9 + 1  # same moment: one sample each
-        assert rows(store_path, "rate_limit_samples") == 2
-        assert rows(store_path, "snapshot_runs", "outcome = 'ok'") == 2 * run
-        assert rows(store_path, "usage_changes") == 0
-    with sqlite3.connect(store_path) as db:
-        stored = dict(
-            db.execute("SELECT day, requests FROM usage_days WHERE account_id = 'vt-soc'")
-        )
+        assert history.rows("usage_days", "account_id = ?", "vt-soc") == len(vt_days)
+        assert history.rows("usage_days", "account_id = ?", "repute-premium") == 35
+        assert history.rows("usage_endpoints") == endpoint_rows  # ReputeAPI has no day split
+        assert history.rows("quota_samples") == 9 + 1  # same moment: one sample each
+        assert history.rows("rate_limit_samples") == 2
+        assert history.rows("snapshot_runs", "outcome = 'ok'") == 2 * run
+        assert history.rows("usage_changes") == 0
+    stored = dict(history.fetch("SELECT day, requests FROM usage_days WHERE account_id = 'vt-soc'"))
     assert stored == {
         d.isoformat(): sum(vt_day(vt, d)[0].values()) + sum(vt_day(vt, d)[1].values())
         for d in vt_days
     }
     key = emulators["reputeapi"].emulator.data.keys["ra_live_premium_demo"]
     data = emulators["reputeapi"].emulator.data
-    with sqlite3.connect(store_path) as db:
-        stored = dict(
-            db.execute("SELECT day, requests FROM usage_days WHERE account_id = 'repute-premium'")
-        )
+    stored = dict(
+        history.fetch("SELECT day, requests FROM usage_days WHERE account_id = 'repute-premium'")
+    )
     assert stored == {d.isoformat(): data.day(key, d, NOW).requests for d in repute_days}
 
 
-async def test_a_revised_day_is_updated_and_the_change_recorded(emulators, store_path) -> None:
+async def test_a_revised_day_is_updated_and_the_change_recorded(emulators, history) -> None:
     entry = account_entry("virustotal", emulators["virustotal"].url)
-    await snapshot(settings_for(entry, history_path=str(store_path)), lambda: NOW)
+    await snapshot(settings_for(entry, **history.gateway), lambda: NOW)
     revised = VirusTotalEmulator(seed=8, clock=lambda: NOW)  # the vendor's figures changed
     with ServerThread(revised) as vendor:
         moved = {**entry, "base_url": vendor.urls[0]}
-        (outcome,) = await snapshot(settings_for(moved, history_path=str(store_path)), lambda: NOW)
+        (outcome,) = await snapshot(settings_for(moved, **history.gateway), lambda: NOW)
     before, after = emulators["virustotal"].emulator, revised
     expected = 0
     kept = 0
@@ -128,24 +113,22 @@ async def test_a_revised_day_is_updated_and_the_change_recorded(emulators, store
             )
     assert outcome.ok and outcome.changed == expected > 0
     assert kept > 0  # the seeds leave days out that the first snapshot stored with use
-    assert rows(store_path, "usage_changes") == expected
+    assert history.rows("usage_changes") == expected
     day = TODAY - timedelta(days=1)
-    with sqlite3.connect(store_path) as db:
-        (requests,) = db.execute(
-            "SELECT requests FROM usage_days WHERE account_id = 'vt-soc' AND day = ?",
-            [day.isoformat()],
-        ).fetchone()
+    ((requests,),) = history.fetch(
+        "SELECT requests FROM usage_days WHERE account_id = 'vt-soc' AND day = ?", day.isoformat()
+    )
     assert requests == sum(vt_day(after, day)[0].values()) + sum(vt_day(after, day)[1].values())
 
 
-async def test_a_failing_account_is_recorded_and_the_others_stored(emulators, store_path) -> None:
+async def test_a_failing_account_is_recorded_and_the_others_stored(emulators, history) -> None:
     bad = account_entry("reputeapi", emulators["reputeapi"].url, api_key="ra_live_wrong")
     good = account_entry("virustotal", emulators["virustotal"].url)
-    outcomes = await snapshot(settings_for(bad, good, history_path=str(store_path)), lambda: NOW)
+    outcomes = await snapshot(settings_for(bad, good, **history.gateway), lambda: NOW)
     assert [(o.account_id, o.ok) for o in outcomes] == [("repute-premium", False), ("vt-soc", True)]
     assert "HTTP 401" in (outcomes[0].error or "")
-    assert rows(store_path, "usage_days", "account_id = 'repute-premium'") == 0
-    assert rows(store_path, "snapshot_runs", "outcome = 'failed'") == 1
+    assert history.rows("usage_days", "account_id = 'repute-premium'") == 0
+    assert history.rows("snapshot_runs", "outcome = 'failed'") == 1
 
 
 # -- a year beyond retention -------------------------------------------------------------------
@@ -159,12 +142,11 @@ class Clock:
         return self.now
 
 
-async def test_a_year_is_answered_from_history_and_live_for_recent_days(tmp_path) -> None:
+async def test_a_year_is_answered_from_history_and_live_for_recent_days(history) -> None:
     clock = Clock(NOW)
     vendor = VirusTotalEmulator(seed=11, clock=clock)  # keeps 60 days, as VirusTotal does
-    path = tmp_path / "history.sqlite"
     with ServerThread(vendor) as server:
-        settings = settings_for(account_entry("virustotal", server.urls[0]), history_path=str(path))
+        settings = settings_for(account_entry("virustotal", server.urls[0]), **history.gateway)
         end = NOW
         skipped = end - timedelta(days=210)
         for back in range(360, -1, -50):  # a snapshot every 50 days over a year, one missed
@@ -311,8 +293,8 @@ def test_a_used_up_quota_has_run_out_now() -> None:
 # -- the graph ---------------------------------------------------------------------------------
 
 
-async def test_snapshots_quota_history_and_alerts_in_the_graph(emulators, store_path) -> None:
-    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+async def test_snapshots_quota_history_and_alerts_in_the_graph(emulators, history) -> None:
+    settings = settings_for(*accounts(emulators), **history.gateway)
     await snapshot(settings, lambda: NOW - timedelta(days=2))
     await snapshot(settings, lambda: NOW - timedelta(days=1))
     async with httpx.AsyncClient(verify=TLS) as http:
@@ -388,15 +370,14 @@ async def test_stores_opened_while_others_close_wait_instead_of_failing(tmp_path
 
 
 async def test_samples_of_several_quotas_read_together_equal_the_stored_rows(
-    emulators, store_path
+    emulators, history
 ) -> None:
     """What forecasts read (``quota_samples_of``, several quotas in one job of the store's
-    thread) is each quota's rows in its range, in order, as SQLite holds them."""
-    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    thread) is each quota's rows in its range, in order, as the database holds them."""
+    settings = settings_for(*accounts(emulators), **history.gateway)
     for hours in (3, 2, 1, 0):
         await snapshot(settings, lambda hours=hours: NOW - timedelta(hours=hours))
-    with sqlite3.connect(store_path) as db:
-        ids = [q for (q,) in db.execute("SELECT DISTINCT quota_id FROM quota_samples")]
+    ids = [q for (q,) in history.fetch("SELECT DISTINCT quota_id FROM quota_samples ORDER BY 1")]
     assert len(ids) == 10
     wanted = [
         (ids[0], NOW - timedelta(hours=3), NOW),
@@ -405,20 +386,21 @@ async def test_samples_of_several_quotas_read_together_equal_the_stored_rows(
         (ids[2], NOW + timedelta(hours=1), NOW + timedelta(hours=2)),
         *((quota, NOW - timedelta(days=1), NOW) for quota in ids[3:]),
     ]
-    store = HistoryStore(str(store_path))
+    store = history.store()
     try:
         found = await store.quota_samples_of(wanted)
     finally:
         await store.close()
-    with sqlite3.connect(store_path) as db:
-        expected = [
-            db.execute(
-                "SELECT sampled_at, used, quota_limit FROM quota_samples WHERE quota_id = ?"
-                " AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
-                [quota, start.isoformat(), end.isoformat()],
-            ).fetchall()
-            for quota, start, end in wanted
-        ]
+    expected = [
+        history.fetch(
+            "SELECT sampled_at, used, quota_limit FROM quota_samples WHERE quota_id = ?"
+            " AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
+            quota,
+            start.isoformat(),
+            end.isoformat(),
+        )
+        for quota, start, end in wanted
+    ]
     as_rows = [[(s.at.isoformat(), s.used, s.limit) for s in samples] for samples in found]
     assert as_rows == expected
     assert [len(rows) for rows in as_rows[:4]] == [4, 2, 0, 0]
@@ -479,12 +461,12 @@ async def test_a_read_after_a_queued_write_waits_for_it_though_no_file_exists_ye
 
 
 async def test_the_dashboards_forecasts_worked_out_together_equal_each_quotas_own(
-    emulators, store_path
+    emulators, history
 ) -> None:
     """The Overview works out every quota's forecast in one batch (one moment, the samples
     read together, one pass): each equals :func:`gateway.forecast.forecast` over that quota's
     own stored samples, read here straight from SQLite; the alerts' forecasts are the same."""
-    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    settings = settings_for(*accounts(emulators), **history.gateway)
     for hours in (50, 30, 20, 6, 3, 1):
         await snapshot(settings, lambda hours=hours: NOW - timedelta(hours=hours))
     document = (Path(__file__).parents[1] / "gateway/static/dashboard/queries.graphql").read_text()
@@ -501,20 +483,21 @@ async def test_the_dashboards_forecasts_worked_out_together_equal_each_quotas_ow
     assert "errors" not in body, body
     data = body["data"]
     expected = {}
-    with sqlite3.connect(store_path) as db:
-        for quota in quotas:
-            window = window_of(quota, NOW)
-            if window is None:
-                expected[quota.id] = None
-                continue
-            before = previous_window(quota.window, window[0])
-            rows = db.execute(
-                "SELECT sampled_at, used FROM quota_samples WHERE quota_id = ?"
-                " AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
-                [quota.id, (before[0] if before else window[0]).isoformat(), NOW.isoformat()],
-            ).fetchall()
-            points = [(datetime.fromisoformat(t), u) for t, u in rows if u is not None]
-            expected[quota.id] = forecast(quota, points, NOW)
+    for quota in quotas:
+        window = window_of(quota, NOW)
+        if window is None:
+            expected[quota.id] = None
+            continue
+        before = previous_window(quota.window, window[0])
+        rows = history.fetch(
+            "SELECT sampled_at, used FROM quota_samples WHERE quota_id = ?"
+            " AND sampled_at BETWEEN ? AND ? ORDER BY sampled_at",
+            quota.id,
+            (before[0] if before else window[0]).isoformat(),
+            NOW.isoformat(),
+        )
+        points = [(datetime.fromisoformat(t), u) for t, u in rows if u is not None]
+        expected[quota.id] = forecast(quota, points, NOW)
 
     def shown(item) -> dict[str, object] | None:
         if item is None:
@@ -540,12 +523,12 @@ async def test_the_dashboards_forecasts_worked_out_together_equal_each_quotas_ow
 
 
 async def test_forecasts_asked_together_are_read_in_jobs_of_at_most_sample_batch_quotas(
-    emulators, store_path
+    emulators, history
 ) -> None:
     """The samples of quotas whose forecasts are asked for in one turn of the loop are read
     together, SAMPLE_BATCH quotas per job of the store's thread at most: 2 x SAMPLE_BATCH + 1
     quotas are 3 jobs, and a quota asked for again is not read again."""
-    settings = settings_for(*accounts(emulators), history_path=str(store_path))
+    settings = settings_for(*accounts(emulators), **history.gateway)
     await snapshot(settings, lambda: NOW - timedelta(hours=1))  # the file exists
     quotas = [
         Quota(

@@ -301,3 +301,39 @@ def test_a_cache_password_is_a_secret_and_never_quoted() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings({"gateway": {"cache_url": "memcached://:hunter2-pw@127.0.0.1"}})
     assert "hunter2-pw" not in str(caught.value)
+
+
+def test_history_url_picks_the_store_and_history_path_stays_the_default() -> None:
+    assert parse_settings({}, env={}).history_url is None
+    pg = parse_settings(
+        {"gateway": {"history_url": "postgresql://gw:${PGPW}@db.internal/usage"}},
+        env={"PGPW": "pg-secret-123"},
+    )
+    assert pg.history_url == "postgresql://gw:pg-secret-123@db.internal/usage"
+    assert "pg-secret-123" in pg.secret_values  # redacted from logs
+    assert "pg-secret-123" not in repr(pg)
+    relative = parse_settings({"gateway": {"history_url": "sqlite:///data/h.sqlite"}}, env={})
+    absolute = parse_settings({"gateway": {"history_url": "sqlite:////var/h.sqlite"}}, env={})
+    assert (relative.history_path, relative.history_url) == ("data/h.sqlite", None)
+    assert (absolute.history_path, absolute.history_url) == ("/var/h.sqlite", None)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "env", "words"),
+    [
+        (
+            {"history_path": "h.sqlite", "history_url": "postgresql://h/db"},
+            {},
+            "[gateway] sets both 'history_path' and 'history_url'",
+        ),
+        ({"history_url": "mysql://u:pw-x@h/db"}, {}, "scheme 'mysql' is not postgresql or sqlite"),
+        ({"history_url": "sqlite://h.sqlite"}, {}, "a SQLite URL is sqlite:///relative/path"),
+        ({"history_url": "postgresql://u:${NOPE}@h/db"}, {}, "environment variable NOPE"),
+        ({"history_url": ""}, {}, "'history_url' must be a non-empty string"),
+    ],
+)
+def test_a_bad_history_url_is_named_and_its_password_never_quoted(gateway, env, words) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_settings({"gateway": gateway}, env=env)
+    assert words in str(refused.value)
+    assert "pw-x" not in str(refused.value)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.graphiql import EXAMPLES
-from gateway.graphql.tokens import over_token_limit
+from gateway.graphql.tokens import _plain_count, over_token_limit
 
 PIECES = st.one_of(
     st.sampled_from([*"{}()[]:=@|!$&", "...", "query", "a_b9", "__typename", "on"]),
@@ -50,6 +50,32 @@ def test_the_count_is_graphql_cores_on_what_it_lexes(parts) -> None:
     expected = lexed(text)
     if expected is not None:
         assert counted(text) == expected, text
+
+
+PLAIN_PIECES = st.one_of(
+    st.sampled_from([*"{}()[]:=@|!$&", "query", "a_b9", "__typename", "on", "_", "Z"]),
+    st.from_regex(r"(0|[1-9][0-9]{0,5})([eE][0-9]{1,2})?", fullmatch=True),
+    st.from_regex(r"[_A-Za-z][_0-9A-Za-z]{0,8}", fullmatch=True),
+)
+PLAIN_SEPARATORS = st.sampled_from(["", " ", ",", "\n", "\t", " , ", "\r\n", ",,"])
+
+
+@given(st.lists(st.tuples(PLAIN_PIECES, PLAIN_SEPARATORS), max_size=60))
+def test_the_plain_count_is_graphql_cores_on_what_it_lexes(parts) -> None:
+    """Documents with no string, comment, spread, sign or decimal point (a flood of names is
+    one) are counted without the regular expression, and the count is still the lexer's."""
+    text = "".join(piece + separator for piece, separator in parts)
+    expected = lexed(text)
+    if expected is not None:
+        assert _plain_count(text) == expected, text
+        assert counted(text) == expected, text
+
+
+@pytest.mark.parametrize("mark", ['"a"', "# c\n", "...", "-1", "1e+2", "1.5", "\ufeff"])
+def test_a_document_with_strings_or_signs_is_left_to_the_full_count(mark) -> None:
+    text = "{ a " + mark + " b }"
+    assert _plain_count(text) is None
+    assert counted(text) == lexed(text)
 
 
 @pytest.mark.parametrize("text", EXAMPLES)

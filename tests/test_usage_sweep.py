@@ -31,6 +31,7 @@ from gateway.servers import ServerThread
 from gateway.usage import merge_history
 from providers.virustotal.emulator import VirusTotalEmulator
 from tests.conftest import NO_CACHE, NOW, TLS, Gateway, account_entry, settings_for
+from tests.history_backends import BACKENDS, Backend, new_database, sqlite_backend
 from tests.test_history import GROUP, days, snapshot
 from tests.test_metrics import pick, scrape
 
@@ -78,13 +79,12 @@ class Past:
 
 
 @asynccontextmanager
-async def stored_past(tmp_path: Path) -> AsyncIterator[Past]:
+async def stored_past(history: Backend) -> AsyncIterator[Past]:
     clock = Clock(NOW)
     vendor = VirusTotalEmulator(seed=11, clock=clock)
-    path = str(tmp_path / "history.sqlite")
     with ServerThread(vendor) as server:
         entry = account_entry("virustotal", server.urls[0])
-        settings_ = settings_for(entry, history_path=path, cache=NO_CACHE)
+        settings_ = settings_for(entry, **history.gateway, cache=NO_CACHE)
         for back in (100, 50, 10):
             clock.now = NOW - timedelta(days=back)
             (outcome,) = await snapshot(settings_, clock)
@@ -135,10 +135,10 @@ def shown(answer: object) -> dict[str, object]:
 # -- which side answers which days -------------------------------------------------------------
 
 
-async def test_a_range_the_vendor_keeps_asked_again_reads_no_stored_day(tmp_path) -> None:
+async def test_a_range_the_vendor_keeps_asked_again_reads_no_stored_day(history) -> None:
     """(Its answer lists every one of these days: none is left for the store to fill in.)"""
     first = TODAY - timedelta(days=29)
-    async with stored_past(tmp_path) as past:
+    async with stored_past(history) as past:
         assert all(
             seeded_split(past.vendor, d) or past.vendor.data.day(GROUP, d, 1.0)[2]
             for d in days(first, TODAY)
@@ -159,9 +159,9 @@ async def test_a_range_the_vendor_keeps_asked_again_reads_no_stored_day(tmp_path
     assert shown(recent) == expected(past.vendor, TODAY - timedelta(days=5), TODAY)
 
 
-async def test_a_range_the_vendor_no_longer_keeps_makes_no_vendor_call(tmp_path) -> None:
+async def test_a_range_the_vendor_no_longer_keeps_makes_no_vendor_call(history) -> None:
     first, last = TODAY - timedelta(days=150), TODAY - timedelta(days=90)
-    async with stored_past(tmp_path) as past:
+    async with stored_past(history) as past:
         answer = await past.query(first, last)
         again = await past.query(first, last, recheck=True)  # nothing the vendor could recheck
         assert past.usage_calls() == []
@@ -177,13 +177,13 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
-async def test_the_vendor_is_asked_while_the_store_is_still_busy(tmp_path) -> None:
+async def test_the_vendor_is_asked_while_the_store_is_still_busy(history) -> None:
     """The store's thread is kept busy (a read of the test's own, waiting for a signal) while
     a range across the retention edge is asked: the vendor is asked all the same, and the
     stored days are read once the thread is free. Read first, as before, the vendor call
     would wait for the store."""
     first = TODAY - timedelta(days=120)
-    async with stored_past(tmp_path) as past:
+    async with stored_past(history) as past:
         free = threading.Event()
         busy = asyncio.ensure_future(past.store.read(lambda db: free.wait(30), False))
         asked = asyncio.ensure_future(past.query(first, TODAY, recheck=True))
@@ -222,9 +222,9 @@ def seeded_split(vendor: VirusTotalEmulator, day: date) -> dict[tuple[str, bool]
     return {key: n for key, n in split.items() if n}
 
 
-async def test_each_days_split_is_built_only_where_asked_and_then_exact(tmp_path) -> None:
+async def test_each_days_split_is_built_only_where_asked_and_then_exact(history) -> None:
     first = TODAY - timedelta(days=120)
-    async with stored_past(tmp_path) as past:
+    async with stored_past(history) as past:
         scope = past.scope()
         bare = await scope.usage("vt-soc", first, TODAY, Granularity.DAY, splits=False)
         split = await scope.usage("vt-soc", first, TODAY, Granularity.DAY, splits=True)
@@ -289,11 +289,27 @@ ITEMS = st.lists(
 )
 
 
+@pytest.fixture(scope="module")
+def make_store(request) -> Callable[[], HistoryStore]:
+    """New stores of one engine for every example of a property test: a fresh SQLite file
+    each time, or new store objects over one PostgreSQL database (each example on an account
+    of its own)."""
+    if request.param == "sqlite":
+        return lambda: HistoryStore(f"{tempfile.mkdtemp()}/history.sqlite")
+    url = new_database(request.getfixturevalue("postgres_server"))
+    return Backend("postgresql", {"history_url": url}).store
+
+
+_examples = iter(range(1, 1 << 30))
+
+
+@pytest.mark.parametrize("make_store", BACKENDS, indirect=True)
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.one_of(st.none(), ITEMS), min_size=1, max_size=6))
-def test_endpoint_totals_summed_by_sqlite_equal_the_day_by_day_sums(splits) -> None:
+def test_endpoint_totals_summed_by_the_store_equal_the_day_by_day_sums(make_store, splits) -> None:
     """Bytes are unknown when a day with requests does not know them, and requests and bytes
-    past 2^31 add up exactly, as :func:`gateway.usage.add_endpoint` adds them day by day."""
+    past 2^31 add up exactly, as :func:`gateway.usage.add_endpoint` adds them day by day, on
+    both engines."""
     first = date(2026, 1, 1)
     records = [
         DayRecord(
@@ -308,20 +324,21 @@ def test_endpoint_totals_summed_by_sqlite_equal_the_day_by_day_sums(splits) -> N
     ]
     last = records[-1].day
 
-    async def run(path: str) -> tuple[object, object]:
-        store = HistoryStore(path)
+    account = f"acct-{next(_examples)}"
+
+    async def run() -> tuple[object, object]:
+        store = make_store()
         try:
-            run_id = await store.start_run("acct", NOW)
-            await store.store(run_id, "acct", records, [], [], NOW)
-            sweep = store.sweep("acct", first, last, None, lambda held: None, splits=False)
+            run_id = await store.start_run(account, NOW)
+            await store.store(run_id, account, records, [], [], NOW)
+            sweep = store.sweep(account, first, last, None, lambda held: None, splits=False)
             summed = await sweep.stored
-            by_day = await store.days("acct", first, last)
+            by_day = await store.days(account, first, last)
         finally:
             await store.close()
         return summed, by_day
 
-    with tempfile.TemporaryDirectory() as tmp:
-        summed, by_day = asyncio.run(run(f"{tmp}/history.sqlite"))
+    summed, by_day = asyncio.run(run())
     merged = merge_history(None, by_day)
     assert merged is not None
     assert summed.days == tuple(  # type: ignore[attr-defined]
@@ -356,7 +373,7 @@ async def test_start_up_opens_the_store_a_snapshot_made_and_creates_none(tmp_pat
     """The first answer after start-up finds the store open: SQLite's shared-memory file of a
     store in WAL mode exists only while a connection has it open (the snapshot's, closed,
     removed it). Without a store, start-up makes no file."""
-    async with stored_past(tmp_path):
+    async with stored_past(sqlite_backend(tmp_path / "history.sqlite")):
         pass
     path = tmp_path / "history.sqlite"
     shared = Path(f"{path}-shm")

@@ -1,6 +1,8 @@
 """The alert tables of the history store: states, events (an outbox), deliveries and leases.
 
-Every write is one ``BEGIN IMMEDIATE`` transaction (:meth:`HistoryStore.transaction`), so
+Every write is one transaction that holds the store's write lock from its start
+(:meth:`HistoryStore.transaction`: ``BEGIN IMMEDIATE`` on SQLite, the ``history_meta`` row's
+lock on PostgreSQL), so
 processes sharing the store take turns: an account's rules are evaluated against the rows as the
 previous process left them, which is what makes each event exist once however many snapshot
 processes run. Deliveries to one webhook are made by one process at a time: it holds the
@@ -18,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlite_utils import Database
-
 from gateway.alerts.config import RuleSet
 from gateway.alerts.machine import Change, StateRow, step
 from gateway.alerts.messages import message
@@ -36,6 +36,7 @@ from gateway.alerts.model import (
 from gateway.alerts.rules import Track, Verdict, Window, unreadable_verdict
 from gateway.domain import ProviderId
 from gateway.history import OWNER, HistoryStore, owner_alive
+from gateway.history_sql import Conn
 
 MAX_EVENTS_READ = 1000
 """Events one read (``alertEvents``) returns at most."""
@@ -141,7 +142,7 @@ class AlertStore:
         and a pending delivery per event and webhook, in one transaction. The ``unreadable``
         rule is judged here, from the account's snapshot runs as stored."""
 
-        def work(db: Database) -> list[AlertEvent]:
+        def work(db: Conn) -> list[AlertEvent]:
             verdicts = list(plan.verdicts)
             last_read, first_try = self._reads(db, plan.account_id)
             unreadable = unreadable_verdict(
@@ -163,7 +164,7 @@ class AlertStore:
         return await self.history.transaction(work)
 
     @staticmethod
-    def _reads(db: Database, account_id: str) -> tuple[datetime | None, datetime | None]:
+    def _reads(db: Conn, account_id: str) -> tuple[datetime | None, datetime | None]:
         """The account's last successful read, and the first try after it."""
         (last,) = db.execute(
             "SELECT max(finished_at) FROM snapshot_runs WHERE account_id = ? AND outcome = 'ok'",
@@ -177,7 +178,7 @@ class AlertStore:
 
     @staticmethod
     def _relevant_rows(
-        db: Database, account_id: str, verdicts: Sequence[Verdict], now: datetime, cooldown: float
+        db: Conn, account_id: str, verdicts: Sequence[Verdict], now: datetime, cooldown: float
     ) -> list[StateRow]:
         """Open rows, rows resolved within ``cooldown``, and the rows of the verdicts'
         current windows."""
@@ -204,7 +205,7 @@ class AlertStore:
 
     @staticmethod
     def _store(
-        db: Database, plan: AccountPlan, change: Change, now: datetime, webhooks: Sequence[str]
+        db: Conn, plan: AccountPlan, change: Change, now: datetime, webhooks: Sequence[str]
     ) -> AlertEvent | None:
         row = change.row
         if change.drop:
@@ -257,9 +258,9 @@ class AlertStore:
                 change.event, row.track.rule, row.track.threshold, change.reason, row.facts, start
             ),
         )
-        cursor = db.execute(
+        (event_row,) = db.execute(
             "INSERT INTO alert_events (uid, account_id, rule, event, at, data)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             [
                 event.id,
                 plan.account_id,
@@ -268,11 +269,11 @@ class AlertStore:
                 now.isoformat(),
                 _event_json(event),
             ],
-        )
+        ).fetchone()
         for webhook in webhooks:
             db.execute(
                 "INSERT INTO alert_deliveries (event_id, webhook, state) VALUES (?, ?, 'pending')",
-                [cursor.lastrowid, webhook],
+                [event_row, webhook],
             )
         return event
 
@@ -282,7 +283,7 @@ class AlertStore:
         """Whether this run may deliver to ``webhook``: nobody holds its lease, or the holder's
         lease ran out, or its process is gone."""
 
-        def work(db: Database) -> bool:
+        def work(db: Conn) -> bool:
             held = db.execute(
                 "SELECT owner, until FROM alert_leases WHERE webhook = ?", [webhook]
             ).fetchone()
@@ -302,7 +303,7 @@ class AlertStore:
         """Give the lease back, unless a delivery this run has not tried is pending (another
         process stored it meanwhile): then keep it, and say so (False)."""
 
-        def work(db: Database) -> bool:
+        def work(db: Conn) -> bool:
             if self._waiting(db, webhook, tried, 1):
                 return False
             db.execute("DELETE FROM alert_leases WHERE webhook = ? AND token = ?", [webhook, token])
@@ -313,7 +314,7 @@ class AlertStore:
     async def release(self, webhook: str, token: str) -> None:
         """Give the lease back whatever is pending (a run that stops early)."""
 
-        def work(db: Database) -> None:
+        def work(db: Conn) -> None:
             db.execute("DELETE FROM alert_leases WHERE webhook = ? AND token = ?", [webhook, token])
 
         await self.history.transaction(work)
@@ -321,7 +322,7 @@ class AlertStore:
     async def pending(self, webhook: str, tried: Collection[int], limit: int) -> list[Pending]:
         """The oldest deliveries to ``webhook`` still pending, but those in ``tried``."""
 
-        def work(db: Database) -> list[Pending]:
+        def work(db: Conn) -> list[Pending]:
             return [
                 Pending(row, _event(data)) for row, data in self._waiting(db, webhook, tried, limit)
             ]
@@ -330,7 +331,7 @@ class AlertStore:
 
     @staticmethod
     def _waiting(
-        db: Database, webhook: str, tried: Collection[int], limit: int
+        db: Conn, webhook: str, tried: Collection[int], limit: int
     ) -> list[tuple[int, str]]:
         marks = ", ".join("?" * len(tried))
         skip = f" AND d.event_id NOT IN ({marks})" if tried else ""
@@ -347,7 +348,7 @@ class AlertStore:
     async def delivered(
         self, webhook: str, row: int, tries: int, status: int, now: datetime
     ) -> None:
-        def work(db: Database) -> None:
+        def work(db: Conn) -> None:
             db.execute(
                 "UPDATE alert_deliveries SET state = 'delivered', attempts = attempts + ?,"
                 " runs = runs + 1, last_status = ?, last_error = NULL, delivered_at = ?"
@@ -370,7 +371,7 @@ class AlertStore:
         """Record a run that did not deliver; True when the event is now marked failed (the
         webhook refused it in :data:`MAX_REJECTED_RUNS` runs)."""
 
-        def work(db: Database) -> bool:
+        def work(db: Conn) -> bool:
             db.execute(
                 "UPDATE alert_deliveries SET attempts = attempts + ?, runs = runs + 1,"
                 " rejected_runs = rejected_runs + ?, last_status = ?, last_error = ?"
@@ -382,7 +383,7 @@ class AlertStore:
                 " AND state = 'pending' AND rejected_runs >= ?",
                 [row, webhook, MAX_REJECTED_RUNS],
             )
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
         return await self.history.transaction(work)
 
@@ -401,7 +402,7 @@ class AlertStore:
         if not accounts:
             return []
 
-        def work(db: Database) -> list[AlertEvent]:
+        def work(db: Conn) -> list[AlertEvent]:
             where = [f"account_id IN ({', '.join('?' * len(accounts))})"]
             args: list[object] = list(accounts)
             if rule is not None:
@@ -445,7 +446,7 @@ class AlertStore:
     async def latest_states(self, account_id: str) -> list[StateRow]:
         """The newest row of every track of ``account_id``."""
 
-        def work(db: Database) -> list[StateRow]:
+        def work(db: Conn) -> list[StateRow]:
             return [
                 _row(values)
                 for values in db.execute(
