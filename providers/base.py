@@ -87,14 +87,22 @@ class OutboundLimiter:
     A caller first *reserves* a slot (:meth:`reserve`): the earliest moment at which one more
     call keeps every window of ``period`` seconds at ``calls`` or fewer, counting the slots
     already handed out, and recorded at once, so concurrent callers never share one free slot.
-    A slot too far away is refused without being reserved. The caller then waits for its slot
-    and :meth:`send` records the moment it really sends, waiting a little longer if an earlier
-    caller woke late: the real send times, not only the plan, stay within the limit.
+    A slot too far away is refused without being reserved. The caller then waits for its slot,
+    and :meth:`send` lets it go once the calls that may have reached the vendor in the last
+    ``period`` seconds are fewer than ``calls``, waiting longer if need be; :meth:`settle` says
+    its answer is in.
+
+    What counts is when calls *arrive*, as the vendor counts them, and a request sent may
+    arrive later than another sent after it (a new connection's handshake, a slow network).
+    So a call counts from its send until its answer is in (it arrived by then), and leaves
+    the window ``period`` seconds after that: whatever the delays, no ``period`` of the
+    vendor's clock sees more than ``calls`` of them. (Counting send moments alone let a vendor
+    see 5 to 7 calls in a window of 4, on loopback, when the first calls opened connections.)
 
     Why not a leaky bucket (aiolimiter)? A bucket of ``calls`` per ``period`` starts full and
     drains continuously, so it admits ``calls`` at once and one more as soon as ``period /
     calls`` has drained: ``calls + 1`` in one window, which a vendor counting a sliding window
-    (ReputeAPI: 30 per minute) answers with a 429. Keeping the window's own send times is exact,
+    (ReputeAPI: 30 per minute) answers with a 429. Keeping the window's own moments is exact,
     and its size is bounded by ``calls``.
     """
 
@@ -106,8 +114,12 @@ class OutboundLimiter:
         self.clock = clock
         self.slots: deque[float] = deque()
         """Slots handed out (some in the future), in order."""
-        self.sent: deque[float] = deque()
-        """When calls were really sent, in order."""
+        self.in_flight = 0
+        """Calls sent whose answers are not in yet."""
+        self.answered: deque[float] = deque()
+        """When the answers of calls sent came in (or they gave up), in order."""
+        self._settled: asyncio.Event | None = None
+        """Set at the next :meth:`settle` (for senders waiting on calls in flight)."""
 
     def _free_at(self, times: deque[float], now: float) -> float:
         """The earliest moment from ``now`` at which one more entry of ``times`` fits."""
@@ -116,6 +128,19 @@ class OutboundLimiter:
         if len(times) < self.calls:
             return max(now, times[-1]) if times else now
         return max(now, times[-1], times[-self.calls] + self.period)
+
+    def _free_to_send(self, now: float) -> float | None:
+        """The earliest moment from ``now`` at which one more call may be sent, or ``None``
+        while the calls in flight alone fill the window (one must settle first)."""
+        answered = self.answered
+        while answered and answered[0] <= now - self.period:
+            answered.popleft()
+        excess = self.in_flight + len(answered) - self.calls + 1
+        if excess <= 0:
+            return now
+        if excess > len(answered):
+            return None
+        return max(now, answered[excess - 1] + self.period)
 
     def next_slot(self) -> float:
         """Seconds until the next slot not yet handed out (0: now)."""
@@ -133,29 +158,94 @@ class OutboundLimiter:
         return slot - now
 
     async def send(self) -> float:
-        """Wait until a call really fits the window, record it as sent now, and return when."""
-        now = self.clock()
-        free = self._free_at(self.sent, now)
-        while free > now:  # an earlier caller sent late: its window ends later than planned
-            await asyncio.sleep(free - now)
+        """Wait until one more call fits the window, count it as in flight, and return when.
+        The caller calls :meth:`settle` once its answer is in (or it gave up)."""
+        while True:
             now = self.clock()
-            free = self._free_at(self.sent, now)
-        self.sent.append(now)
-        return now
+            free = self._free_to_send(now)
+            if free is None:
+                if self._settled is None:
+                    self._settled = asyncio.Event()
+                await self._settled.wait()
+            elif free > now:
+                await asyncio.sleep(free - now)
+            else:
+                self.in_flight += 1
+                return now
+
+    def settle(self) -> None:
+        """A call sent has its answer (or gave up): it reached the vendor, if at all, by now."""
+        self.in_flight -= 1
+        self.answered.append(self.clock())
+        settled, self._settled = self._settled, None
+        if settled is not None:
+            settled.set()
 
     async def acquire(self, max_wait: float) -> float | None:
-        """Reserve a slot, wait for it and take it: the moment the call may go (by ``clock``),
-        or ``None`` (nothing reserved) when the next slot is more than ``max_wait`` away."""
+        """Reserve a slot, wait for it and send at once, for a call answered as it is sent:
+        the moment the call may go (by ``clock``), or ``None`` (nothing reserved) when the next
+        slot is more than ``max_wait`` away."""
         wait = self.reserve(max_wait)
         if wait is None:
             return None
         if wait > 0:
             await asyncio.sleep(wait)
-        return await self.send()
+        moment = await self.send()
+        self.settle()
+        return moment
 
     def resize(self, calls: int) -> None:
         """The vendor told us its limit (e.g. ``X-RateLimit-Limit``)."""
         self.calls = max(1, calls)
+
+
+SHARED_FLIGHT_MARGIN = 1.0
+"""Seconds added to a call's deadline as the latest its request may still reach the vendor
+after the shared window admitted it (a request written just before the deadline cut it)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The answer of a rate window shared with other gateway processes (:class:`SharedOutbound`)
+    to "may one more call go now?": ``ticket`` when it may (the call settles it once answered),
+    else ``wait`` seconds before a slot may free, or ``held_until`` when the vendor asked for no
+    call before that moment."""
+
+    ticket: str | None = None
+    wait: float = 0.0
+    held_until: datetime | None = None
+
+
+class SharedOutbound(ABC):
+    """One vendor credential's rate window and holds, shared by every gateway process that
+    calls the vendor with it (the gateway provides one when it has a shared store; a provider
+    without one paces and holds alone).
+
+    The window is exact across processes in two phases. :meth:`turn` admits a call only while
+    fewer than ``calls`` admitted calls may have reached the vendor in the last ``period``
+    seconds, and records the admitted call as reaching it as late as ``flight`` seconds from
+    now (its deadline: it cannot arrive later); :meth:`settle` lowers that to the moment its
+    answer was in (it arrived before). An admitted call leaves the window only ``period``
+    seconds after the latest moment it may have arrived, so whatever the delays between the
+    store, the processes and the vendor, no ``period`` of the vendor's own clock sees more than
+    ``calls`` of them.
+
+    Every method answers ``None`` (or nothing) when the shared store cannot be used now: the
+    provider then falls back to its own window and holds.
+    """
+
+    @abstractmethod
+    async def turn(self, calls: int, period: float, flight: float) -> Turn | None:
+        """Whether one more call may go now (``calls`` 0: only whether a hold is on)."""
+
+    @abstractmethod
+    async def settle(self, ticket: str) -> None:
+        """The call admitted with ``ticket`` has its answer (or gave up): it reached the
+        vendor, if at all, before now."""
+
+    @abstractmethod
+    async def hold(self, until: datetime) -> None:
+        """The vendor asked for no call before ``until``: no process calls it before then."""
 
 
 DEFAULT_CALLS = 64
@@ -465,8 +555,12 @@ class BaseProvider(ABC):
         max_answer: int = MAX_ANSWER,
         observe: CallObserver | None = None,
         gate: CallGate | None = None,
+        shared: SharedOutbound | None = None,
     ) -> None:
         self.account = account
+        self.shared = shared
+        """The credential's rate window and holds shared with other gateway processes
+        (``None``: this client paces and holds alone)."""
         self.gate = gate or CallGate()
         """Bounds the vendor calls in flight at once; the gateway shares one among all its
         clients (a client built alone gets its own, with the default bounds)."""
@@ -484,6 +578,8 @@ class BaseProvider(ABC):
         """Whose slots of the gate a call takes: the vendor's host (and port)."""
         self.held_until: datetime | None = None
         """No call before this moment: the vendor said so (429) or its window is spent."""
+        self._shared_hold: datetime | None = None
+        """The last hold this process and the others (``shared``) agreed on."""
         self.limiter = (
             OutboundLimiter(*self.outbound_rate, clock=monotonic) if self.outbound_rate else None
         )
@@ -595,10 +691,12 @@ class BaseProvider(ABC):
             text = text.replace(form, "********")
         return text
 
-    def _note_rate_window(self, headers: httpx.Headers, status: int) -> None:
+    def _note_rate_window(
+        self, headers: httpx.Headers, status: int, now: datetime | None = None
+    ) -> None:
         """Follow the vendor's limit, and hold calls while its window is spent (429 or
         ``X-RateLimit-Remaining: 0``)."""
-        now = self.clock()
+        now = self.clock() if now is None else now
         announced = headers.get("x-ratelimit-limit", "")
         if self.rate_header_period and announced.isdigit() and int(announced) > 0:
             if self.limiter is None:
@@ -624,7 +722,8 @@ class BaseProvider(ABC):
         The whole call, retries included, has one deadline. Connection failures and 5xx answers
         are retried (``RETRIES`` times, jittered exponential backoff) while the deadline allows;
         nothing else is. Calls are paced below the vendor's documented rate, and none is made
-        while the vendor's rate window is spent.
+        while the vendor's rate window is spent; with ``shared``, the window and the holds are
+        those of every gateway process using the credential.
 
         The deadline is also each request's httpx timeout, so an injected client's own
         (shorter) timeout never cuts a call the configuration allows.
@@ -662,19 +761,24 @@ class BaseProvider(ABC):
         self._check_held()
         waiting = Waiting()
         try:
-            async with asyncio.timeout(self.deadline):
-                response = await self._send(path, params, waiting)
-        except TimeoutError as exc:
-            if waiting.now:  # the gateway's own queue, not the vendor, took the time
-                gate = self.gate
-                raise NoFreeSlot(
-                    self.display_name,
-                    deadline=self.deadline,
-                    per_host=gate.per_host,
-                    total=gate.total,
-                ) from exc
-            raise TimedOut(self.display_name, deadline=self.deadline) from exc
-        self._check_status(response)
+            try:
+                async with asyncio.timeout(self.deadline):
+                    response = await self._send(path, params, waiting)
+            except TimeoutError as exc:
+                if waiting.now:  # the gateway's own queue, not the vendor, took the time
+                    gate = self.gate
+                    raise NoFreeSlot(
+                        self.display_name,
+                        deadline=self.deadline,
+                        per_host=gate.per_host,
+                        total=gate.total,
+                    ) from exc
+                raise TimedOut(self.display_name, deadline=self.deadline) from exc
+            self._check_status(response)
+        except UpstreamError:
+            await self._share_hold()
+            raise
+        await self._share_hold()
         content = response.content
         try:
             if len(content) > THREAD_PARSE:
@@ -691,24 +795,34 @@ class BaseProvider(ABC):
         if self.held_until is not None and self.clock() < self.held_until:
             raise RateLimited(self.display_name, retry_at=self.held_until)
 
+    async def _share_hold(self) -> None:
+        """Tell the other gateway processes of a hold this one heard from the vendor."""
+        until = self.held_until
+        if self.shared is not None and until is not None and until != self._shared_hold:
+            self._shared_hold = until
+            await self.shared.hold(until)
+
     async def _send(
         self, path: str, params: Mapping[str, str] | None, waiting: Waiting
     ) -> httpx.Response:
         """The request, retried on connection failures and 5xx (inside the caller's deadline).
 
-        Each attempt first reserves its moment under the vendor's rate and waits for it, then
-        takes a slot of the gate (:class:`CallGate`) and, holding it, records its real send
-        under the rate (:meth:`OutboundLimiter.send`): a wait for a slot never lets real sends
-        crowd a rate window.
+        Each attempt first takes its turn under the vendor's rate (:meth:`_pace`), then a slot
+        of the gate (:class:`CallGate`). Paced alone, it reserves its moment and waits for it,
+        and, holding the gate's slot, sends when the window allows (:meth:`OutboundLimiter.send`):
+        a wait for a slot never lets real sends crowd a rate window. Either way (alone, or with
+        other processes: :class:`SharedOutbound`) it settles its turn once the answer is in.
         """
         vendor = self.display_name
         for attempt in range(RETRIES + 1):
-            limiter = await self._pace()
+            ticket, limiter = await self._pace()
             last = attempt == RETRIES
+            sent = False
             try:
                 async with self.gate.slot(self.host, waiting):
                     if limiter is not None:
                         await limiter.send()
+                        sent = True
                     async with self.http.stream(
                         "GET",
                         self.base_url + path,
@@ -718,28 +832,46 @@ class BaseProvider(ABC):
                         timeout=self.deadline,
                     ) as streamed:
                         response = await self._read(streamed)
-            except httpx.TimeoutException as exc:
-                raise TimedOut(vendor, deadline=self.deadline) from exc
-            except httpx.ConnectError as exc:
+            except (httpx.HTTPError, UpstreamError) as exc:
+                await self._settle(ticket)
+                if isinstance(exc, UpstreamError):
+                    raise
+                if isinstance(exc, httpx.TimeoutException):
+                    raise TimedOut(vendor, deadline=self.deadline) from exc
                 if last:
-                    raise ConnectionFailed(vendor) from exc
-            except httpx.HTTPError as exc:
-                if last:
-                    raise ConnectionFailed(vendor, broke_off=True) from exc
+                    broke_off = not isinstance(exc, httpx.ConnectError)
+                    raise ConnectionFailed(vendor, broke_off=broke_off) from exc
             else:
+                await self._settle(ticket)
                 if response.status_code < 500 or last:
                     return response
                 self._note_rate_window(response.headers, response.status_code)
+            finally:
+                if sent and limiter is not None:
+                    limiter.settle()  # also when cancelled: the answer will never come
             await asyncio.sleep(BACKOFF * 2**attempt * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _pace(self) -> OutboundLimiter | None:
-        """Reserve a slot under the vendor's rate and wait for it, or refuse at once when the
-        slot is more than ``MAX_PACING_WAIT`` away (``retry_at``: that slot). Returns the
-        limiter whose :meth:`~OutboundLimiter.send` the caller calls as it really sends."""
+    async def _settle(self, ticket: str | None) -> None:
+        if ticket is not None and self.shared is not None:
+            await self.shared.settle(ticket)
+
+    async def _pace(self) -> tuple[str | None, OutboundLimiter | None]:
+        """Take this attempt's turn under the vendor's rate: ``(ticket, None)`` when the window
+        shared with other processes admitted it (the caller settles the ticket), ``(None,
+        limiter)`` when this process paces alone (the caller calls
+        :meth:`~OutboundLimiter.send` as it really sends), ``(None, None)`` when nothing paces.
+
+        Alone: reserve a slot and wait for it, or refuse at once when the slot is more than
+        ``MAX_PACING_WAIT`` away (``retry_at``: that slot). Shared: see :meth:`_shared_turn`.
+        """
+        if self.shared is not None:
+            decided, ticket = await self._shared_turn(self.shared)
+            if decided:
+                return ticket, None
         limiter = self.limiter
         if limiter is None:
-            return None
+            return None, None
         wait = limiter.reserve(MAX_PACING_WAIT)
         if wait is None:
             raise RateLimited(
@@ -749,7 +881,37 @@ class BaseProvider(ABC):
             )
         if wait > 0:
             await asyncio.sleep(wait)
-        return limiter
+        return None, limiter
+
+    async def _shared_turn(self, shared: SharedOutbound) -> tuple[bool, str | None]:
+        """Ask the shared window for a turn until it gives one: ``(True, ticket)``, with no
+        ticket when this vendor has no rate to keep (only the shared hold was checked);
+        ``(False, None)`` when the shared store cannot be used (the caller paces alone).
+
+        A vendor's hold raises ``RateLimited`` (``retry_at``: its end). A full window is asked
+        again when its oldest call may have left it, as long as the waits add up to at most
+        ``MAX_PACING_WAIT``; otherwise ``RateLimited`` (``retry_at``: when a slot may free).
+        """
+        limiter = self.limiter
+        calls, period = (limiter.calls, limiter.period) if limiter is not None else (0, 0.0)
+        waited = 0.0
+        while True:
+            turn = await shared.turn(calls, period, self.deadline + SHARED_FLIGHT_MARGIN)
+            if turn is None:
+                return False, None
+            if turn.held_until is not None:
+                self.held_until = self._shared_hold = turn.held_until
+                raise RateLimited(self.display_name, retry_at=turn.held_until)
+            if turn.ticket is not None or limiter is None:
+                return True, turn.ticket
+            if waited + turn.wait > MAX_PACING_WAIT:
+                raise RateLimited(
+                    self.display_name,
+                    retry_at=self.clock() + timedelta(seconds=turn.wait),
+                    pacing=(limiter.calls, limiter.period),
+                )
+            await asyncio.sleep(turn.wait)
+            waited += turn.wait
 
     async def _read(self, streamed: httpx.Response) -> httpx.Response:
         """The answer with its body read, at most ``max_answer`` bytes once decompressed.
@@ -792,12 +954,13 @@ class BaseProvider(ABC):
         """Follow the vendor's rate headers; raise the error a non-200 answer means."""
         vendor = self.display_name
         status = response.status_code
-        self._note_rate_window(response.headers, status)
+        now = self.clock()
+        self._note_rate_window(response.headers, status, now)
         if status != 200:
             raw = self.error_message(response)
             detail = None if raw is None else vendor_text(self.redact(raw))
             if status == 429:
-                when = retry_after(response.headers, self.clock())
+                when = retry_after(response.headers, now)  # the moment held_until has
                 raise RateLimited(vendor, status=status, detail=detail, retry_at=when)
             if status >= 500:
                 raise VendorFailed(vendor, status=status, detail=detail)

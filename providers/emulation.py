@@ -10,8 +10,10 @@ vendor's paths and ``error()`` for the vendor's error format. This base adds, fo
   ``delay_ms`` (be slow), ``drop`` (start an answer and break the connection), ``malformed``
   (``"json"``: a 200 that is not JSON; ``"shape"``: a 200 of the wrong shape);
   ``times`` limits how many requests a fault applies to (default: until cleared);
-* ``GET /_emulator/calls`` (counts), ``POST /_emulator/reset`` (clear counts, faults, limits);
-  ``served`` keeps the requests themselves, for tests that check what was asked.
+* ``GET /_emulator/calls`` (counts, and ``arrivals``: each vendor-path request's arrival as Unix
+  seconds by this process's clock, its path and the status it was answered, in order of
+  arrival), ``POST /_emulator/reset`` (clear counts, faults, limits); ``served`` keeps the
+  requests themselves, for tests that check what was asked.
 
 Nothing here imports a web framework, so the emulators stay inside the provider packages' rules.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -115,6 +118,9 @@ class Emulator:
         self.calls: Counter[str] = Counter()
         self.served: deque[Request] = deque(maxlen=10_000)
         """The vendor-path requests served, newest last (for tests: what was asked)."""
+        self.arrivals: deque[list[float | str | int]] = deque(maxlen=10_000)
+        """When each vendor-path request arrived (Unix seconds), its path and the status it
+        was answered (0 until answered; the connection broke off for a ``drop`` fault)."""
         self.in_flight = 0
         self.max_in_flight = 0
         self.fault: Fault | None = None
@@ -146,6 +152,7 @@ class Emulator:
         with self._lock:
             self.calls.clear()
             self.served.clear()
+            self.arrivals.clear()
             # ``in_flight`` is left as it is: a request whose answer was sent may still be
             # finishing here, and its end would count it down below zero.
             self.max_in_flight = 0
@@ -172,7 +179,11 @@ class Emulator:
         if action == "calls" and request.method == "GET":
             with self._lock:
                 return Response.json(
-                    {"calls": dict(self.calls), "max_in_flight": self.max_in_flight}
+                    {
+                        "calls": dict(self.calls),
+                        "max_in_flight": self.max_in_flight,
+                        "arrivals": [list(arrival) for arrival in self.arrivals],
+                    }
                 )
         if action == "reset" and request.method == "POST":
             self.reset()
@@ -215,18 +226,20 @@ class Emulator:
         if request.path.startswith(CONTROL_PREFIX):
             await self._send(send, await self._control(request))
             return
+        arrival: list[float | str | int] = [time.time(), request.path, 0]
         with self._lock:
             self.calls[request.path] += 1
             self.served.append(request)
+            self.arrivals.append(arrival)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await self._serve(request, send)
+            await self._serve(request, send, arrival)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
-    async def _serve(self, request: Request, send: Send) -> None:
+    async def _serve(self, request: Request, send: Send, arrival: list[float | str | int]) -> None:
         fault = self._take_fault()
         if fault is not None and fault.delay_ms:
             await asyncio.sleep(fault.delay_ms / 1000)
@@ -254,6 +267,7 @@ class Emulator:
             response = self.malformed_shape()
         else:
             response = await self.handle(request)
+        arrival[2] = response.status  # noted under no lock: a list item is set at once
         await self._send(send, response)
 
     @staticmethod

@@ -279,6 +279,43 @@ async def test_the_circuit_opens_after_repeated_failures_and_probes_later(repute
     assert (await source_of(gateway))["source"]["state"] == "FRESH"
 
 
+async def test_callers_turned_away_during_a_probe_let_no_second_probe_through(repute) -> None:
+    """While the one probe is under way, other reads of the account (other resources, so no
+    coalescing) are answered CIRCUIT_OPEN, and being turned away frees no probe for the next."""
+    clock = Clock(NOW)
+    upstream = Upstream(Cache(), clock)
+    async with httpx.AsyncClient(verify=TLS) as http:
+        provider = ReputeApiProvider(
+            AccountConfig(
+                "r", ProviderId("reputeapi"), "R", repute.url, {},
+                {"api_key": Secret("ra_live_premium_demo")},
+            ),
+            http,
+            clock=clock,
+        )  # fmt: skip
+        reads = iter(range(100))
+
+        async def read() -> SourceStatus:
+            fetched = await upstream.fetch(
+                "r", "fp", "ReputeAPI", "limits", (next(reads),), provider.limits, 0, 0
+            )
+            return fetched.status
+
+        repute.emulator.set_fault(Fault(status=503))
+        for _ in range(BREAKER_THRESHOLD):
+            await read()
+        clock.advance(BREAKER_COOLDOWN)
+        sent = calls(repute.emulator)
+        repute.emulator.set_fault(Fault(delay_ms=300))  # a slow probe that will succeed
+        probe = asyncio.ensure_future(read())
+        await asyncio.sleep(0.1)  # the probe is under way
+        turned_away = [await read() for _ in range(3)]
+        assert [s.cause for s in turned_away] == [FailureCause.CIRCUIT_OPEN] * 3
+        assert (await probe).state.name == "FRESH"
+    assert calls(repute.emulator) == sent + 1
+    await upstream.close()
+
+
 async def test_one_accounts_open_circuit_leaves_the_others_alone(repute, twins, gateway_at):
     broken = account_entry("reputeapi", repute.url, id="broken")
     healthy = account_entry("reputeapi", twins["reputeapi"].url, id="healthy")
