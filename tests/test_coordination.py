@@ -27,7 +27,7 @@ from providers.base import RETRIES
 from providers.emulation import Fault
 from providers.reputeapi.client import ReputeApiProvider
 from tests.conftest import TLS
-from tests.e2e.test_replicas import most_in_a_window
+from tests.e2e.test_replicas_budget import most_in_a_window
 
 CALLS, PERIOD = 4, 0.5
 """The rate of :class:`FastRepute`: short, so that a test sees many windows."""
