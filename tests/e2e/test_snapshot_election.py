@@ -88,6 +88,10 @@ class Replica:
     def pid(self) -> int:
         return self.process.pid
 
+    def state(self) -> str:
+        """The process's state letter in ``/proc`` (``T``: stopped)."""
+        return Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
     def lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines()
 
@@ -137,6 +141,10 @@ LOGGED = r"snapshot period (\d+) \(every 2 s\): (ran|taken_over|lost|local) by"
 """The line each run of a period ends with."""
 
 
+LOGGED = r"snapshot period (\d+) \(every 2 s\): (ran|taken_over|lost|local) by"
+"""The line each run of a period ends with."""
+
+
 def metric(text: str, outcome: str) -> float:
     line = re.search(
         rf'^usage_gateway_snapshot_periods_total\{{outcome="{outcome}"\}} (\S+)$', text, re.M
@@ -158,95 +166,170 @@ def replicas(tmp_path, vendors, redis_server) -> Iterator[list[Replica]]:
             replica.kill()
 
 
-def test_one_runner_per_period_and_a_killed_runner_is_taken_over(
-    tmp_path, vendors, redis_server, replicas
-) -> None:
-    redis = redis_server.client()
+class Shared:
+    """The test's own look at the shared Redis: its clock and the election's keys."""
 
-    def now() -> float:
-        seconds, micros = redis.time()
+    def __init__(self, redis_server) -> None:
+        self.redis = redis_server.client()
+
+    def now(self) -> float:
+        seconds, micros = self.redis.time()
         return seconds + micros / 1e6
 
-    def key(kind: str, period: int) -> bytes | None:
-        found = list(redis.scan_iter(match=f"snapshot:*:{kind}:{period}"))
+    def period(self) -> int:
+        return period_of(self.now())
+
+    def key(self, kind: str, period: int) -> bytes | None:
+        found = list(self.redis.scan_iter(match=f"snapshot:*:{kind}:{period}"))
         assert len(found) <= 1, found  # one election group for the three
         return found[0] if found else None
 
-    def done_by(period: int) -> bytes | None:
-        found = key("done", period)
-        return redis.get(found) if found else None
+    def done_by(self, period: int) -> str | None:
+        """The token of the replica that marked ``period`` done."""
+        found = self.key("done", period)
+        value = self.redis.get(found) if found else None
+        return value.decode() if value else None
 
-    # Five periods with all three up.
-    first = period_of(now()) + 1
-    until(lambda: done_by(first + 5), "five periods done")
+    def no_credentials(self) -> None:
+        for found in self.redis.scan_iter(match="*"):
+            value = self.redis.get(found) or b""
+            assert not any(s.encode() in found + value for s in SECRETS), (found, value)
 
-    # The runner of the next period made slow (its vendors answer after 1.5 s) and killed mid-run.
-    done = period_of(now())
-    until(lambda: done_by(done), "the current period done")
+
+def slow_runner(shared: Shared, path: Path, vendors: dict[str, str], replicas: list[Replica]):
+    """Make the vendors answer after 1.5 s from the next period on; that period, its runner's
+    token and its process, once the run waits for both vendors."""
+    done = shared.period()
+    until(lambda: shared.done_by(done), "the current period done")
     for url in vendors.values():
         fault(url, {"delay_ms": 1500})
-    killed_period = done + 1
-    lease = until(lambda: key("run", killed_period), "the next period taken")
-    token = redis.get(lease).decode()
+    period = done + 1
+    lease = until(lambda: shared.key("run", period), "the next period taken")
+    token = shared.redis.get(lease).decode()
     pid = token.split(":")[-2]
-    (victim,) = [r for r in replicas if str(r.pid) == pid]
+    (runner,) = [r for r in replicas if str(r.pid) == pid]
 
     def mid_run() -> bool:
-        return {
-            a for a, owner, outcome, _ in runs(tmp_path) if owner == pid and outcome == "running"
-        } == ACCOUNTS
+        running = {a for a, o, outcome, _ in runs(path) if o == pid and outcome == "running"}
+        return running == ACCOUNTS
 
-    until(
-        mid_run, "the runner waiting for both vendors"
-    )  # both accounts are waiting for their vendors
-    victim.process.send_signal(signal.SIGKILL)
+    until(mid_run, "the runner waiting for both vendors")
+    return period, token, runner
+
+
+def periods_stored(path: Path) -> dict[int, list[tuple[str, str, str]]]:
+    """(account, owner's pid, outcome) of the stored runs, by the period they started in."""
+    by_period: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+    for account, owner, outcome, started in runs(path):
+        by_period[period_of(started)].append((account, owner, outcome))
+    return by_period
+
+
+def logged(replicas: list[Replica]) -> dict[int, list[str]]:
+    """``pid:outcome`` of each period's run, from the replicas' logs, by period."""
+    ran: dict[int, list[str]] = defaultdict(list)
+    for replica in replicas:
+        for line in replica.lines():
+            said = re.search(LOGGED, line)
+            if said:
+                ran[int(said.group(1))].append(f"{replica.pid}:{said.group(2)}")
+        assert "Traceback" not in replica.log.read_text()
+    return ran
+
+
+def pid_of(token: str) -> str:
+    return token.split(":")[-2]
+
+
+def test_one_runner_per_period_and_a_killed_runner_is_taken_over(
+    tmp_path, vendors, redis_server, replicas
+) -> None:
+    shared = Shared(redis_server)
+    first = shared.period() + 1
+    until(lambda: shared.done_by(first + 5), "five periods done with all three up")
+
+    killed_period, token, victim = slow_runner(shared, tmp_path, vendors, replicas)
+    victim.process.send_signal(signal.SIGKILL)  # mid-run
     victim.kill()
     for url in vendors.values():
         fault(url, None)
-    taker = until(lambda: done_by(killed_period), "the killed period done").decode()
+    taker = until(lambda: shared.done_by(killed_period), "the killed period done")
     assert taker != token
     survivors = [r for r in replicas if r is not victim]
-    last = period_of(now()) + 3
-    until(lambda: done_by(last), "three more periods done")
+    last = shared.period() + 3
+    until(lambda: shared.done_by(last), "three more periods done")
     scrapes = [httpx.get(f"{r.url}/metrics", timeout=30).text for r in survivors]
-    for found in redis.scan_iter(match="*"):  # nothing in Redis holds a credential
-        value = redis.get(found) or b""
-        assert not any(s.encode() in found + value for s in SECRETS), (found, value)
+    shared.no_credentials()
     for replica in survivors:
         replica.stop()
-    redis.close()
 
     # The store: per period, each account stored once, by one process.
-    by_period: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-    for account, owner, outcome, started in runs(tmp_path):
-        by_period[period_of(started)].append((account, owner, outcome))
+    by_period = periods_stored(tmp_path)
     for period in range(first, last + 1):
         stored = [(a, o) for a, o, outcome in by_period[period] if outcome == "ok"]
         assert sorted(a for a, _ in stored) == sorted(ACCOUNTS), (period, by_period[period])
         assert len({o for _, o in stored}) == 1, (period, stored)
         others = [(a, o, outcome) for a, o, outcome in by_period[period] if outcome != "ok"]
         if period == killed_period:
-            # The killed run stored nothing (marked abandoned by a later run); another process
-            # ran the period again, within it.
-            assert sorted(others) == sorted((a, pid, "abandoned") for a in ACCOUNTS), others
-            assert stored[0][1] != pid
-            assert stored[0][1] == taker.split(":")[-2]
+            # The killed run stored nothing (a later run marked it abandoned); another process
+            # ran the period whole, starting within it.
+            assert sorted(others) == sorted((a, pid_of(token), "abandoned") for a in ACCOUNTS)
+            assert stored[0][1] == pid_of(taker) != pid_of(token)
         else:
             assert others == [], (period, others)
 
     # The logs say the same: one "ran"/"taken_over" line per period, the takeover by the taker.
-    ran: dict[int, list[str]] = defaultdict(list)
-    for replica in replicas:
-        for line in replica.lines():
-            said = re.search(
-                r"snapshot period (\d+) \(every 2 s\): (ran|taken_over|lost|local) by", line
-            )
-            if said:
-                ran[int(said.group(1))].append(f"{replica.pid}:{said.group(2)}")
-        assert "Traceback" not in replica.log.read_text()
+    ran = logged(replicas)
     for period in range(first, last + 1):
         assert len(ran[period]) == 1, (period, ran[period])
-    assert ran[killed_period] == [f"{taker.split(':')[-2]}:taken_over"]
+    assert ran[killed_period] == [f"{pid_of(taker)}:taken_over"]
     assert sum(metric(text, "taken_over") for text in scrapes) == 1
     assert sum(metric(text, "lost") + metric(text, "local") for text in scrapes) == 0
     assert all(metric(text, "skipped") >= 1 for text in scrapes)
+
+
+def test_a_runner_paused_past_its_lease_does_not_mark_the_period_done(
+    tmp_path, vendors, redis_server, replicas
+) -> None:
+    """SIGSTOP the runner mid-run until another replica has taken the period over and run it;
+    resumed, the paused one ends its run (idempotent upserts: nothing changes in the store) but
+    does not mark the period done: the taker's mark stays."""
+    shared = Shared(redis_server)
+    until(lambda: shared.done_by(shared.period() - 1), "a period done")
+    period, token, paused = slow_runner(shared, tmp_path, vendors, replicas)
+    paused.process.send_signal(signal.SIGSTOP)
+    try:
+        until(lambda: paused.state() == "T", "the runner stopped")
+        for url in vendors.values():
+            fault(url, None)
+        taker = until(lambda: shared.done_by(period), "the paused runner's period done")
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    assert taker != token
+
+    def ended() -> bool:
+        return any(f"snapshot period {period} " in line for line in paused.lines())
+
+    until(ended, "the paused runner's run ended")
+    assert shared.done_by(period) == taker
+    later = shared.period() + 2
+    until(lambda: shared.done_by(later), "two more periods done")
+    scrapes = {r.pid: httpx.get(f"{r.url}/metrics", timeout=30).text for r in replicas}
+    for replica in replicas:
+        replica.stop()
+
+    ran = logged(replicas)
+    assert sorted(ran[period]) == sorted([f"{paused.pid}:lost", f"{pid_of(taker)}:taken_over"])
+    (line,) = [x for x in paused.lines() if f"snapshot period {period} (" in x]
+    assert "its lease was gone at the end, so it did not mark the period done" in line
+    assert any("lease expired before its run ended" in x for x in paused.lines())
+    assert metric(scrapes[paused.pid], "lost") == 1
+    for later_period in range(period + 1, later + 1):
+        assert len(ran[later_period]) == 1, (later_period, ran)
+    # Both runs of the period stored every account; the second changed nothing.
+    stored = [(a, o) for a, o, outcome in periods_stored(tmp_path)[period] if outcome == "ok"]
+    assert sorted(stored) == sorted(
+        (a, o) for a in ACCOUNTS for o in (str(paused.pid), pid_of(taker))
+    )
+    with sqlite3.connect(tmp_path / "history.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM usage_changes").fetchall() == [(0,)]
