@@ -361,14 +361,19 @@ def create_app(
         assert service.history is not None
         try:
             outcomes = await run_snapshot(service, service.history)
-            if alerting is not None:
-                await alerting.after_snapshot(outcomes)
         except HistoryUnavailable as exc:
             log.error("snapshot run failed: %s", exc)  # one line: the file and the cause
             return None
         except Exception:
             log.exception("snapshot run failed")
             return None
+        if alerting is not None:
+            try:
+                await alerting.after_snapshot(outcomes)
+            except HistoryUnavailable as exc:
+                log.error("alert rules not evaluated after the snapshot run: %s", exc)
+            except Exception:
+                log.exception("alert rules failed after the snapshot run")
         return outcomes
 
     schedule = (
