@@ -229,3 +229,22 @@ async def test_replicas_run_locally_while_redis_is_down_and_elect_again_after(
     # Every counted run stored both accounts; a run the shutdown stopped may be there too.
     assert 2 * runs <= stored.pop("ok") <= 2 * (runs + len(apps)), (runs, stored)
     assert set(stored) <= {"running"}
+
+
+async def test_without_redis_every_process_runs_its_own_schedule(emulators, tmp_path) -> None:
+    """``cache_url = "memory://"``: no election; each gateway runs every ``every`` seconds on
+    its own (counted as ``local``), as one process did before there were replicas."""
+    settings = settings_for(
+        account_entry("zkscore", emulators["zkscore"].url),
+        history_path=str(tmp_path / "history.sqlite"),
+    )
+    apps = [create_app(settings, clock=clock, snapshot_every=0.5) for _ in range(2)]
+    assert all(app.state.snapshots.election is None for app in apps)
+    with ServerThread(*apps):
+        await until(lambda: all(counts(app)[Outcome.LOCAL] >= 3 for app in apps))
+    assert all(counts(app)[Outcome.LOCAL] == sum(counts(app).values()) for app in apps)
+    runs = total(apps, Outcome.LOCAL)
+    with sqlite3.connect(tmp_path / "history.sqlite") as db:
+        stored = dict(db.execute("SELECT outcome, count(*) FROM snapshot_runs GROUP BY 1"))
+    assert runs <= stored.pop("ok") <= runs + len(apps), (runs, stored)
+    assert set(stored) <= {"running"}
