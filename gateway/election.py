@@ -176,6 +176,14 @@ return 0
 """KEYS run; ARGV token: the lease given up, if still the token's (the period is not done)."""
 
 
+def _cancelling() -> bool:
+    """Whether this task was asked to stop. redis-py (8.1) can lose a cancellation that comes
+    while it waits for Redis, ending the call normally (or with another error) instead: the
+    election raises it again, so a stopping replica stops rather than going on forever."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -262,12 +270,17 @@ class Election:
             async with asyncio.timeout(self.timeout):
                 result = await call()
         except Exception as exc:
+            if _cancelling():
+                self.health.abandon()
+                raise asyncio.CancelledError from exc
             self.health.failure(exc)
             raise RedisUnreachable(str(exc) or type(exc).__name__) from None
         except BaseException:
             self.health.abandon()
             raise
         self.health.success()
+        if _cancelling():
+            raise asyncio.CancelledError
         return result
 
     async def now(self) -> float:

@@ -86,14 +86,14 @@ async def test_a_runner_that_lost_its_lease_leaves_the_period_to_the_one_that_to
 async def test_a_run_longer_than_its_lease_keeps_it(redis_server) -> None:
     """The runner renews its lease while it runs: a replica watching the period never takes it
     over, however many leases the run lasts."""
-    every = 1.5  # a lease of 0.5 s; the first run lasts 2.4 of them
+    every = 2.0  # a lease of 0.67 s; the first run lasts 2.4 of them
     client = redis_server.client()
     runs: list[str] = []
 
     async def slow() -> list:
         runs.append("first")
         if len(runs) == 1:
-            await asyncio.sleep(1.2)
+            await asyncio.sleep(1.6)
         return []
 
     async def other() -> list:
@@ -129,7 +129,7 @@ async def test_a_run_longer_than_its_period_is_left_to_end_and_the_next_runs_els
 ) -> None:
     """A replica watching a period still held at its end does not take it afterwards; it runs
     the next period while the first runner, busy with one run at a time, finishes its own."""
-    every = 1.0
+    every = 2.0
     client = redis_server.client()
     runs: list[tuple[str, int]] = []
     first_ends = asyncio.Event()
