@@ -27,6 +27,7 @@ from gateway.cache import Cache, fingerprint
 from gateway.coordination import SharedCircuits, SharedWindow, shared_store
 from gateway.dashboard import dashboard_page, dashboard_route
 from gateway.domain import AccountConfig, ProviderId, Usage, secret_forms, utc_now
+from gateway.election import Election, group_of, store_identity
 from gateway.export_request import ExportRequest
 from gateway.export_routes import export_route
 from gateway.graphiql import CONTENT_SECURITY_POLICY as GRAPHIQL_POLICY
@@ -36,8 +37,9 @@ from gateway.graphql.schema import build_schema, schema
 from gateway.graphql.types import GatewayContext
 from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.history_pg import PostgresHistoryStore, redact
-from gateway.metrics import Metrics, VendorCalls, metrics_route
+from gateway.metrics import Metrics, SnapshotPeriods, VendorCalls, metrics_route
 from gateway.response_cache import AnswerStore, ResponseCache
+from gateway.scheduler import SnapshotSchedule
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
 from gateway.settings import Settings, Switches, parse_settings
 from gateway.shared_flights import SharedFlights
@@ -271,6 +273,27 @@ def history_where(settings: Settings) -> str:
     return settings.history_path
 
 
+def snapshot_election(settings: Settings, every: float) -> Election | None:
+    """With a shared Redis (``cache_url = "redis://…"``), the election of one snapshot runner
+    per period among the replicas with the same history store, accounts and period; ``None``
+    with the memory cache (every process runs its own schedule)."""
+    if not settings.cache_url.startswith(("redis://", "rediss://")):
+        return None
+    store = settings.cache_store
+    group = group_of(
+        store_identity(settings.history_path, settings.history_url),
+        [a.id for a in settings.accounts],
+        every,
+    )
+    return Election.from_url(
+        settings.cache_url,
+        group,
+        every,
+        timeout=store.redis_timeout,
+        cooldown=store.redis_cooldown,
+    )
+
+
 async def snapshot_once(settings: Settings) -> tuple[list[AccountOutcome], AlertRun | None]:
     """One snapshot of every account (``usage-gateway snapshot``), then the alert rules."""
     async with vendor_client(settings) as http, webhook_client() as hooks:
@@ -387,25 +410,37 @@ def create_app(
     hooks = webhook_client() if snapshot_every and settings.alerts else None
     alerting = build_alerting(settings, service, hooks) if hooks is not None else None
 
-    async def snapshots(every: float) -> None:
-        """One run at a time: the next starts ``every`` seconds after the last one started
-        (the alert rules are evaluated after each)."""
+    async def snapshot_run() -> list[AccountOutcome] | None:
+        """One snapshot run, then the alert rules; ``None`` when the run failed as a whole."""
         assert service.history is not None
-        while True:
-            started = asyncio.get_running_loop().time()
+        try:
+            outcomes = await run_snapshot(service, service.history)
+        except HistoryUnavailable as exc:
+            log.error("snapshot run failed: %s", exc)  # one line: the file and the cause
+            return None
+        except Exception:
+            log.exception("snapshot run failed")
+            return None
+        if alerting is not None:
             try:
-                outcomes = await run_snapshot(service, service.history)
-                if alerting is not None:
-                    await alerting.after_snapshot(outcomes)
+                await alerting.after_snapshot(outcomes)
             except HistoryUnavailable as exc:
-                log.error("snapshot run failed: %s", exc)  # one line: the file and the cause
+                log.error("alert rules not evaluated after the snapshot run: %s", exc)
             except Exception:
-                log.exception("snapshot run failed")
-            await asyncio.sleep(max(0.0, every - (asyncio.get_running_loop().time() - started)))
+                log.exception("alert rules failed after the snapshot run")
+        return outcomes
+
+    schedule = (
+        SnapshotSchedule(snapshot_every, snapshot_run, snapshot_election(settings, snapshot_every))
+        if snapshot_every
+        else None
+    )
+    if schedule is not None:
+        metrics.registry.register(SnapshotPeriods(schedule.counts))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        scheduler = asyncio.create_task(snapshots(snapshot_every)) if snapshot_every else None
+        scheduler = asyncio.create_task(schedule.run_forever()) if schedule else None
         if service.upstream.shared is not None:
             await service.upstream.shared.start()
         if service.history is not None:
@@ -429,6 +464,8 @@ def create_app(
             if scheduler is not None:
                 scheduler.cancel()
                 await asyncio.gather(scheduler, return_exceptions=True)
+            if schedule is not None and schedule.election is not None:
+                await schedule.election.close()
             await service.upstream.close()
             if service.history is not None:
                 await service.history.close()
@@ -478,4 +515,5 @@ def create_app(
     )
     app.state.service = service
     app.state.answers = answers
+    app.state.snapshots = schedule
     return app

@@ -223,6 +223,8 @@ class RedisHealth:
     After ``threshold`` failed operations in a row, operations are skipped for ``cooldown``
     seconds; then one probes Redis (a success closes the circuit, a failure opens it again).
     The first failure of an outage logs one warning; the first success after it, one info line.
+    ``role``, ``degraded`` and ``restored`` word those lines for the part that uses Redis (the
+    cache by default), on ``logger``.
     """
 
     def __init__(
@@ -232,7 +234,13 @@ class RedisHealth:
         cooldown: float,
         threshold: int = REDIS_FAILURES,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        role: str = "cache",
+        degraded: str = "answering from this process's memory and its own vendor calls",
+        restored: str = "shared entries are used again",
+        logger: logging.Logger = log,
     ) -> None:
+        self.role, self.degraded, self.restored, self.log = role, degraded, restored, logger
         self.where = where
         self.timeout = timeout
         self.cooldown = cooldown
@@ -264,10 +272,12 @@ class RedisHealth:
     def success(self) -> None:
         self.failures, self.open_until, self.probing = 0, None, False
         if self.down_since is not None:
-            log.info(
-                "cache: Redis at %s answers again (after %.1f s); shared entries are used again",
+            self.log.info(
+                "%s: Redis at %s answers again (after %.1f s); %s",
+                self.role,
                 self.where,
                 self.clock() - self.down_since,
+                self.restored,
             )
             self.down_since = None
 
@@ -279,16 +289,20 @@ class RedisHealth:
         if self.down_since is None:
             self.down_since = self.clock()
             reason = f"no answer within {self.timeout:g} s" if _is_timeout(exc) else str(exc)
-            log.warning(
-                "cache: Redis at %s failed (%s: %s); answering from this process's memory and "
-                "its own vendor calls, and trying Redis again every %g s until it answers",
+            self.log.warning(
+                "%s: Redis at %s failed (%s: %s); %s, and trying Redis again every %g s until "
+                "it answers",
+                self.role,
                 self.where,
                 type(exc).__name__,
                 reason or "no detail",
+                self.degraded,
                 self.cooldown,
             )
         else:
-            log.debug("cache: Redis at %s still failing (%s)", self.where, type(exc).__name__)
+            self.log.debug(
+                "%s: Redis at %s still failing (%s)", self.role, self.where, type(exc).__name__
+            )
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -143,8 +143,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         names = ", ".join(t.name for t in settings.tokens)
         print(f"tokens: {names} (every route but /healthz and /static/ needs one)", flush=True)
     if args.snapshot_every:
+        shared = settings.cache_url.startswith(("redis://", "rediss://"))
         print(
-            f"snapshots every {args.snapshot_every:g} s into {history_where(settings)}", flush=True
+            f"snapshots every {args.snapshot_every:g} s into {history_where(settings)}"
+            + (" (one replica per period, elected in Redis)" if shared else ""),
+            flush=True,
         )
     if settings.switches.dashboard:
         print(f"Dashboard: {gateway.url}/", flush=True)
@@ -513,7 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--snapshot-every",
         type=duration,
         metavar="DURATION",
-        help="also snapshot every account into the history store this often (15m, 1h, ...)",
+        help="also snapshot every account into the history store this often (15m, 1h, ...); "
+        'with cache_url = "redis://..." the replicas sharing the history store take turns: one '
+        "runs each period (periods counted from the epoch by Redis's clock), another takes a "
+        "dead runner's period over, and each runs its own while Redis is down",
     )
 
     snapshot = commands.add_parser("snapshot", help="store every account once in the history")

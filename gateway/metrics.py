@@ -13,13 +13,16 @@ scrape, as ``prometheus_client`` intends for an exporter that proxies another sy
   and whether its Redis answers;
 - :class:`FlightCollector`: with Redis, how vendor reads went with the other gateways
   (:class:`gateway.shared_flights.FlightStats`);
+- :class:`SnapshotPeriods`: the snapshot periods this replica settled, by outcome
+  (:class:`gateway.scheduler.PeriodCounts`);
 - :class:`AnswerCollector`: the answer cache's hits, executions and kept answers
   (:class:`gateway.response_cache.AnswerStats`).
 
 Labels are bounded. ``account`` is a configured account id; ``quota`` and ``quota_id`` are a
 quota's name and id, which come from the vendor's configuration of that account (a handful per
 account); ``provider``, ``window``, ``unit``, ``state`` and ``outcome`` take the values of the
-graph's enums (``VIRUSTOTAL``, ``DAY``, ``REQUESTS``, ``FRESH``, ``CONNECTION``), plus ``OK``;
+graph's enums (``VIRUSTOTAL``, ``DAY``, ``REQUESTS``, ``FRESH``, ``CONNECTION``), plus ``OK``
+(a snapshot run's and a snapshot period's ``outcome`` are lowercase words of a fixed few);
 ``tier`` is ``memory`` or ``redis``. No label holds a date, a message or anything a client sent.
 
 Values are floats, as Prometheus stores them: counts up to 2^53 are exact (ReversingLabs' byte
@@ -60,6 +63,7 @@ from gateway.export_routes import ScopeOf
 from gateway.forecast import Forecast
 from gateway.history import HistoryStore, HistoryUnavailable, RunSummary
 from gateway.response_cache import AnswerStore
+from gateway.scheduler import PeriodCounts
 from gateway.service import GatewayService, RequestScope
 from gateway.shared_flights import SharedFlights
 from providers.base import CallObserver
@@ -241,6 +245,26 @@ class FlightCollector:
         for outcome, count in self.flights.stats.counts().items():
             reads.add_metric([outcome], count)
         return [reads]
+
+
+class SnapshotPeriods:
+    """The snapshot periods this replica settled (``serve --snapshot-every``), by outcome."""
+
+    def __init__(self, counts: PeriodCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        periods = CounterMetricFamily(
+            "usage_gateway_snapshot_periods",
+            "Snapshot periods this replica settled, by outcome: ran (it held the period's "
+            "lease and ran it), taken_over (it ran a period whose earlier runner's lease "
+            "expired), skipped (another replica ran it), lost (it ran it but its lease expired "
+            "first), local (it ran without an election: no Redis configured, or Redis down).",
+            labels=["outcome"],
+        )
+        for outcome, count in self.counts.counts.items():
+            periods.add_metric([outcome.value], count)
+        return [periods]
 
 
 class ProcessCollector:
