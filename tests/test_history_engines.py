@@ -6,9 +6,11 @@ and ``history copy`` from one to the other."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from gateway.history import DayRecord, HistoryUnavailable
 from gateway.history_copy import copy_history
 from gateway.history_pg import PostgresHistoryStore
 from gateway.history_sql import MIGRATIONS, TABLES
+from gateway.settings import parse_settings
 from tests.conftest import NOW, TLS, Gateway, account_entry, settings_for
 from tests.e2e.test_demo import cli, read_until
 from tests.e2e.test_snapshot_cli import REPUTE_DAYS, vendors  # noqa: F401  (a fixture)
@@ -542,3 +545,58 @@ def test_snapshot_then_serve_on_postgresql(tmp_path, vendors, history_pg) -> Non
         gateway.send_signal(signal.SIGINT)
         assert gateway.wait(20) == 0
     assert answer == {"data": {"snapshots": [{"accountId": "repute", "outcome": "OK"}] * 2}}
+
+
+async def test_a_gateway_whose_postgresql_is_down_answers_what_needs_no_history(
+    emulators, make_gateway, caplog
+) -> None:
+    """PostgreSQL down (nothing listens at the URL): quotas and the vendors' own days are
+    answered as usual; what needs the store is null with ``HISTORY_UNAVAILABLE`` naming it
+    without its password, once in the log, with no traceback."""
+    from tests.test_history_broken import QUERY, VT_KEEPS_FROM
+
+    caplog.set_level(logging.INFO)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now: connection refused
+    url = f"postgresql://gw:pg-secret-9@127.0.0.1:{port}/usage"
+    entries = [
+        account_entry("virustotal", emulators["virustotal"].url),
+        account_entry("reputeapi", emulators["reputeapi"].url),
+    ]
+    settings = parse_settings({"gateway": {"history_url": url}, "accounts": entries}, env={})
+    gateway = make_gateway(settings)
+    today = NOW.date()
+    variables = {
+        "recentFrom": (today - timedelta(days=7)).isoformat(),
+        "oldFrom": (today - timedelta(days=90)).isoformat(),
+        "to": (today - timedelta(days=1)).isoformat(),
+        "since": (NOW - timedelta(days=30)).isoformat(),
+        "until": NOW.isoformat(),
+    }
+    problem = (
+        f"history store postgresql://gw:***@127.0.0.1:{port}/usage: cannot connect to the"
+        " server (connection refused: is it running?)"
+    )
+    answer = await gateway.query(QUERY, variables)
+    data = answer["data"]
+    assert "pg-secret-9" not in json.dumps(answer)
+    for account in data["accounts"]:
+        assert account["quotas"], account["id"]
+        assert account["recent"]["source"] == {"state": "FRESH"}
+        assert account["recent"]["requests"] > 0
+    assert data["snapshots"] is None and data["alerts"] is None
+    assert {e["message"] for e in answer["errors"]} == {problem}
+    assert all(e["extensions"] == {"code": "HISTORY_UNAVAILABLE"} for e in answer["errors"])
+    vt, repute = data["accounts"]
+    assert vt["old"]["source"]["message"] == (
+        f"{problem}; days before {VT_KEEPS_FROM.isoformat()}, which the vendor no longer keeps,"
+        " are missing"
+    )
+    assert repute["old"]["source"]["state"] == "FRESH"  # ReputeAPI keeps every day
+    assert (await gateway.query(QUERY, variables))["errors"] == answer["errors"]
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud.count(f"{problem}; answers that need it say so") == 1, loud
+    assert not any(r.exc_info for r in caplog.records)
+    assert not any("pg-secret-9" in r.getMessage() for r in caplog.records)
