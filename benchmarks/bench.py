@@ -854,7 +854,12 @@ async def hostile_query(rounds: int = 100) -> dict[str, Any]:
                 start = time.perf_counter()
                 (await client.get(base + "/healthz")).raise_for_status()
                 floor.append(time.perf_counter() - start)
-            result["tokens"] = (max(tokens), statistics.median(tokens), statistics.median(floor))
+            result["tokens"] = (
+                max(tokens),
+                statistics.median(tokens),
+                statistics.median(floor),
+                max(floor),
+            )
     return result
 
 
@@ -1415,11 +1420,12 @@ def main(sections: list[str]) -> None:
                 f" {slowest * 1000:.1f} ms, median {median * 1000:.1f} ms (goal <= 10 ms)"
             )
         if "tokens" in attack:
-            slowest, median, floor = attack["tokens"]
+            slowest, median, floor, floor_slowest = attack["tokens"]
             print(
                 f"                  refused 100 new 2,100-token documents: median"
                 f" {median * 1000:.1f} ms, slowest {slowest * 1000:.1f} ms (goal <= 3 ms);"
-                f" a /healthz round trip on the same connection {floor * 1000:.1f} ms"
+                f" a /healthz round trip on the same connection after each: median"
+                f" {floor * 1000:.1f} ms, slowest {floor_slowest * 1000:.1f} ms"
             )
     if "6" in run:
         stalls = asyncio.run(loop_stalls())
