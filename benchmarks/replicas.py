@@ -46,6 +46,8 @@ REPUTE_LIMIT = 30
 """ReputeAPI's ``/v1/usage``: 30 calls a minute per key (shared/upstream/reputeapi.md)."""
 EVERY = 2.0
 """The simulation's ``--snapshot-every``, in seconds."""
+PERIODS = 6
+"""The fewest snapshot periods the simulation counts, the kill's among them."""
 SNAPSHOT_PROVIDERS = ("reputeapi", "virustotal", "reversinglabs")
 USAGE = """query ($id: ID!, $day: Date!) { account(id: $id) {
   source { state } usage(from: $day, to: $day) { requests } } }"""
@@ -367,7 +369,7 @@ async def simulate(redis_url: str, history_url: str, directory: Path) -> Simulat
                 victim.kill()  # SIGKILL
                 victim.wait(10)
                 await load
-            last = math.floor(time.time() / EVERY) + 2
+            last = max(first + PERIODS - 1, math.floor(time.time() / EVERY) + 1)
             # until ``last`` has ended and its run too
             await asyncio.sleep((last + 2) * EVERY - time.time() + 1.0)
         arrivals = [(t, status) for t, path, status in vendors["reputeapi"].arrivals
