@@ -79,6 +79,7 @@ import uvicorn
 from benchmarks.backtest import FRACTIONS, PAST_WINDOWS, backtest, score
 from benchmarks.loadgen import LoadResult, post_load, run_load, wrk_rate
 from benchmarks.replicas import (
+    REPUTE_LIMIT,
     Simulation,
     free_port,
     most_in_a_window,
@@ -1479,6 +1480,7 @@ def several(found: Simulation) -> None:
     alone, three = found.calls_alone, found.calls_replicas
     counted = one_run_per_period(found)
     ones = sum(1 for n in counted.values() if n == 1)
+    redone = sum(1 for rows in found.periods.values() if any(o == "abandoned" for *_, o in rows))
     driven = found.driven
     print(
         f"13. several gateways (3 usage-gateway serve processes, 1 Redis, 1 PostgreSQL, round"
@@ -1486,11 +1488,13 @@ def several(found: Simulation) -> None:
         f"    (a) vendor calls for 100 identical cold queries over 4 accounts: 1 gateway"
         f" {sum(alone.values())}, 3 replicas {sum(three.values())}"
         f" ({'the same requests' if alone == three else 'DIFFERENT requests'})\n"
-        f"    (b) ReputeAPI (30 a minute per key), {2 * 30} distinct reads at once plus the"
+        f"    (b) ReputeAPI ({REPUTE_LIMIT} a minute per key), {2 * REPUTE_LIMIT} distinct reads"
+        f" at once plus the"
         f" snapshots: {found.repute_received} received, at most {found.repute_most} in any"
         f" minute, {found.repute_429} answered 429; answers {dict(found.repute_states)}\n"
         f"    (c) --snapshot-every 2s on all 3: {ones} of {len(counted)} periods with exactly one"
-        f" complete run ({sorted(set(counted.values()))} runs per period)\n"
+        f" complete run ({sorted(set(counted.values()))} runs per period; {redone} of them the"
+        f" killed replica's run, abandoned and run whole by another)\n"
         f"    (d) kill -9 of one replica a third into {found.asked} reads: {driven.answered}"
         f" answered ({driven.good} FRESH/CACHED without errors), {driven.failed_over} failed"
         f" over to the next replica ({driven.dropped_in_flight} of them dropped in flight by"
