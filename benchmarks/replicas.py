@@ -335,7 +335,8 @@ async def simulate(redis_url: str, history_url: str, directory: Path) -> Simulat
                 emulator.set_fault(Fault(delay_ms=300))
             errors += await cold_workload([base for _, base in three])
             calls_replicas = served(found)
-    redis.Redis.from_url(redis_url).flushall()
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()  # the replicas below start from an empty Redis
 
     # (b), (c), (d): three replicas snapshotting every 2 s into one PostgreSQL history.
     vendors = {p: registry()[ProviderId(p)].emulator.factory(seed=5) for p in SNAPSHOT_PROVIDERS}
