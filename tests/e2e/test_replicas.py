@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from benchmarks.fleet import accounts, answered_quotas, emulators, expected_quotas
+from benchmarks.replicas import served
 from gateway.app import create_app
 from gateway.domain import utc_now
 from gateway.servers import ServerThread
@@ -109,15 +110,6 @@ async def round_robin(
         )
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     return [a.json() for a in answers]
-
-
-def served(found: dict[str, Emulator]) -> Counter[tuple[str, str, tuple[tuple[str, str], ...]]]:
-    """Every vendor request the emulators served: (provider, path, query) -> times."""
-    return Counter(
-        (name, request.path, request.query)
-        for name, emulator in found.items()
-        for request in list(emulator.served)
-    )
 
 
 def metric(base: str, name: str, **labels: str) -> float:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.replicas import most_in_a_window
 from gateway.domain import utc_now
 from gateway.upstream import BREAKER_THRESHOLD
 from providers.base import RETRIES
@@ -38,15 +39,6 @@ USAGE = """query ($day: Date!) { account(id: "repute") {
   usage(from: $day, to: $day) { requests } } }"""
 SOURCE = """query ($day: Date!) { account(id: "repute") {
   usage(from: $day, to: $day) { requests } source { state cause retryAt } } }"""
-
-
-def most_in_a_window(times: list[float], period: float) -> int:
-    """The most moments in any window of ``period`` seconds (half-open: (t - period, t])."""
-    ordered = sorted(times)
-    return max(
-        (sum(1 for u in ordered[: i + 1] if u > t - period) for i, t in enumerate(ordered)),
-        default=0,
-    )
 
 
 @contextmanager
