@@ -83,6 +83,20 @@ async def test_a_runner_that_lost_its_lease_leaves_the_period_to_the_one_that_to
         await two.close()
 
 
+async def first_then_second(
+    one: Election, first: SnapshotSchedule, second: SnapshotSchedule, runs: list, tasks: list
+) -> int:
+    """At the start of a period (by ``one``'s Redis clock), ``first``'s schedule, and once it
+    runs (``runs`` not empty) ``second``'s: the period (their tasks are added to ``tasks``)."""
+    now = await one.now()
+    await asyncio.sleep(one.periods.end(one.periods.number(now)) - now + 0.02)
+    period = one.periods.number(await one.now())
+    tasks.append(asyncio.create_task(first.run_forever()))
+    await until(lambda: bool(runs))
+    tasks.append(asyncio.create_task(second.run_forever()))
+    return period
+
+
 async def test_a_run_longer_than_its_lease_keeps_it(redis_server) -> None:
     """The runner renews its lease while it runs: a replica watching the period never takes it
     over, however many leases the run lasts."""
@@ -104,12 +118,7 @@ async def test_a_run_longer_than_its_lease_keeps_it(redis_server) -> None:
     first, second = SnapshotSchedule(every, slow, one), SnapshotSchedule(every, other, two)
     tasks: list[asyncio.Task[None]] = []
     try:
-        now = await one.now()
-        await asyncio.sleep(one.periods.end(one.periods.number(now)) - now + 0.02)
-        period = one.periods.number(await one.now())
-        tasks.append(asyncio.create_task(first.run_forever()))
-        await until(lambda: bool(runs))
-        tasks.append(asyncio.create_task(second.run_forever()))
+        period = await first_then_second(one, first, second, runs, tasks)
         await until(lambda: first.counts.counts[Outcome.RAN] == 1)
         assert client.get(one.key("done", period)) == one.token.encode()
         await until(lambda: second.counts.counts[Outcome.SKIPPED] == 1)
@@ -152,12 +161,7 @@ async def test_a_run_longer_than_its_period_is_left_to_end_and_the_next_runs_els
     first, second = SnapshotSchedule(every, slow, one), SnapshotSchedule(every, other, two)
     tasks: list[asyncio.Task[None]] = []
     try:
-        now = await one.now()
-        await asyncio.sleep(one.periods.end(one.periods.number(now)) - now + 0.02)
-        period = one.periods.number(await one.now())
-        tasks.append(asyncio.create_task(first.run_forever()))
-        await until(lambda: bool(runs))
-        tasks.append(asyncio.create_task(second.run_forever()))
+        period = await first_then_second(one, first, second, runs, tasks)
         await until(lambda: second.counts.counts[Outcome.RAN] == 1)  # the next period
         assert second.counts.counts[Outcome.SKIPPED] == 1  # the first period, still held
         assert runs == [("first", period), ("second", period + 1)]
