@@ -28,7 +28,7 @@ import pytest
 from gateway import answer_reads
 from gateway.app import create_app
 from gateway.domain import EndpointUsage, Quota, QuotaUnit, QuotaWindow, RateLimit
-from gateway.history import DayRecord, HistoryUnavailable
+from gateway.history import DayRecord, HistoryStore, HistoryUnavailable
 from gateway.history_copy import copy_history
 from gateway.history_pg import PostgresHistoryStore
 from gateway.history_sql import MIGRATIONS, TABLES
@@ -47,6 +47,18 @@ PASSWORD = "s3cret-Pg-pass-0123"
 
 
 # -- alike on both engines ------------------------------------------------------------------------
+
+
+async def refusal(store: HistoryStore) -> HistoryUnavailable:
+    """What ``store`` says when written to (its reads say the same), then closed."""
+    try:
+        with pytest.raises(HistoryUnavailable) as refused:
+            await store.start_run("acct", NOW)
+        with pytest.raises(HistoryUnavailable):
+            await store.runs()
+    finally:
+        await store.close()
+    return refused.value
 
 
 async def test_counts_past_2_31_survive_every_table(history) -> None:
@@ -94,14 +106,8 @@ async def test_a_store_from_a_newer_gateway_is_refused_and_left_untouched(histor
         with psycopg.connect(history.gateway["history_url"]) as conn:
             conn.execute("UPDATE history_meta SET schema_version = %s", [newer])
     store = history.store()
-    try:
-        with pytest.raises(HistoryUnavailable) as refused:
-            await store.start_run("acct", NOW)
-        with pytest.raises(HistoryUnavailable):
-            await store.runs()
-    finally:
-        await store.close()
-    assert refused.value.reason == (
+    refused = await refusal(store)
+    assert refused.reason == (
         f"it was written by a newer usage-gateway (schema version {newer}; this one knows up to"
         f" {len(MIGRATIONS)}); it is left untouched"
     )
@@ -314,17 +320,11 @@ async def test_a_server_that_cannot_be_used_is_named_without_its_password(
     url, reason = broken_urls(postgres_server, password_role)[case]
     caplog.set_level(logging.DEBUG)
     store = PostgresHistoryStore(url)
-    try:
-        with pytest.raises(HistoryUnavailable) as refused:
-            await store.start_run("acct", NOW)
-        with pytest.raises(HistoryUnavailable):
-            await store.runs()
-    finally:
-        await store.close()
-    assert refused.value.reason == reason
-    assert str(refused.value).startswith("history store postgresql://pgsecret:***@")
-    assert refused.value.__cause__ is None and refused.value.__context__ is not None
-    shown = [str(refused.value), repr(refused.value), *(r.getMessage() for r in caplog.records)]
+    refused = await refusal(store)
+    assert refused.reason == reason
+    assert str(refused).startswith("history store postgresql://pgsecret:***@")
+    assert refused.__cause__ is None and refused.__context__ is not None
+    shown = [str(refused), repr(refused), *(r.getMessage() for r in caplog.records)]
     assert not [s for s in shown if PASSWORD in s]
     # ...and the right password works (the failure above is the URL's, not the server's).
     good = PostgresHistoryStore(password_role)

@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -75,12 +76,17 @@ async def test_a_runner_that_lost_its_lease_leaves_the_period_to_the_one_that_to
         assert runs == ["first", "second"]
         assert first.counts.counts[Outcome.RAN] == 0
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        client.close()
-        await one.close()
-        await two.close()
+        await stop(tasks, client, one, two)
+
+
+async def stop(tasks: list[asyncio.Task[None]], client: Any, *elections: Election) -> None:
+    """Cancel the schedules' tasks, then close the test's Redis client and the elections."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    client.close()
+    for election_ in elections:
+        await election_.close()
 
 
 async def first_then_second(
@@ -125,12 +131,7 @@ async def test_a_run_longer_than_its_lease_keeps_it(redis_server) -> None:
         assert runs == ["first"]
         assert second.counts.counts[Outcome.TAKEN_OVER] == 0
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        client.close()
-        await one.close()
-        await two.close()
+        await stop(tasks, client, one, two)
 
 
 async def test_a_run_longer_than_its_period_is_left_to_end_and_the_next_runs_elsewhere(
@@ -171,12 +172,7 @@ async def test_a_run_longer_than_its_period_is_left_to_end_and_the_next_runs_els
         assert client.get(one.key("done", period)) == one.token.encode()
         assert second.counts.counts[Outcome.TAKEN_OVER] == 0
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        client.close()
-        await one.close()
-        await two.close()
+        await stop(tasks, client, one, two)
 
 
 def counts(app) -> dict[Outcome, int]:
