@@ -7,11 +7,18 @@ import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import pytest
 
-from benchmarks.loadgen import post_load, run_load, wrk_rate
+from benchmarks.loadgen import (
+    get_bytes,
+    post_load,
+    request_bytes,
+    round_trips,
+    run_load,
+    wrk_rate,
+)
 from gateway.servers import ServerThread
 
 OK = json.dumps({"data": {"n": 1}}).encode()
@@ -43,9 +50,12 @@ async def server(behaviour: Behaviour) -> AsyncIterator[tuple[str, list[bytes]]]
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,  # a GET
                 )
                 body = await reader.readexactly(length)
                 received.append(body)
@@ -108,6 +118,50 @@ async def test_graphql_errors_anywhere_in_the_answer_are_counted() -> None:
     assert result.graphql_errors == 30
     assert result.ok == 20
     assert "late" in (result.first_error or "")
+
+
+async def test_round_trips_send_each_request_after_the_answer_before_and_time_each() -> None:
+    """Each request goes out only once the answer before it is read whole: the server waits
+    50 ms before each answer and notes any byte that arrives meanwhile (a request sent early).
+    Each answer comes back with its own status, body and time (at least the server's wait)."""
+    received: list[bytes] = []
+    early: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = (
+                int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) if b"POST" in head else 0
+            )
+            received.append(await reader.readexactly(length))
+            with suppress(TimeoutError):
+                early.append(await asyncio.wait_for(reader.read(1), 0.05))
+            n = len(received) - 1
+            writer.write(answer(200 if length else 204, b'{"n": %d}' % n, chunked=n == 2))
+            if n == 2:
+                break
+        writer.close()
+
+    listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}/graphql"
+    try:
+        requests = [request_bytes(url, {"query": "{ a }"}), get_bytes(url), request_bytes(url, {})]
+        answers = await round_trips(url, requests)
+    finally:
+        listening.close()
+    assert [(status, body) for _, status, body in answers] == [
+        (200, b'{"n": 0}'),
+        (204, b'{"n": 1}'),
+        (200, b'{"n": 2}'),
+    ]
+    assert received == [b'{"query": "{ a }"}', b"", b"{}"]
+    assert early == []
+    assert all(seconds >= 0.05 for seconds, _, _ in answers)
+
+
+async def test_round_trips_raise_on_a_dropped_connection() -> None:
+    async with server(lambda n, body: None if n == 1 else answer(200, OK)) as (url, _):
+        with pytest.raises(asyncio.IncompleteReadError):
+            await round_trips(url, [request_bytes(url, {})] * 3)
 
 
 async def test_a_chunked_answer_is_read_whole() -> None:
