@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 # make run HOST=0.0.0.0 PORT=8001 (set on make's command line; the environment's HOST is not used)
 HOST = 127.0.0.1
 PORT = 8000
+# make test TEST_WORKERS=0: the suite in one process (auto: one per core, at most 4)
+TEST_WORKERS = auto
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test fuzz check lint format typecheck schema schema-check clean bench screenshots assets
@@ -24,8 +26,8 @@ install: $(STAMP) ## create .venv and install the package with its dev tools
 run: $(STAMP) ## start the demo: the vendor emulators and the gateway (HOST=127.0.0.1 PORT=8000)
 	$(BIN)/usage-gateway demo --host $(HOST) --port $(PORT)
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/python -m pytest
+test: $(STAMP) ## run the test suite (one process per core, at most 4; TEST_WORKERS=0: one process)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 fuzz: $(STAMP) ## schemathesis: 1000 generated queries per root field and mode (make test runs 20)
 	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py
