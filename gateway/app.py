@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -39,6 +37,7 @@ from gateway.history import HistoryStore, HistoryUnavailable
 from gateway.history_pg import PostgresHistoryStore, redact
 from gateway.metrics import Metrics, SnapshotPeriods, VendorCalls, metrics_route
 from gateway.response_cache import AnswerStore, ResponseCache
+from gateway.runtime import serving
 from gateway.scheduler import SnapshotSchedule
 from gateway.service import ConfiguredAccount, GatewayService, RequestScope
 from gateway.settings import Settings, Switches, parse_settings
@@ -50,8 +49,6 @@ from providers import provider_class
 from providers.base import CallGate, CallObserver, VendorTransport, pool_limits
 
 USER_AGENT = f"usage-gateway/{__version__}"
-SWITCH_INTERVAL = 0.001
-"""Seconds a thread runs before another may take the interpreter, while the gateway serves."""
 PROBE_LEASE_DEADLINES = 3
 """A shared circuit's probe may take this many vendor deadlines (``upstream_timeout``) before
 another process may probe instead (its sender died, or it is that slow)."""
@@ -448,19 +445,10 @@ def create_app(
                 await service.history.warm()
             except HistoryUnavailable as exc:
                 service.history_failed(exc)  # said once now; answers that need it say so
-        # What start-up built lives as long as the process: a full garbage collection need not
-        # scan it again (each scan of it held up the event loop for tens of milliseconds).
-        gc.freeze()
-        # Large usage is converted and history is read in worker threads; a thread holds the
-        # interpreter for up to this long before the event loop gets it back (5 ms by default,
-        # and a turn of the loop may wait for it several times).
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
-            yield
+            with serving():  # the start-up heap frozen and a short switch interval meanwhile
+                yield
         finally:
-            sys.setswitchinterval(switch)
-            gc.unfreeze()
             if scheduler is not None:
                 scheduler.cancel()
                 await asyncio.gather(scheduler, return_exceptions=True)

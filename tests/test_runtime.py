@@ -4,23 +4,72 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Iterator
 
+import pytest
 from litestar.testing import AsyncTestClient
 
-from gateway.app import SWITCH_INTERVAL, create_app
+from gateway.app import create_app
+from gateway.runtime import SWITCH_INTERVAL
+from gateway.servers import ServerThread
 from tests.conftest import settings_for
 from tests.test_metrics import parse, pick
 
 
-async def test_threads_hand_the_interpreter_back_within_a_millisecond_while_serving() -> None:
+@pytest.fixture
+def default_switch() -> Iterator[float]:
+    """The process's switch interval set to Python's default for the test, then put back."""
     before = sys.getswitchinterval()
-    assert before != SWITCH_INTERVAL == 0.001
+    sys.setswitchinterval(0.005)
+    yield 0.005
+    sys.setswitchinterval(before)
+
+
+async def test_threads_hand_the_interpreter_back_within_a_millisecond_while_serving(
+    default_switch: float,
+) -> None:
+    assert SWITCH_INTERVAL == 0.001
     app = create_app(settings_for())
     async with AsyncTestClient(app) as client:
         assert (await client.get("/healthz")).status_code == 200
         assert sys.getswitchinterval() == SWITCH_INTERVAL
         assert gc.get_freeze_count() > 0  # start-up objects are out of every collection
-    assert sys.getswitchinterval() == before
+    assert sys.getswitchinterval() == default_switch
+
+
+async def test_apps_serving_at_once_give_the_process_back_when_the_last_one_stops(
+    default_switch: float,
+) -> None:
+    """Two apps whose lifespans overlap (A starts, B starts, A stops, B stops): the short
+    interval and the frozen heap hold until B stops, and then the process has its own again
+    (with each app saving and restoring for itself, B would restore the interval A had set)."""
+    first, second = AsyncTestClient(create_app(settings_for())), None
+    async with first:
+        second = AsyncTestClient(create_app(settings_for()))
+        await second.__aenter__()
+        assert sys.getswitchinterval() == SWITCH_INTERVAL
+    try:
+        assert sys.getswitchinterval() == SWITCH_INTERVAL  # B still serves
+        assert gc.get_freeze_count() > 0
+        assert (await second.get("/healthz")).status_code == 200
+    finally:
+        await second.__aexit__(None, None, None)
+    assert sys.getswitchinterval() == default_switch
+    assert gc.get_freeze_count() == 0
+
+
+def test_apps_serving_in_threads_at_once_give_the_process_back_when_the_last_one_stops(
+    default_switch: float,
+) -> None:
+    """The same with each app served by uvicorn on a loop of its own thread (as the tests'
+    servers and the benchmarks serve them), started and stopped crosswise."""
+    first = ServerThread(create_app(settings_for())).start()
+    second = ServerThread(create_app(settings_for())).start()
+    first.stop()
+    assert sys.getswitchinterval() == SWITCH_INTERVAL
+    second.stop()
+    assert sys.getswitchinterval() == default_switch
+    assert gc.get_freeze_count() == 0
 
 
 async def test_the_start_up_heap_is_frozen_while_serving_and_thawed_at_shutdown() -> None:
