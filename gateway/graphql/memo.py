@@ -1,11 +1,12 @@
-"""What the resolvers read from an operation's document alone, worked out once per operation
-and set of variable values rather than on every request.
+"""What the resolvers and the executor read from an operation's document alone, worked out
+once per operation and set of variable values rather than on every request.
 
 Known documents come back parsed (:mod:`gateway.graphql.documents`): every request of one
 runs the same syntax-tree objects, so what is derived from those nodes, the fragments and the
 variable values only (never from the data) is the same on each, and is kept in an
-:class:`OperationMemo`: the operation's usage plan (:func:`gateway.graphql.selection.usage_plan`)
-and whether each ``usage`` field shows its buckets' endpoint splits.
+:class:`OperationMemo`: the operation's usage plan (:func:`gateway.graphql.selection.usage_plan`),
+whether each ``usage`` field shows its buckets' endpoint splits, and how the executor answers
+each selection of plain fields in one pass (:mod:`gateway.graphql.executor`).
 
 A memo is found by the operation node's identity, and only while that very node is alive and
 the request's fragments are the very fragment nodes it was worked out with; within that, by the
@@ -37,7 +38,7 @@ class OperationMemo:
     """What one operation, with one set of variable values, selects (worked out when first
     asked, by whoever asks)."""
 
-    __slots__ = ("plan", "splits")
+    __slots__ = ("plain", "plan", "splits")
 
     def __init__(self) -> None:
         self.plan: object = None
@@ -45,6 +46,9 @@ class OperationMemo:
         self.splits: dict[int, bool] = {}
         """Whether a ``usage`` field shows its buckets' endpoint splits, by its first field
         node's id (the nodes live as long as the operation node does)."""
+        self.plain: dict[Hashable, Any] = {}
+        """How the executor answers an object type's selection in one pass (or ``None``), by
+        the type and its field nodes' ids (``gateway.graphql.executor``)."""
 
 
 class _Entry:
