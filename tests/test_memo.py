@@ -12,7 +12,7 @@ import weakref
 import pytest
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 
-from gateway.graphql.memo import OperationMemos
+from gateway.graphql.memo import MEMOS, OperationMemos
 from providers.emulation import Fault
 from tests.conftest import account_entry, settings_for
 
@@ -88,7 +88,7 @@ def test_no_syntax_tree_is_kept_alive() -> None:
     del operation, fragments
     gc.collect()
     assert all(node() is None for node in nodes)
-    assert len(memos) == 1  # what was worked out stays (bounded), its nodes do not
+    assert len(memos) == 0  # its memos went with it
 
 
 def test_a_node_where_a_gone_one_lived_finds_a_memo_of_its_own() -> None:
@@ -160,3 +160,15 @@ async def test_an_account_s_source_covers_the_usage_of_this_request_s_variables(
     emulator.set_fault(Fault(status=503))
     answer = await gateway.query(USAGE_VARIABLES, {**base, "from": "2026-03-02"})
     assert answer["data"]["accounts"][0]["source"]["state"] != "FRESH"
+
+
+async def test_new_documents_leave_no_memo_behind(vt) -> None:
+    """Documents made up one per request (a new alias each) are not kept parsed, and their
+    memos go with them: the store is no larger after a stream of them."""
+    _, gateway = vt
+    gc.collect()
+    before = len(MEMOS)
+    for n in range(20):
+        await gateway.data(f"{{ a{n}: accounts {{ id quotas {{ name used }} }} }}")
+    gc.collect()
+    assert len(MEMOS) == before

@@ -13,16 +13,18 @@ the request's fragments are the very fragment nodes it was worked out with; with
 operation's variable values (``@skip``/``@include`` and arguments may read them): values
 unequal, or of another type, find another memo, and values that cannot be hashed (a list, an
 input object) find none (everything is worked out anew, as before). The store holds only weak
-references to syntax-tree nodes, so it keeps no document alive (what was worked out for one
-that is gone stays, small, until pushed out), and it is bounded: :data:`MAX_OPERATIONS`
-operations, :data:`MAX_VARIABLE_SETS` memos each, least recently used dropped first.
+references to syntax-tree nodes, so it keeps no document alive, and an operation's memos go
+when its node does (a document made up for one request leaves nothing behind); it is bounded:
+:data:`MAX_OPERATIONS` operations, :data:`MAX_VARIABLE_SETS` memos each, least recently used
+dropped first.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from functools import partial
 from typing import Any
 
 from graphql import FragmentDefinitionNode, OperationDefinitionNode
@@ -55,9 +57,12 @@ class _Entry:
     __slots__ = ("fragments", "memos", "operation")
 
     def __init__(
-        self, operation: OperationDefinitionNode, fragments: tuple[FragmentDefinitionNode, ...]
+        self,
+        operation: OperationDefinitionNode,
+        fragments: tuple[FragmentDefinitionNode, ...],
+        gone: Callable[[weakref.ref[OperationDefinitionNode]], None],
     ) -> None:
-        self.operation = weakref.ref(operation)
+        self.operation = weakref.ref(operation, gone)
         self.fragments = tuple(weakref.ref(f) for f in fragments)
         self.memos: OrderedDict[Hashable, OperationMemo] = OrderedDict()
 
@@ -105,7 +110,8 @@ class OperationMemos:
         key = id(operation)
         entry = self._entries.get(key)
         if entry is None or not entry.matches(operation, definitions):
-            entry = _Entry(operation, definitions)  # a node's id may be another's once it is gone
+            # A node's id may be another's once it is gone (its entry went with it meanwhile).
+            entry = _Entry(operation, definitions, partial(self._gone, key))
             self._entries[key] = entry
             while len(self._entries) > self.max_operations:
                 self._entries.popitem(last=False)
@@ -119,6 +125,13 @@ class OperationMemos:
         else:
             entry.memos.move_to_end(variables)
         return memo
+
+    def _gone(self, key: int, operation: weakref.ref[OperationDefinitionNode]) -> None:
+        """Drops the entry of an operation node that is gone (a new document's, at the end of
+        its one request): a stream of new documents leaves nothing behind."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.operation is operation:
+            del self._entries[key]
 
 
 def coerced(variable_values: object) -> Mapping[str, Any]:
