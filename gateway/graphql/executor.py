@@ -35,6 +35,7 @@ from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
+from gateway.graphql.memo import MEMOS, OperationMemo, coerced
 from gateway.graphql.yielding import SLICE, in_slices
 
 _DEFINITION = "strawberry-definition"
@@ -55,6 +56,7 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain: dict[tuple[GraphQLObjectType, int], tuple[FieldDetailsList, Plain | None]] = {}
+        self._memo: OperationMemo | None = None
         self.plain_objects = 0
         """Objects this execution answered in one pass (a null item of their list counts too)."""
 
@@ -115,19 +117,43 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Plain | None:
         """How to answer ``parent`` with these selections in one pass; ``None`` when some
         selected field is not plain (or the operation has anything else to attend to: a
-        middleware, a type check, deferred fragments). Worked out once per selection."""
+        middleware, a type check, deferred fragments). Worked out once per selection in an
+        execution, and kept for the next executions of the same operation with the same
+        variable values (:mod:`gateway.graphql.memo`), the selection told by its field nodes."""
         key = (parent, id(field_details_list))  # as graphql-core keys collect_subfields
         found = self._plain.get(key)
         if found is None:
-            found = (field_details_list, self._plain_fields(parent, field_details_list))
+            found = (field_details_list, self._plain_of(parent, field_details_list))
             self._plain[key] = found  # the list is kept too: its id is not reused meanwhile
         return found[1]
+
+    def _plain_of(
+        self, parent: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> Plain | None:
+        middleware = self.middleware_manager
+        if middleware is not None and middleware.middlewares:
+            return None
+        if any(
+            d.defer_usage is not None or d.fragment_variable_values is not None
+            for d in field_details_list
+        ):
+            return self._plain_fields(parent, field_details_list)  # this execution's own
+        if self._memo is None:
+            self._memo = MEMOS.of(
+                self.operation, self.fragment_definitions, coerced(self.variable_values)
+            )
+        known = self._memo.plain
+        nodes = (parent, tuple(id(d.node) for d in field_details_list))
+        if nodes in known:
+            kept: Plain | None = known[nodes]
+            return kept
+        plain = known[nodes] = self._plain_fields(parent, field_details_list)
+        return plain
 
     def _plain_fields(
         self, parent: GraphQLObjectType, field_details_list: FieldDetailsList
     ) -> Plain | None:
-        middleware = self.middleware_manager
-        if (middleware is not None and middleware.middlewares) or parent.is_type_of is not None:
+        if parent.is_type_of is not None:
             return None
         grouped, deferred, _ = self.collect_subfields(parent, field_details_list)
         if deferred:

@@ -280,14 +280,15 @@ on the rules, so per-request instances would never hit it."""
 
 class ReleaseRequestScope(SchemaExtension):
     """Clears the request's memo of vendor reads when the operation is over
-    (:meth:`~gateway.service.RequestScope.release`)."""
+    (:meth:`~gateway.service.RequestScope.release`), and lets go of its operation's memo
+    (:mod:`gateway.graphql.memo`: a next operation on the same context has its own)."""
 
     def on_operation(self) -> Iterator[None]:
         yield
         context = self.execution_context.context
         if isinstance(context, GatewayContext):
             context.scope.release()
-            context.usage_plan = None
+            context.operation_memo = None
 
 
 class HostileQueryLimits(AddValidationRules):

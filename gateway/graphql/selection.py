@@ -18,7 +18,7 @@ from gateway import domain
 from gateway.domain import Granularity
 from gateway.graphql.selected import fields as _fields
 from gateway.graphql.selected import wants_splits
-from gateway.graphql.types import ACCOUNT_FIELDS_READING_LIMITS, GatewayContext
+from gateway.graphql.types import ACCOUNT_FIELDS_READING_LIMITS, operation_memo
 from gateway.service import UsageArgs
 
 
@@ -54,14 +54,13 @@ def _covers(account_id: str | None, provider: str | None, account: domain.Accoun
 
 
 def usage_plan(info: strawberry.Info) -> UsagePlan:
-    """The operation's plan, kept on the request's context by the first root field that reads
-    it (every ``account``/``accounts`` field needs the whole operation's)."""
-    context = info.context
-    if isinstance(context, GatewayContext) and isinstance(context.usage_plan, UsagePlan):
-        return context.usage_plan
-    plan = _read_plan(info)
-    if isinstance(context, GatewayContext):
-        context.usage_plan = plan
+    """The operation's plan (every ``account``/``accounts`` field needs the whole
+    operation's), read from the document by the first root field that asks, once per
+    operation and variable values (:mod:`gateway.graphql.memo`)."""
+    memo = operation_memo(info)
+    plan = memo.plan
+    if not isinstance(plan, UsagePlan):
+        plan = memo.plan = _read_plan(info)
     return plan
 
 

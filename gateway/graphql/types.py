@@ -28,6 +28,7 @@ from strawberry.litestar import BaseContext
 from gateway import domain, history
 from gateway.alerts import model as alerts
 from gateway.forecast import Forecast
+from gateway.graphql.memo import MEMOS, OperationMemo, coerced
 from gateway.graphql.selected import wants_splits
 from gateway.service import Soon, UsageArgs, then
 from providers import registry
@@ -728,15 +729,41 @@ class GatewayContext(BaseContext, kw_only=True):
     scope: RequestScope
     cost: int = 0
     """The operation's static cost (``gateway.graphql.cost``), once it was worked out."""
-    usage_plan: object = None
-    """The operation's ``usage`` fields per account (``gateway.graphql.selection``), kept here
-    by the first root field that reads them for the others of the same request."""
+    operation_memo: OperationMemo | None = None
+    """What the resolvers read from the operation's document (:mod:`gateway.graphql.memo`),
+    found by the first that asks for the others of the same operation."""
 
 
 def scope_of(info: strawberry.Info) -> RequestScope:
     context = info.context
     assert isinstance(context, GatewayContext)
     return context.scope
+
+
+def operation_memo(info: strawberry.Info) -> OperationMemo:
+    """The memo of the operation being executed with its variable values, looked up once per
+    operation (kept on a ``GatewayContext``)."""
+    context = info.context
+    if isinstance(context, GatewayContext) and context.operation_memo is not None:
+        return context.operation_memo
+    raw = info._raw_info
+    memo = MEMOS.of(raw.operation, raw.fragments, coerced(raw.variable_values))
+    if isinstance(context, GatewayContext):
+        context.operation_memo = memo
+    return memo
+
+
+def _usage_splits(info: strawberry.Info) -> bool:
+    """Whether the ``usage`` field being resolved shows its buckets' endpoint splits
+    (:func:`~gateway.graphql.selected.wants_splits` of its first field node), worked out once
+    per operation and variable values."""
+    raw = info._raw_info
+    splits = operation_memo(info).splits
+    node = id(raw.field_nodes[0])
+    found = splits.get(node)
+    if found is None:
+        found = splits[node] = wants_splits(info.selected_fields[0])
+    return found
 
 
 ACCOUNT_FIELDS_READING_LIMITS = frozenset(
@@ -879,7 +906,7 @@ class Account:
             to,
             domain.Granularity[granularity.name],
             recheck,
-            wants_splits(info.selected_fields[0]),
+            _usage_splits(info),
         )
         return then(scope_of(info).usage_soon(self.id, args), Usage.from_domain)
 
