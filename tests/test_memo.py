@@ -172,3 +172,21 @@ async def test_new_documents_leave_no_memo_behind(vt) -> None:
         await gateway.data(f"{{ a{n}: accounts {{ id quotas {{ name used }} }} }}")
     gc.collect()
     assert len(MEMOS) == before
+
+
+MERGED = """{ accounts { id usage(from: "2026-03-01", to: "2026-03-18") { requests }
+  usage(from: "2026-03-01", to: "2026-03-18") { series { start endpoints { endpoint requests } } }
+} }"""
+ALONE = """{ accounts { id usage(from: "2026-03-01", to: "2026-03-18") {
+  requests series { start endpoints { endpoint requests } } } } }"""
+
+
+async def test_a_usage_field_asked_twice_under_one_key_shows_the_splits_either_asks(vt) -> None:
+    """Two selections of ``usage`` with the same arguments are one field (GraphQL merges
+    them): the endpoint splits the second asks for are in the answer, as when one selection
+    asks for everything, on the document's first requests and once it is known."""
+    _, gateway = vt
+    alone = await gateway.data(ALONE)
+    assert endpoints(alone) > 0
+    for _ in range(4):
+        assert await gateway.data(MERGED) == alone

@@ -755,14 +755,15 @@ def operation_memo(info: strawberry.Info) -> OperationMemo:
 
 def _usage_splits(info: strawberry.Info) -> bool:
     """Whether the ``usage`` field being resolved shows its buckets' endpoint splits
-    (:func:`~gateway.graphql.selected.wants_splits` of its first field node), worked out once
-    per operation and variable values."""
+    (:func:`~gateway.graphql.selected.wants_splits` of any of its field nodes: a field asked
+    twice under one response key is one field, its selections merged), worked out once per
+    operation and variable values."""
     raw = info._raw_info
     splits = operation_memo(info).splits
     node = id(raw.field_nodes[0])
     found = splits.get(node)
     if found is None:
-        found = splits[node] = wants_splits(info.selected_fields[0])
+        found = splits[node] = any(wants_splits(field) for field in info.selected_fields)
     return found
 
 
