@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 import strawberry
-from graphql import ExecutionResult, execute, parse
+from graphql import DocumentNode, ExecutionResult, execute, parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis_graphql import queries
 from strawberry.execution.is_awaitable import optimized_is_awaitable
@@ -365,3 +365,162 @@ async def test_answers_decode_to_exactly_what_was_answered(emulators, make_gatew
     quotas = decoded["data"]["accounts"][0]["quotas"]
     assert quotas and all(q["startsOn"] is None and q["freeFlex"] is None for q in quotas)
     assert answer.content == msgspec.json.encode(decoded)  # the same bytes, encoded again
+
+
+# -- resolvers called directly, their arguments from the operation's memo -------------------
+
+ARGUMENTS = """query($from: Date!, $to: Date!, $g: Granularity = DAY, $again: Boolean = false,
+    $no: Boolean!, $min: Float, $p: Provider) {
+  quotas(minUtilization: $min) { id used }
+  some: quotas(provider: $p, minUtilization: 0.5) { id }
+  accounts(provider: $p) { id
+    usage(from: $from, to: $to, granularity: $g, recheck: $again) { from to granularity requests
+      series { start requests } }
+    fixed: usage(from: "2026-03-02", to: "2026-03-04") @skip(if: $no) { from to requests }
+    weeks: usage(from: $from, to: $to, granularity: WEEK) @include(if: $no) {
+      granularity series { start requests } }
+    ...Later
+  }
+  listed: accounts(ids: ["zkscore", "virustotal"]) { id ...Later }
+  one: account(id: "reputeapi") { id usage(from: $to, to: $to, granularity: HOUR) { requests } }
+}
+fragment Later on Account { later: usage(from: $to, to: $to) { from to requests } }"""
+
+VARIABLES: list[dict[str, Any]] = [
+    {"from": "2026-03-01", "to": "2026-03-18", "no": False},
+    {"from": "2026-03-01", "to": "2026-03-18", "no": True, "g": "WEEK", "min": 0.0},
+    {"from": "2026-02-01", "to": "2026-03-10", "no": False, "again": True, "p": "ZKSCORE"},
+    {"from": "2026-03-10", "to": "2026-03-01", "no": False},  # from after to: InputErrors
+    {"from": "2026-01-01", "to": "2026-03-18", "no": True, "g": "HOUR"},  # too long for hours
+    {"from": "2026-03-01", "to": "2026-03-18", "no": False, "min": -0.0, "g": "MINUTE"},
+    {"from": "2026-03-01", "to": "2026-03-18", "no": False, "p": None, "min": None},
+]
+
+
+async def both_formatted(
+    service, document: DocumentNode, variables: dict[str, Any]
+) -> tuple[tuple[Any, list[Any]], tuple[Any, list[Any]], int]:
+    """The answer of the gateway's executor and of Strawberry's own, errors whole (message,
+    path, locations, extensions) with the type of what was raised (what masking goes by); and
+    how many resolvers the gateway's called directly."""
+    found = []
+    calls = 0
+    for executor in (GatewayExecutor, StrawberryGraphQLCoreExecutionContext):
+        context = GatewayContext(scope=service.request())
+        built = executor.build(
+            schema._schema,
+            document,
+            None,
+            context,
+            variables,
+            is_awaitable=optimized_is_awaitable,
+        )
+        assert isinstance(built, executor)
+        result = await settled(built.execute_operation())
+        if isinstance(built, GatewayExecutor):
+            calls = built.direct_calls
+        errors = sorted(
+            ((e.formatted, type(e.original_error)) for e in result.errors or []), key=repr
+        )
+        found.append((result.data, errors))
+    return found[0], found[1], calls
+
+
+async def test_arguments_are_those_of_each_request(service) -> None:
+    """One document run with one set of variable values after another (and back): every
+    answer is Strawberry's own, bad arguments' errors included, with resolvers called directly
+    (not vacuous), never with the arguments worked out for other values: the same document
+    (its syntax tree: what the memos go by) all along."""
+    document = parse(ARGUMENTS)
+    codes = set()
+    for variables in [*VARIABLES, *reversed(VARIABLES), *VARIABLES]:
+        ours, theirs, calls = await both_formatted(service, document, variables)
+        assert ours == theirs, variables
+        assert calls >= 5
+        codes |= {e["extensions"]["code"] for e, _ in ours[1] if "extensions" in e}
+    assert codes == {"BAD_USER_INPUT"}
+
+
+async def test_a_known_document_is_answered_by_each_requests_variables(gateway) -> None:
+    """Through the app (known documents, masking): the same text with other variable values
+    answers by those values, bad ones with their input errors."""
+    good = {"from": "2026-03-01", "to": "2026-03-03", "no": False}
+    for variables in (good, VARIABLES[3], good, VARIABLES[4], good):
+        answer = await gateway.post(ARGUMENTS, variables)
+        body = answer.json()
+        if variables is good:
+            usages = [a["usage"] for a in body["data"]["accounts"]]
+            assert all(u["from"] == "2026-03-01" and u["to"] == "2026-03-03" for u in usages)
+            assert all(len(u["series"]) == 3 for u in usages)
+            assert [e["path"] for e in body.get("errors", [])] == []
+        else:  # a null usage nulls the whole answer (non-null all the way up)
+            assert body["data"] is None
+            (error,) = body["errors"]
+            assert error["path"][-1] == "usage" and error["extensions"]["code"] == "BAD_USER_INPUT"
+            assert error["message"] == (
+                "`from` (2026-03-10) is after `to` (2026-03-01)"
+                if variables is VARIABLES[3]
+                else "granularity HOUR allows at most 62 days; this range has 77"
+            )
+
+
+# a field node run on two object types (a fragment on an interface): each type's resolver
+
+
+@strawberry.interface
+class Greeter:
+    @strawberry.field
+    def greet(self, times: int, loud: bool = False) -> str:
+        raise NotImplementedError
+
+
+@strawberry.type
+class Hello(Greeter):
+    @strawberry.field
+    def greet(self, times: int, loud: bool = False) -> str:
+        text = " ".join(["hello"] * times)
+        return text.upper() if loud else text
+
+
+@strawberry.type
+class Bye(Greeter):
+    @strawberry.field
+    def greet(self, times: int, loud: bool = False) -> str:
+        if times > 2:
+            raise ValueError(f"{times} byes is too many")
+        return ("BYE " if loud else "bye ") * times
+
+
+@strawberry.type
+class GreetQuery:
+    @strawberry.field
+    def greeters(self) -> list[Greeter]:
+        return [Hello(), Bye(), Hello()]
+
+
+GREETERS = strawberry.Schema(query=GreetQuery, types=[Hello, Bye])
+
+GREET = """query($n: Int!, $loud: Boolean) {
+  greeters { ... on Greeter { greet(times: $n, loud: $loud) } again: greet(times: 1) } }"""
+
+
+async def test_a_field_node_on_two_types_calls_each_types_resolver() -> None:
+    document = parse(GREET)
+    for variables in ({"n": 1}, {"n": 2, "loud": True}, {"n": 3}, {"n": 1}, {"n": 2}):
+        found = []
+        for executor in (GatewayExecutor, StrawberryGraphQLCoreExecutionContext):
+            built = executor.build(
+                GREETERS._schema,
+                document,
+                None,
+                None,
+                variables,
+                is_awaitable=optimized_is_awaitable,
+            )
+            assert isinstance(built, executor)
+            result = await settled(built.execute_operation())
+            found.append((result.data, [e.formatted for e in result.errors or []]))
+            if isinstance(built, GatewayExecutor):
+                # greeters, then two greet on each of three (till Bye refuses 3: all null)
+                assert built.direct_calls == (4 if variables["n"] > 2 else 7)
+        assert found[0] == found[1], variables

@@ -36,9 +36,12 @@ def test_one_memo_per_operation_and_variable_values() -> None:
     assert memos.of(operation, fragments, {"a": 2}) is not first
     assert memos.of(operation, fragments, {"a": True}) is not first  # equal to 1, not the same
     assert memos.of(operation, fragments, {"a": 1.0}) is not first
+    zero = memos.of(operation, fragments, {"a": 0.0})
+    assert memos.of(operation, fragments, {"a": -0.0}) is not zero  # equal, not the same
+    assert memos.of(operation, fragments, {"a": 0.0}) is zero
     assert memos.of(operation, fragments, {}) is not first
     assert memos.of(operation, fragments, {"a": 1}) is first
-    assert len(memos) == 1 and memos.memos() == 5
+    assert len(memos) == 1 and memos.memos() == 7
 
 
 def test_variable_values_that_cannot_be_hashed_find_no_memo() -> None:

@@ -5,18 +5,19 @@ Known documents come back parsed (:mod:`gateway.graphql.documents`): every reque
 runs the same syntax-tree objects, so what is derived from those nodes, the fragments and the
 variable values only (never from the data) is the same on each, and is kept in an
 :class:`OperationMemo`: the operation's usage plan (:func:`gateway.graphql.selection.usage_plan`),
-whether each ``usage`` field shows its buckets' endpoint splits, and how the executor answers
-each selection of plain fields in one pass (:mod:`gateway.graphql.executor`).
+whether each ``usage`` field shows its buckets' endpoint splits, how the executor answers
+each selection of plain fields in one pass, and the arguments it calls resolvers with
+(:mod:`gateway.graphql.executor`).
 
 A memo is found by the operation node's identity, and only while that very node is alive and
 the request's fragments are the very fragment nodes it was worked out with; within that, by the
 operation's variable values (``@skip``/``@include`` and arguments may read them): values
-unequal, or of another type, find another memo, and values that cannot be hashed (a list, an
-input object) find none (everything is worked out anew, as before). The store holds only weak
-references to syntax-tree nodes, so it keeps no document alive, and an operation's memos go
-when its node does (a document made up for one request leaves nothing behind); it is bounded:
-:data:`MAX_OPERATIONS` operations, :data:`MAX_VARIABLE_SETS` memos each, least recently used
-dropped first.
+unequal, of another type, or written otherwise (``-0.0`` and ``0.0``) find another memo, and
+values that cannot be hashed (a list, an input object) find none (everything is worked out
+anew, as before). The store holds only weak references to syntax-tree nodes, so it keeps no
+document alive, and an operation's memos go when its node does (a document made up for one
+request leaves nothing behind); it is bounded: :data:`MAX_OPERATIONS` operations,
+:data:`MAX_VARIABLE_SETS` memos each, least recently used dropped first.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class OperationMemo:
     """What one operation, with one set of variable values, selects (worked out when first
     asked, by whoever asks)."""
 
-    __slots__ = ("plain", "plan", "splits")
+    __slots__ = ("arguments", "plain", "plan", "splits")
 
     def __init__(self) -> None:
         self.plan: object = None
@@ -51,6 +52,9 @@ class OperationMemo:
         self.plain: dict[Hashable, Any] = {}
         """How the executor answers an object type's selection in one pass (or ``None``), by
         the type and its field nodes' ids (``gateway.graphql.executor``)."""
+        self.arguments: dict[Hashable, Any] = {}
+        """A field's arguments as its resolver takes them (or ``None``: not called directly),
+        by the parent type and the field's first field node's id (``gateway.graphql.executor``)."""
 
 
 class _Entry:
@@ -142,12 +146,22 @@ def coerced(variable_values: object) -> Mapping[str, Any]:
     return values if isinstance(values, Mapping) else {}
 
 
+_SAME_WHEN_EQUAL = frozenset({str, int, bool, type(None)})
+"""Types whose equal values of the same type are the same value (unlike ``-0.0`` and ``0.0``,
+or one instant in two time zones)."""
+
+
 def _variables_key(values: Mapping[str, Any]) -> Hashable | None:
-    """Variable values as a key: names, types and values (``True`` and ``1`` differ); ``None``
-    where a value cannot be hashed."""
+    """Variable values as a key: names, types and values (``True`` and ``1`` differ), and the
+    ``repr`` of values of other types than :data:`_SAME_WHEN_EQUAL` (``-0.0`` and ``0.0``
+    differ: a resolver is handed the one its request gave); ``None`` where a value cannot be
+    hashed."""
     if not values:
         return ()
-    key = tuple((name, type(value), value) for name, value in sorted(values.items()))
+    key = tuple(
+        (name, type(value), value, None if type(value) in _SAME_WHEN_EQUAL else repr(value))
+        for name, value in sorted(values.items())
+    )
     try:
         hash(key)
     except TypeError:
