@@ -17,6 +17,7 @@ from graphql.validation import ASTValidationRule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, nodes, queries
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.schema import validate_document as strawberry_validate
 
 from benchmarks.bench import DASHBOARD
@@ -273,3 +274,25 @@ def test_rule_classes_made_per_request_do_not_grow_the_lookups_without_bound() -
         validate_document(schema._schema, document, (*RULES, fresh))
     assert 0 < len(validation._KIND_METHODS) <= MAX_KIND_METHODS
     assert len(validation._METHODS) <= MAX_KIND_METHODS * len(RULES)
+
+
+def test_the_limits_run_as_strawberrys_limiters_do_after_one_count_of_the_fragments() -> None:
+    """The depth and alias limits stand behind one rule that counts the document's fields once
+    (a spread counted where it appears): on a document whose spreads all name a fragment, their
+    errors are those of Strawberry's limiters run on their own, in the same order."""
+    [limits] = _LIMIT_RULES
+    alone = (
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    )
+    assert [r.__name__ for r in limits.after] == [r.__name__ for r in alone]
+    spread = (
+        "{ "
+        + " ".join(f"a{i}: accounts {{ ...F }}" for i in range(40))
+        + " } fragment F on Account { u: usage { series { start } } id }"
+    )
+    for text in (spread, CASES["too deep"], CASES["too many aliases"], CASES["valid"]):
+        document = parse(text)
+        ours = reported(graphql_validate(schema._schema, document, [limits]))
+        assert ours == reported(graphql_validate(schema._schema, document, list(alone))), text
+        assert bool(ours) == (text != CASES["valid"])
