@@ -35,7 +35,8 @@ from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
-from gateway.graphql.memo import MEMOS, OperationMemo, coerced
+from gateway.graphql.memo import OperationMemo
+from gateway.graphql.types import memo_of
 from gateway.graphql.yielding import SLICE, in_slices
 
 _DEFINITION = "strawberry-definition"
@@ -119,7 +120,8 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         selected field is not plain (or the operation has anything else to attend to: a
         middleware, a type check, deferred fragments). Worked out once per selection in an
         execution, and kept for the next executions of the same operation with the same
-        variable values (:mod:`gateway.graphql.memo`), the selection told by its field nodes."""
+        variable values (:mod:`gateway.graphql.memo`), the selection told by its field nodes
+        (not for a document seen once: it does not come back as the same nodes)."""
         key = (parent, id(field_details_list))  # as graphql-core keys collect_subfields
         found = self._plain.get(key)
         if found is None:
@@ -139,9 +141,11 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         ):
             return self._plain_fields(parent, field_details_list)  # this execution's own
         if self._memo is None:
-            self._memo = MEMOS.of(
-                self.operation, self.fragment_definitions, coerced(self.variable_values)
+            self._memo = memo_of(
+                self.context_value, self.operation, self.fragment_definitions, self.variable_values
             )
+        if not self._memo.kept:  # this request's only: kept per execution in ``_plain``
+            return self._plain_fields(parent, field_details_list)
         known = self._memo.plain
         nodes = (parent, tuple(id(d.node) for d in field_details_list))
         if nodes in known:
