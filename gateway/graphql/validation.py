@@ -1,9 +1,10 @@
 """Validating a document: graphql-core's ``validate``, the same rules in the same order with
-the same errors, at some 35-45 % of the cost.
+the same errors, at some 25-45 % of the cost (a dashboard's query, with no directive, variable
+or fragment: 25-30 %).
 
 A document the gateway has not seen yet is validated before it runs, against some 35 rules,
-and that took longer than executing it. Two things in graphql-core's way of running the rules
-cost more than the rules themselves, and this module does them differently:
+and that took longer than executing it. What graphql-core's way of running the rules costs
+besides the rules themselves, this module does differently:
 
 * **Dispatch.** graphql-core walks the document once, calling every rule at every node, each
   rule finding its method for that kind of node anew in every validation (a name built and
