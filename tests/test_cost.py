@@ -3,8 +3,11 @@ vendor call), realistic ones pass, and the cost counts variables, fragments and 
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import re
+import textwrap
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -14,6 +17,7 @@ from graphql import parse
 
 from benchmarks.bench import DASHBOARD, QUOTAS, YEAR
 from gateway.errors import ConfigError
+from gateway.graphql import cost as cost_module
 from gateway.graphql.cost import ENDPOINTS_PER_USAGE, MAX_VISITS, Sizes, operation_cost
 from gateway.graphql.schema import schema
 from gateway.graphql.yielding import SLICE, TURN_BUDGET, in_slices
@@ -272,3 +276,17 @@ async def test_heavy_queries_run_one_at_a_time(emulators, make_gateway, first, i
     assert all("errors" not in answer for answer in answers), answers
     assert repute.emulator.total_calls() == 2
     assert repute.emulator.max_in_flight == in_flight
+
+
+def test_every_field_sized_by_its_arguments_is_named_in_sized() -> None:
+    """The walk tries its cases (sizes from arguments) only for the fields of ``_SIZED``: a
+    case for a field missing there would never be reached."""
+    source = textwrap.dedent(inspect.getsource(cost_module._Walk._list_size))
+    cases = {
+        tuple(ast.literal_eval(p.value) for p in node.pattern.patterns)  # type: ignore[attr-defined]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.match_case)
+    }
+    assert cases == set(cost_module._SIZED)
+    for type_name, field_name in cost_module._SIZED:  # each names a field of the schema
+        assert field_name in schema._schema.get_type(type_name).fields  # type: ignore[union-attr]

@@ -177,6 +177,25 @@ async def test_new_documents_leave_no_memo_behind(vt) -> None:
     assert len(MEMOS) == before
 
 
+async def test_a_document_seen_once_is_not_looked_up_in_the_store(vt) -> None:
+    """A document parsed for its request and not kept parsed after it (its first request)
+    enters nothing in the store, even while it runs: its memo is its request's own. On its
+    second request it is kept, and its operation entered; from then on it is found there."""
+    _, gateway = vt
+    text = (
+        '{ once: accounts { id quotas { name used } usage(from: "2026-03-01", to: '
+        '"2026-03-02") { series { start requests } } } }'
+    )
+    made = MEMOS.entries_made
+    first = await gateway.data(text)
+    assert MEMOS.entries_made == made
+    assert await gateway.data(text) == first
+    assert MEMOS.entries_made == made + 1
+    for _ in range(3):
+        assert await gateway.data(text) == first
+    assert MEMOS.entries_made == made + 1
+
+
 MERGED = """{ accounts { id usage(from: "2026-03-01", to: "2026-03-18") { requests }
   usage(from: "2026-03-01", to: "2026-03-18") { series { start endpoints { endpoint requests } } }
 } }"""

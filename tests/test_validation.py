@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import graphql.validation as V
 import pytest
-from graphql import GraphQLError, ValuesOfCorrectTypeRule, parse, specified_rules
+from graphql import GraphQLError, ValuesOfCorrectTypeRule, build_schema, parse, specified_rules
+from graphql import validate as graphql_validate
 from graphql.language.visitor import EnterLeaveVisitor
 from graphql.validation import ASTValidationRule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, nodes, queries
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.schema import validate_document as strawberry_validate
 
+from benchmarks.bench import DASHBOARD
 from gateway.graphql import validation
 from gateway.graphql.requests import ArgumentValuesRule
 from gateway.graphql.schema import _LIMIT_RULES, MAX_ALIASES, MAX_DEPTH, schema
@@ -47,6 +51,49 @@ def same_errors(text: str) -> list[tuple[Any, ...]]:
     assert ours == theirs, text
     return ours
 
+
+INCREMENTAL = build_schema(
+    """
+    directive @defer(if: Boolean! = true, label: String) on FRAGMENT_SPREAD | INLINE_FRAGMENT
+    directive @stream(if: Boolean! = true, label: String, initialCount: Int = 0) on FIELD
+    type Query { name: String, names: [String], pet: Pet }
+    type Mutation { rename: String }
+    type Subscription { news: String, more: String }
+    type Pet { name: String }
+    """
+)
+"""A schema with @defer and @stream, a mutation and a subscription: for the examples of
+MISTAKES (the gateway's schema has none of those)."""
+
+MISTAKES = {
+    V.KnownDirectivesRule: "{ name @unknown }",
+    V.UniqueDirectivesPerLocationRule: "{ name @include(if: true) @include(if: false) }",
+    V.DeferStreamDirectiveOnRootField: "mutation { ... @defer { rename } }",
+    V.DeferStreamDirectiveOnValidOperationsRule: "subscription { ... @defer { news } }",
+    V.DeferStreamDirectiveLabel: '{ names @stream(label: "a") pet { ... @defer(label: "a") '
+    "{ name } } }",
+    V.StreamDirectiveOnListField: "{ name @stream }",
+    V.UniqueVariableNamesRule: "query($a: Int, $a: Int) { name }",
+    V.VariablesAreInputTypesRule: "query($a: Pet) { name }",
+    V.NoUndefinedVariablesRule: "{ name @include(if: $nope) }",
+    V.NoUnusedVariablesRule: "query($a: Int) { name }",
+    V.VariablesInAllowedPositionRule: "query($a: Boolean) { name @include(if: $a) }",
+    V.KnownTypeNamesRule: "{ ... on Nope { name } }",
+    V.FragmentsOnCompositeTypesRule: "{ ... on String { name } }",
+    V.UniqueFragmentNamesRule: "{ ...F } fragment F on Query { name } fragment F on Query { name }",
+    V.KnownFragmentNamesRule: "{ ...Nope }",
+    V.NoUnusedFragmentsRule: "{ name } fragment F on Query { name }",
+    V.PossibleFragmentSpreadsRule: "{ pet { ... on Query { name } } }",
+    V.NoFragmentCyclesRule: "{ ...F } fragment F on Query { ...F }",
+    V.LoneAnonymousOperationRule: "{ name } query A { name }",
+    V.UniqueOperationNamesRule: "query A { name } query A { name }",
+    V.KnownOperationTypesRule: "mutation { rename }",
+    V.SingleFieldSubscriptionsRule: "subscription { news more }",
+    V.MaxIntrospectionDepthRule: (
+        "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"
+    ),
+}
+"""A document in which each rule of NEEDS reports a mistake."""
 
 NESTING = 210
 """Fragments spread one inside the next: past graphql-core's guard (MAX_NESTING_DEPTH, 200)."""
@@ -99,6 +146,16 @@ CASES = {
     "subscription": "subscription { accounts { id } }",
     "mutation": "mutation { accounts { id } }",
     "introspection": "{ __schema { types { name fields { name } } } __typename }",
+    "introspection too deep": (
+        "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"
+    ),
+    "type introspection too deep": (
+        '{ __type(name: "Account") { fields { type { fields { type { fields { name } } } } } } }'
+    ),
+    "fragment on unknown type": "{ accounts { ...F } } fragment F on Nope { id }",
+    "inline fragment on unknown type": "{ accounts { ... on Nope { id } } }",
+    "inline fragment on scalar": "{ accounts { id { ... on String { length } } } }",
+    "directive in a string only": '{ account(id: "@$...") { id nope } }',
     "over the error limit": (
         "{ accounts { " + " ".join(f"n{i}: nope{i}" for i in range(MAX_ERRORS + 10)) + " } }"
     ),
@@ -158,6 +215,36 @@ def test_generated_documents_are_reported_as_graphql_core_reports_them(text: str
     same_errors(text)
 
 
+def test_a_dashboard_query_is_validated_without_the_rules_that_can_find_nothing_in_it() -> None:
+    """A document with no directive, variable or fragment, one query and no introspection runs
+    none of the rules of NEEDS (some twenty of graphql-core's 32): the rules are made per
+    validation, and those would look and find nothing."""
+    document = parse(DASHBOARD)
+    kept = validation.needed(document, RULES)
+    assert set(RULES) - set(kept) == set(validation.NEEDS)
+    assert len(validation.NEEDS) >= 20
+    assert [rule for rule in RULES if rule in kept] == kept  # in their order
+
+
+@pytest.mark.parametrize("rule", list(validation.NEEDS), ids=lambda rule: rule.__name__)
+def test_a_rule_left_out_runs_where_it_has_something_to_report(rule: type) -> None:
+    """Each rule of NEEDS reports a mistake in an example document (graphql-core's own check,
+    the rule alone), and is kept for that document; a document of one plain query leaves it
+    out."""
+    example = parse(MISTAKES[rule])
+    assert any(graphql_validate(s, example, [rule]) for s in (INCREMENTAL, schema._schema))
+    assert validation.needed(example, [rule]) == [rule]
+    assert validation.needed(parse("{ name }"), [rule]) == []
+
+
+def test_a_document_without_its_source_or_with_type_definitions_runs_every_rule() -> None:
+    bare = parse(CASES["valid"], no_location=True)
+    assert validation.needed(bare, RULES) == list(RULES)
+    typed = parse("type T { a: Int } { accounts { id } }")
+    assert validation.needed(typed, RULES) == list(RULES)
+    assert same_errors("type T { a: Int } { accounts { id } }")
+
+
 class OwnLookup(ASTValidationRule):
     """A rule that finds its handlers itself (as graphql-core allows): reports every field."""
 
@@ -187,3 +274,25 @@ def test_rule_classes_made_per_request_do_not_grow_the_lookups_without_bound() -
         validate_document(schema._schema, document, (*RULES, fresh))
     assert 0 < len(validation._KIND_METHODS) <= MAX_KIND_METHODS
     assert len(validation._METHODS) <= MAX_KIND_METHODS * len(RULES)
+
+
+def test_the_limits_run_as_strawberrys_limiters_do_after_one_count_of_the_fragments() -> None:
+    """The depth and alias limits stand behind one rule that counts the document's fields once
+    (a spread counted where it appears): on a document whose spreads all name a fragment, their
+    errors are those of Strawberry's limiters run on their own, in the same order."""
+    [limits] = _LIMIT_RULES
+    alone = (
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    )
+    assert [r.__name__ for r in limits.after] == [r.__name__ for r in alone]
+    spread = (
+        "{ "
+        + " ".join(f"a{i}: accounts {{ ...F }}" for i in range(40))
+        + " } fragment F on Account { u: usage { series { start } } id }"
+    )
+    for text in (spread, CASES["too deep"], CASES["too many aliases"], CASES["valid"]):
+        document = parse(text)
+        ours = reported(graphql_validate(schema._schema, document, [limits]))
+        assert ours == reported(graphql_validate(schema._schema, document, list(alone))), text
+        assert bool(ours) == (text != CASES["valid"])

@@ -90,6 +90,20 @@ _FIXED = {
     ("Account", "alertStates"): 1,
     ("AlertEvent", "deliveries"): MAX_WEBHOOKS,
 }
+_SIZED = frozenset(
+    {
+        ("Query", "accounts"),
+        ("Query", "quotas"),
+        ("Query", "alerts"),
+        ("Query", "headroom"),
+        ("Query", "snapshots"),
+        ("Query", "alertEvents"),
+        ("Quota", "history"),
+        ("Usage", "series"),
+        ("Usage", "missingDays"),
+    }
+)
+"""The fields :meth:`_Walk._list_size` sizes from their arguments or their usage field."""
 CACHE_SIZE = 512
 """Costs kept at most."""
 CACHE_BYTES = 4 * 1024 * 1024
@@ -250,6 +264,8 @@ class _Walk:
                     self._collect(parent, fragment.selection_set, grouped, visited)
 
     def _included(self, node: Any) -> bool:
+        if not node.directives:
+            return True
         try:
             skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
             include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
@@ -311,31 +327,32 @@ class _Walk:
         self, coordinate: tuple[str, str], args: Mapping[str, Any], usage: _Range | None, kind: Any
     ) -> tuple[int, str]:
         """Items per answer of a field, and what they are ("": not named in the explanation)."""
-        accounts = self.sizes.accounts_of
-        match coordinate:
-            case ("Query", "accounts"):
-                return _chosen(accounts(args.get("provider")), args.get("ids")), "accounts"
-            case ("Query", "quotas"):
-                return accounts(args.get("provider")) * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
-            case ("Query", "alerts"):
-                chosen = _chosen(accounts(None), args.get("accountIds"))
-                return chosen * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
-            case ("Query", "headroom"):
-                if args.get("accountId") is not None:
-                    return 1, "accounts"
-                return accounts(args.get("provider")), "accounts"
-            case ("Query", "snapshots"):
-                return min(max(int(args.get("limit") or 1), 1), 1000), "runs"
-            case ("Query", "alertEvents"):
-                return min(max(int(args.get("limit") or 1), 1), MAX_EVENTS_READ), "alert events"
-            case ("Quota", "history"):
-                return _days(args.get("from"), args.get("to"), self.sizes.today) * (
-                    SAMPLES_PER_DAY
-                ), "samples (estimated)"
-            case ("Usage", "series") if usage is not None:
-                return usage.buckets, ""  # sized by its usage field, which the shares name
-            case ("Usage", "missingDays") if usage is not None:
-                return usage.days, ""
+        if coordinate in _SIZED:  # the other fields: no case to try
+            accounts = self.sizes.accounts_of
+            match coordinate:
+                case ("Query", "accounts"):
+                    return _chosen(accounts(args.get("provider")), args.get("ids")), "accounts"
+                case ("Query", "quotas"):
+                    return accounts(args.get("provider")) * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
+                case ("Query", "alerts"):
+                    chosen = _chosen(accounts(None), args.get("accountIds"))
+                    return chosen * QUOTAS_PER_ACCOUNT, "quotas (estimated)"
+                case ("Query", "headroom"):
+                    if args.get("accountId") is not None:
+                        return 1, "accounts"
+                    return accounts(args.get("provider")), "accounts"
+                case ("Query", "snapshots"):
+                    return min(max(int(args.get("limit") or 1), 1), 1000), "runs"
+                case ("Query", "alertEvents"):
+                    return min(max(int(args.get("limit") or 1), 1), MAX_EVENTS_READ), "alert events"
+                case ("Quota", "history"):
+                    return _days(args.get("from"), args.get("to"), self.sizes.today) * (
+                        SAMPLES_PER_DAY
+                    ), "samples (estimated)"
+                case ("Usage", "series") if usage is not None:
+                    return usage.buckets, ""  # sized by its usage field, which the shares name
+                case ("Usage", "missingDays") if usage is not None:
+                    return usage.days, ""
         if not is_list_type(get_nullable_type(kind)):
             return 1, ""
         return _FIXED.get(coordinate, OTHER_LIST), "items (estimated)"

@@ -7,7 +7,9 @@ once so far: only a short note that it was seen is (:data:`MAX_SIGHTINGS` at mos
 each). So documents made up one after another (an attacker's, or a client that writes a new
 alias into every request) cost their own parse and nothing after it: they neither push known
 documents out nor stay in memory, where every full garbage collection would walk through their
-syntax trees again (a store full of them made each full collection take some 70 ms).
+syntax trees again (a store full of them made each full collection take some 70 ms). What the
+executor and resolvers read from a document not kept is not memoized past its request either
+(:func:`gateway.graphql.types.one_off`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
 
 from gateway.graphql.tokens import over_token_limit
+from gateway.graphql.types import one_off
 from gateway.graphql.validation import validate_document
 from gateway.lru import BoundedLRU
 
@@ -40,17 +43,18 @@ class KnownStore(BoundedLRU[DocumentNode]):
         super().__init__(MAX_DOCUMENTS, MAX_DOCUMENT_BYTES)
         self._sightings: dict[int, None] = {}
 
-    def passed(self, text: str, document: DocumentNode) -> None:
+    def passed(self, text: str, document: DocumentNode) -> bool:
         """``text`` (parsed as ``document``) passed: kept if it passed before (within the last
-        :data:`MAX_SIGHTINGS` documents that passed once), else noted."""
+        :data:`MAX_SIGHTINGS` documents that passed once), else noted. Whether it is kept."""
         key = hash(text)
         if key in self._sightings:
             del self._sightings[key]
             self.set(text, document, len(text))
-            return
+            return text in self
         self._sightings[key] = None
         if len(self._sightings) > MAX_SIGHTINGS:
             del self._sightings[next(iter(self._sightings))]
+        return False
 
 
 KNOWN = KnownStore()
@@ -105,4 +109,5 @@ class KnownDocuments(SchemaExtension):
         yield
         if not self.known and not context.pre_execution_errors and context.query is not None:
             assert document is not None
-            self.store.passed(context.query, document)
+            if not self.store.passed(context.query, document):
+                one_off(context.context)

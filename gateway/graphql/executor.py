@@ -62,7 +62,8 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
-from gateway.graphql.memo import MEMOS, OperationMemo, coerced
+from gateway.graphql.memo import OperationMemo
+from gateway.graphql.types import memo_of
 from gateway.graphql.yielding import SLICE, in_slices
 
 _DEFINITION = "strawberry-definition"
@@ -154,8 +155,8 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
     def operation_memo(self) -> OperationMemo:
         """The memo of this operation with its variable values, looked up once."""
         if self._memo is None:
-            self._memo = MEMOS.of(
-                self.operation, self.fragment_definitions, coerced(self.variable_values)
+            self._memo = memo_of(
+                self.context_value, self.operation, self.fragment_definitions, self.variable_values
             )
         return self._memo
 
@@ -336,7 +337,8 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         selected field is not plain (or the operation has anything else to attend to: a
         middleware, a type check, deferred fragments). Worked out once per selection in an
         execution, and kept for the next executions of the same operation with the same
-        variable values (:mod:`gateway.graphql.memo`), the selection told by its field nodes."""
+        variable values (:mod:`gateway.graphql.memo`), the selection told by its field nodes
+        (not for a document seen once: it does not come back as the same nodes)."""
         key = (parent, id(field_details_list))  # as graphql-core keys collect_subfields
         found = self._plain.get(key)
         if found is None:
@@ -355,7 +357,10 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
             for d in field_details_list
         ):
             return self._plain_fields(parent, field_details_list)  # this execution's own
-        known = self.operation_memo().plain
+        memo = self.operation_memo()
+        if not memo.kept:  # this request's only: kept per execution in ``_plain``
+            return self._plain_fields(parent, field_details_list)
+        known = memo.plain
         nodes = (parent, tuple(id(d.node) for d in field_details_list))
         if nodes in known:
             kept: Plain | None = known[nodes]

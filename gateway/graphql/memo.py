@@ -18,6 +18,12 @@ anew, as before). The store holds only weak references to syntax-tree nodes, so 
 document alive, and an operation's memos go when its node does (a document made up for one
 request leaves nothing behind); it is bounded: :data:`MAX_OPERATIONS` operations,
 :data:`MAX_VARIABLE_SETS` memos each, least recently used dropped first.
+
+A document parsed for its request and not kept parsed after it (one seen for the first time:
+:mod:`gateway.graphql.documents`) cannot come back as the same nodes, so its operation is not
+looked up in the store at all: it gets a memo of its own for that request (``kept`` false),
+shared by its resolvers and the executor, which then keeps no one-pass selections in it (the
+execution has its own) and builds no keys for them.
 """
 
 from __future__ import annotations
@@ -41,9 +47,12 @@ class OperationMemo:
     """What one operation, with one set of variable values, selects (worked out when first
     asked, by whoever asks)."""
 
-    __slots__ = ("arguments", "plain", "plan", "splits")
+    __slots__ = ("arguments", "kept", "plain", "plan", "splits")
 
-    def __init__(self) -> None:
+    def __init__(self, *, kept: bool = True) -> None:
+        self.kept = kept
+        """Whether the memo is kept for the operation's next requests (false: this one's
+        only, so not worth filling beyond what this request asks twice)."""
         self.plan: object = None
         """The operation's usage plan (``gateway.graphql.selection.UsagePlan``), once read."""
         self.splits: dict[int, bool] = {}
@@ -91,6 +100,9 @@ class OperationMemos:
         self.max_operations = max_operations
         self.max_variable_sets = max_variable_sets
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self.entries_made = 0
+        """Operations entered into the store so far (each new one, or one back after its
+        entry was dropped)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -109,13 +121,14 @@ class OperationMemos:
         ``variable_values``; a new one, kept nowhere, where the values cannot be hashed."""
         variables = _variables_key(variable_values)
         if variables is None:
-            return OperationMemo()
+            return OperationMemo(kept=False)
         definitions = tuple(fragments.values())
         key = id(operation)
         entry = self._entries.get(key)
         if entry is None or not entry.matches(operation, definitions):
             # A node's id may be another's once it is gone (its entry went with it meanwhile).
             entry = _Entry(operation, definitions, partial(self._gone, key))
+            self.entries_made += 1
             self._entries[key] = entry
             while len(self._entries) > self.max_operations:
                 self._entries.popitem(last=False)

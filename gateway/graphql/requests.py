@@ -407,18 +407,27 @@ def expanded_fields(document: DocumentNode) -> int | None:
 
 
 class ExpansionLimitRule(ValidationRule):
-    """Refuses a document whose fragments expand past :data:`MAX_EXPANDED_FIELDS` fields."""
+    """Refuses a document whose fragments expand past :data:`MAX_EXPANDED_FIELDS` fields; on a
+    document within it whose spreads all name a fragment, then makes each rule of ``after``
+    (rules that do their work when made), in turn."""
+
+    after: tuple[type[ASTValidationRule], ...] = ()
 
     def __init__(self, context: ValidationContext) -> None:
         super().__init__(context)
         count = expanded_fields(context.document)
-        if count is not None and count > MAX_EXPANDED_FIELDS:
+        if count is None:
+            return
+        if count > MAX_EXPANDED_FIELDS:
             self.report_error(
                 GraphQLError(
                     f"the query selects {count} fields once its fragments are spread out; "
                     f"at most {MAX_EXPANDED_FIELDS} are allowed"
                 )
             )
+            return
+        for rule in self.after:
+            rule(context)
 
 
 def after_known_fragments(
@@ -428,17 +437,11 @@ def after_known_fragments(
     do) made to stand aside on documents with an unknown fragment spread (graphql-core's
     ``NoUndefinedFragmentsRule`` reports it; the depth limiter would fail with a KeyError) or
     whose fragments expand past :data:`MAX_EXPANDED_FIELDS` fields (those limiters walk each
-    spread anew, exponential in nested spreads), with :class:`ExpansionLimitRule` first."""
-
-    def guarded(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
-        class Guarded(ValidationRule):
-            def __init__(self, context: ValidationContext) -> None:
-                super().__init__(context)
-                count = expanded_fields(context.document)
-                if count is not None and count <= MAX_EXPANDED_FIELDS:
-                    rule(context)
-
-        Guarded.__name__ = f"Guarded{rule.__name__}"
-        return Guarded
-
-    return [ExpansionLimitRule, *(guarded(rule) for rule in rules)]
+    spread anew, exponential in nested spreads), which :class:`ExpansionLimitRule` refuses: one
+    rule, counting the document's fields once for all of them."""
+    limits = type(
+        "ExpansionLimitThen" + "".join(rule.__name__ for rule in rules),
+        (ExpansionLimitRule,),
+        {"after": tuple(rules)},
+    )
+    return [limits]

@@ -14,14 +14,20 @@ import calendar
 import enum
 import json
 import re
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime
 from functools import lru_cache
 from types import CoroutineType
 from typing import TYPE_CHECKING, Annotated, Any, NewType, TypeVar, cast
 
 import strawberry
-from graphql import FieldNode, GraphQLError, InlineFragmentNode
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+)
 from graphql.pyutils import inspect
 from strawberry.litestar import BaseContext
 
@@ -743,14 +749,33 @@ def scope_of(info: strawberry.Info) -> RequestScope:
 def operation_memo(info: strawberry.Info) -> OperationMemo:
     """The memo of the operation being executed with its variable values, looked up once per
     operation (kept on a ``GatewayContext``)."""
-    context = info.context
+    raw = info._raw_info
+    return memo_of(info.context, raw.operation, raw.fragments, raw.variable_values)
+
+
+def memo_of(
+    context: object,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variable_values: object,
+) -> OperationMemo:
+    """The memo of ``operation`` with these fragments and variable values: the one its
+    ``GatewayContext`` holds (a one-off document's own, :func:`one_off`, or the store's, found
+    by the first that asked), else the store's (:data:`~gateway.graphql.memo.MEMOS`)."""
     if isinstance(context, GatewayContext) and context.operation_memo is not None:
         return context.operation_memo
-    raw = info._raw_info
-    memo = MEMOS.of(raw.operation, raw.fragments, coerced(raw.variable_values))
+    memo = MEMOS.of(operation, fragments, coerced(variable_values))
     if isinstance(context, GatewayContext):
         context.operation_memo = memo
     return memo
+
+
+def one_off(context: object) -> None:
+    """The operation about to run on ``context`` is of a document parsed for this request and
+    not kept parsed (:mod:`gateway.graphql.documents`): its nodes go with the request, so what
+    is read from them is worked out for this request only, in a memo kept nowhere."""
+    if isinstance(context, GatewayContext) and context.operation_memo is None:
+        context.operation_memo = OperationMemo(kept=False)
 
 
 def _usage_splits(info: strawberry.Info) -> bool:
