@@ -15,6 +15,7 @@ executor and resolvers read from a document not kept is not memoized past its re
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
@@ -33,6 +34,24 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_SIGHTINGS = 8 * MAX_DOCUMENTS
 """Documents that passed once, remembered at most (by their text's hash), oldest forgotten
 first."""
+
+
+def parse_document(text: str, **options: Any) -> DocumentNode:
+    """graphql-core's ``parse``, its tokens linked forward only.
+
+    The lexer links each token to the next and the previous one, a reference cycle through
+    every token that kept the whole syntax tree (which holds the first and last token of each
+    node) for the garbage collector; linked forward only, a document made up for one request
+    is freed as soon as the request lets go of it. Nothing in graphql-core or Strawberry walks
+    tokens backwards.
+    """
+    document = parse(text, **options)
+    location = document.loc
+    token = location.start_token if location is not None else None
+    while token is not None:
+        token.prev = None
+        token = token.next
+    return document
 
 
 class KnownStore(BoundedLRU[DocumentNode]):
@@ -92,7 +111,9 @@ class KnownDocuments(SchemaExtension):
                 raise GraphQLError(
                     f"Syntax Error: Document contains more than {limit} tokens. Parsing aborted."
                 )
-            context.graphql_document = document or parse(context.query, **context.parse_options)
+            context.graphql_document = document or parse_document(
+                context.query, **context.parse_options
+            )
         yield
 
     def on_validate(self) -> Iterator[None]:

@@ -31,6 +31,11 @@ gateway's changes to how values are completed and resolvers called.
   completed item by item on the shared budget of :mod:`gateway.graphql.yielding`, the event
   loop running in between; that is done here, where every list is completed, rather than by a
   resolver hook, which would wrap every field of every answer (a few microseconds each).
+
+And one change to what it leaves behind: graphql-core's executor keeps the helpers it gives
+resolvers (``info.async_helpers``, its own bound methods) on itself, a reference cycle holding
+the executor, the request's context and the document until the garbage collector came by; this
+one lets go of them once the answer is built, and the request is freed as soon as it ends.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfoHelpers,
     GraphQLScalarType,
 )
 from graphql.execution.collect_fields import FieldDetailsList
@@ -143,6 +149,7 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, answering plain objects in one pass and long lists in slices."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._helpers: GraphQLResolveInfoHelpers | None = None
         super().__init__(*args, **kwargs)
         self._plain: dict[tuple[GraphQLObjectType, int], tuple[FieldDetailsList, Plain | None]] = {}
         self._memo: OperationMemo | None = None
@@ -277,6 +284,30 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
+
+    @property
+    def async_helpers(self) -> GraphQLResolveInfoHelpers:
+        """The helpers graphql-core gives resolvers in their resolve info: its own, until the
+        answer is built, and then made again if a field is still resolved after it (a sibling
+        of a field whose error nulled the whole answer, left to settle in the background)."""
+        helpers = self._helpers
+        if helpers is None:
+            helpers = self._helpers = GraphQLResolveInfoHelpers(
+                gather=self.gather_async_work, track=self.track_async_work
+            )
+        return helpers
+
+    @async_helpers.setter
+    def async_helpers(self, helpers: GraphQLResolveInfoHelpers | None) -> None:
+        self._helpers = helpers
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        """graphql-core's answer, after which this executor lets go of its resolve-info
+        helpers: they are its own bound methods, a reference cycle that kept the executor, the
+        request's context and the document until the garbage collector came by."""
+        response = super().build_response(data)
+        self._helpers = None
+        return response
 
     def complete_list_value(
         self,

@@ -12,7 +12,9 @@
   every GraphQL error at ERROR with a traceback by default. An answer with an error raised
   while its fields were resolved is never kept by the answer cache
   (:mod:`gateway.answer_reads`); a refusal of the whole request (its syntax, validity, cost)
-  depends on the request alone and is kept as any answer is.
+  depends on the request alone and is kept as any answer is. Once logged, the errors'
+  tracebacks are dropped (:func:`forget_tracebacks`): they held the request in a reference
+  cycle, for the garbage collector.
 * :class:`RequestChecks` names the argument (or variable default) a bad value was given for,
   and refuses a document of several operations without an ``operationName`` (Strawberry would
   run the first one).
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -272,6 +274,26 @@ class GatewaySchema(Schema):
                 log.info("GraphQL error shown%s: %s", who, vendor_text(error.message))
             else:
                 log.error("GraphQL error%s: %s", who, error.message, exc_info=error.original_error)
+        forget_tracebacks(errors)
+
+
+def forget_tracebacks(errors: Iterable[BaseException]) -> None:
+    """Drops the tracebacks of ``errors``, of their original errors and of the exceptions they
+    were raised from or while handling: once logged, nothing reads them (an answer shows an
+    error's message, locations and path). A traceback holds the frames it passed through, and
+    those the request (its execution context, which holds the errors): a reference cycle
+    through every request that ended in an error, left to the garbage collector."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = list(errors)
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        pending += (error.__cause__, error.__context__)
+        if isinstance(error, GraphQLError):
+            pending.append(error.original_error)
 
 
 class ArgumentValuesRule(ValuesOfCorrectTypeRule):
@@ -368,42 +390,55 @@ def expanded_fields(document: DocumentNode) -> int | None:
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
     sizes: dict[str, int | None] = {}
-
-    def size(selection_set: SelectionSetNode | None) -> int | None:
-        total = 0
-        for selection in selection_set.selections if selection_set else ():
-            if isinstance(selection, FieldNode):
-                inner = size(selection.selection_set)
-                part = None if inner is None else 1 + inner
-            elif isinstance(selection, InlineFragmentNode):
-                part = size(selection.selection_set)
-            else:
-                assert isinstance(selection, FragmentSpreadNode)
-                part = fragment(selection.name.value)
-            if part is None:
-                return None
-            total += part
-        return total
-
-    def fragment(name: str) -> int | None:
-        if name not in sizes:
-            if name not in fragments:
-                return None
-            sizes[name] = 0  # while counting it: a cycle adds nothing
-            sizes[name] = size(fragments[name].selection_set)
-        return sizes[name]
-
     total = 0
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
-            part = size(definition.selection_set)
+            part = _size(definition.selection_set, fragments, sizes)
             if part is None:
                 return None
             total += part
     for name in fragments:  # an unused fragment with an unknown spread is no less unknown
-        if fragment(name) is None:
+        if _fragment(name, fragments, sizes) is None:
             return None
     return total
+
+
+# Module functions rather than two closures calling each other: those would be a reference
+# cycle, left (with the document they read) to the garbage collector after every count.
+def _size(
+    selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    sizes: dict[str, int | None],
+) -> int | None:
+    """The fields ``selection_set`` selects, its spreads written out (``None``: an unknown
+    spread)."""
+    total = 0
+    for selection in selection_set.selections if selection_set else ():
+        if isinstance(selection, FieldNode):
+            inner = _size(selection.selection_set, fragments, sizes)
+            part = None if inner is None else 1 + inner
+        elif isinstance(selection, InlineFragmentNode):
+            part = _size(selection.selection_set, fragments, sizes)
+        else:
+            assert isinstance(selection, FragmentSpreadNode)
+            part = _fragment(selection.name.value, fragments, sizes)
+        if part is None:
+            return None
+        total += part
+    return total
+
+
+def _fragment(
+    name: str, fragments: dict[str, FragmentDefinitionNode], sizes: dict[str, int | None]
+) -> int | None:
+    """The fields fragment ``name`` selects, counted once (``None``: no such fragment, or an
+    unknown spread in it)."""
+    if name not in sizes:
+        if name not in fragments:
+            return None
+        sizes[name] = 0  # while counting it: a cycle adds nothing
+        sizes[name] = _size(fragments[name].selection_set, fragments, sizes)
+    return sizes[name]
 
 
 class ExpansionLimitRule(ValidationRule):

@@ -28,6 +28,12 @@ besides the rules themselves, this module does differently:
   reported nothing and spent none of graphql-core's budget of fragment work, so the errors
   (and where validation aborts) are the same.
 
+And it leaves no reference cycle behind: a graphql-core visitor keeps the methods it found for
+each kind of node on itself, bound to itself, and so kept itself, the rules, their context and
+the document for the garbage collector after every validation. Here those are emptied when a
+walk is over (the rules', and the walks for variable usages): once validation has returned,
+nothing it made keeps the document alive.
+
 Everything else is graphql-core's: its rules, its ``TypeInfo``, its traversal, its error limit
 and its guard against fragments nested too deeply. tests/test_validation.py checks that the
 errors (messages and locations) are those of ``graphql.validate`` for generated documents.
@@ -87,6 +93,7 @@ from graphql.validation.validate import (
     ValidationAbortedError,
     query_document_keys_to_validate,
 )
+from graphql.validation.validation_context import VariableUsage, VariableUsageVisitor
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
@@ -309,6 +316,25 @@ def needed(
     return [rule for rule in rules if (needs := NEEDS.get(rule)) is None or holds & needs]
 
 
+class _Context(ValidationContext):
+    """graphql-core's ``ValidationContext``, its walks for variable usages leaving no
+    reference cycle behind."""
+
+    def get_variable_usages(self, node: Any) -> list[VariableUsage]:
+        usages = self._variable_usages.get(node)
+        if usages is None:
+            fragment = node if isinstance(node, FragmentDefinitionNode) else None
+            usage_visitor = VariableUsageVisitor(self._type_info, fragment)
+            walker = TypeInfoVisitor(self._type_info, usage_visitor)
+            try:
+                visit(node, walker)
+            finally:
+                walker.enter_leave_map.clear()  # bound methods of its own: a cycle
+                usage_visitor.enter_leave_map.clear()
+            usages = self._variable_usages[node] = usage_visitor.usages
+        return usages
+
+
 def validate(
     schema: GraphQLSchema,
     document: DocumentNode,
@@ -325,7 +351,7 @@ def validate(
             raise ValidationAbortedError(msg)
         errors.append(error)
 
-    context = ValidationContext(schema, document, type_info, on_error)
+    context = _Context(schema, document, type_info, on_error)
     # Keyed by identity: a frozen node hashes as its whole subtree does.
     context._variable_usages = RefMap()  # type: ignore[assignment]
     context._recursive_variable_usages = RefMap()  # type: ignore[assignment]
@@ -343,15 +369,21 @@ def validate(
     }
     if fragments:
         visitors.insert(0, FragmentNestingVisitor(fragments))
+    rules_visitor = _Rules(visitors)
+    type_info_visitor = TypeInfoVisitor(type_info, rules_visitor)
     try:
-        visit(
-            document, TypeInfoVisitor(type_info, _Rules(visitors)), query_document_keys_to_validate
-        )
+        visit(document, type_info_visitor, query_document_keys_to_validate)
     except ValidationAbortedError as error:
         error.__context__ = None
         errors.append(error.with_traceback(None))
     except RecursionError:
         errors.append(ValidationAbortedError("Validation aborted."))
+    finally:
+        # A visitor keeps its methods for each kind of node on itself, bound to itself: a
+        # reference cycle, holding the rules, their context and the document until the
+        # garbage collector came by. Emptied, they all go when validation returns.
+        for visitor in (type_info_visitor, rules_visitor, *visitors):
+            visitor.enter_leave_map.clear()
     return errors
 
 
