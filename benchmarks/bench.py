@@ -388,8 +388,9 @@ def warm_vendors_config(response_ttl: float) -> Iterator[tuple[Path, dict[str, s
         yield config, {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
 
-async def asgi_post(app: Any, body: bytes) -> bytes:
-    """One ``POST /graphql`` straight into an ASGI app (no sockets): the answer's body."""
+async def asgi_call(app: Any, body: bytes) -> tuple[int, bytes]:
+    """One ``POST /graphql`` straight into an ASGI app (no client, no sockets): the answer's
+    status and body."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -421,9 +422,14 @@ async def asgi_post(app: Any, body: bytes) -> bytes:
         sent.append(message)
 
     await app(scope, receive, send)
-    answer = b"".join(m.get("body", b"") for m in sent[1:])
-    if sent[0]["status"] != 200 or b'"errors"' in answer:
-        raise RuntimeError(f"HTTP {sent[0]['status']}: {answer[:300]!r}")
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def asgi_post(app: Any, body: bytes) -> bytes:
+    """:func:`asgi_call`'s answer, which must be a 200 without errors."""
+    status, answer = await asgi_call(app, body)
+    if status != 200 or b'"errors"' in answer:
+        raise RuntimeError(f"HTTP {status}: {answer[:300]!r}")
     return answer
 
 

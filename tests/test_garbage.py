@@ -5,7 +5,6 @@ is known or new, has variables or fragments, or ends in an error."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import itertools
 import json
@@ -17,6 +16,7 @@ import pytest
 from graphql import ExecutionResult, parse, specified_rules
 from graphql import validate as validate_graphql
 
+from benchmarks.bench import asgi_call
 from gateway.graphql.documents import parse_document
 from gateway.graphql.executor import GatewayExecutor
 from gateway.graphql.memo import MEMOS
@@ -55,41 +55,10 @@ PER_REQUEST = 5
 async def post(app: Any, body: dict[str, Any]) -> dict[str, Any]:
     """One ``POST /graphql`` straight into the ASGI app (no client, no sockets, nothing of
     their own in the count): the answer's JSON."""
-    data = json.dumps(body).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/graphql",
-        "raw_path": b"/graphql",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"test"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(data)).encode()),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    messages = [{"type": "http.request", "body": data, "more_body": False}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.Event().wait()  # the client never disconnects
-        raise AssertionError
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    assert sent[0]["status"] == 200
-    answer: dict[str, Any] = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
-    return answer
+    status, answer = await asgi_call(app, json.dumps(body).encode())
+    assert status == 200
+    found: dict[str, Any] = json.loads(answer)
+    return found
 
 
 @pytest.fixture
