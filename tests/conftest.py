@@ -10,6 +10,7 @@ dev dependency ships; ``redis_server`` is that process, for tests that pause, ki
 from __future__ import annotations
 
 import importlib.util
+import random
 import signal
 import ssl
 import subprocess
@@ -179,6 +180,28 @@ def redis_server_path() -> Path | None:
     return None
 
 
+def unlisted_port() -> int:
+    """A free loopback port below the kernel's range of ports for ``bind(..., 0)``
+    (``ip_local_port_range``), where no other test's server lands by asking for any free port:
+    a server killed by its test (connections refused from then on) does not find its port
+    taken over by another test's server in a parallel worker, which its clients would reach
+    instead (as a Redis of another test once was)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default start of the range
+    chooser = random.Random()
+    for _ in range(200):
+        port = chooser.randrange(max(1024, low - 12_000), low)
+        try:
+            sock = bind("127.0.0.1", port)
+        except OSError:
+            continue
+        sock.close()
+        return port
+    raise RuntimeError(f"no free loopback port below {low}")
+
+
 class RedisServer:
     """A redis-server process of one test's own, on a free loopback port (no persistence), that
     the test may pause (SIGSTOP: it hangs), resume, kill (SIGKILL) and start again."""
@@ -186,9 +209,7 @@ class RedisServer:
     def __init__(self, executable: Path, directory: Path) -> None:
         self.executable = executable
         self.directory = directory
-        sock = bind("127.0.0.1", 0)
-        self.port = int(sock.getsockname()[1])
-        sock.close()
+        self.port = unlisted_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
