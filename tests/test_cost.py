@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import re
 import textwrap
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from gateway.graphql import cost as cost_module
 from gateway.graphql.cost import ENDPOINTS_PER_USAGE, MAX_VISITS, Sizes, operation_cost
 from gateway.graphql.schema import schema
 from gateway.graphql.yielding import SLICE, TURN_BUDGET, in_slices
-from gateway.service import OFF_LOOP_DAYS
+from gateway.service import BUILDS, OFF_LOOP_DAYS
 from gateway.settings import DEFAULT_MAX_QUERY_COST, parse_settings
 from providers.emulation import Fault
 from tests.conftest import NOW, account_entry, settings_for
@@ -212,6 +213,27 @@ async def test_a_long_range_answers_as_its_halves_do(repute, make_gateway) -> No
     assert whole["requests"] == sum(h["requests"] for h in halves) > 0
     assert whole["series"] == halves[0]["series"] + halves[1]["series"]
     assert whole["missingDays"] == halves[0]["missingDays"] + halves[1]["missingDays"]
+
+
+async def test_long_ranges_asked_at_once_are_built_on_one_thread(repute, make_gateway) -> None:
+    """Three accounts' 700 days asked at once are each rolled up off the loop, on the one
+    thread of ``BUILDS`` (several threads would only take turns with the event loop for the
+    interpreter, and stalled it): that thread is there afterwards, and no other of its name."""
+    gateway = make_gateway(settings_for(*accounts(repute.url, 3)))
+    end = NOW.date()
+    start = end - timedelta(days=699)
+    query = """query($from: Date!, $to: Date!) { accounts {
+      usage(from: $from, to: $to) { requests series { start } missingDays } } }"""
+    answers = await asyncio.gather(
+        *(gateway.data(query, {"from": start.isoformat(), "to": end.isoformat()}) for _ in range(2))
+    )
+    for answer in answers:
+        assert [
+            len(a["usage"]["series"]) + len(a["usage"]["missingDays"]) for a in answer["accounts"]
+        ] == [700] * 3
+    builders = [t for t in threading.enumerate() if t.name.startswith("usage-build")]
+    assert len(builders) == 1 and BUILDS._max_workers == 1
+    assert set(BUILDS._threads) == set(builders)
 
 
 def _busy(seconds: float) -> None:
